@@ -1,0 +1,1 @@
+//! Reading `.deb` packages: the `ar` container, `control.tar` and `data.tar`.

@@ -1,0 +1,1 @@
+//! The Debian archive: signed releases, package indexes, versions, dependency resolution.

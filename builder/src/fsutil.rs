@@ -1,0 +1,21 @@
+//! Filesystem writes that never leave a partial file behind.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and
+/// a rename, so a reader sees the old file or the new one, never a torn one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".kina-tmp-")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}

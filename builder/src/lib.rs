@@ -1,0 +1,20 @@
+//! kina's node-image builder: recipe → lock → verified downloads → in-memory
+//! root filesystem → deterministic layers → OCI image layout or archive.
+//!
+//! No daemon and no host filesystem unpacking are involved anywhere: the same
+//! build gives the same digests on Linux and macOS, as root or not.
+
+pub mod deb;
+pub mod debian;
+pub mod digest;
+pub mod fetch;
+pub mod fsutil;
+pub mod lock;
+pub mod oci;
+pub mod platform;
+pub mod recipe;
+pub mod rootfs;
+pub mod sbom;
+
+/// The version of kina recorded in image labels and lockfiles.
+pub const KINA_VERSION: &str = env!("CARGO_PKG_VERSION");

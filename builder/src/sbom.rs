@@ -1,0 +1,1 @@
+//! SPDX 2.3 software bill of materials for a node image.
