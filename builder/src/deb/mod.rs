@@ -1,1 +1,3 @@
 //! Reading `.deb` packages: the `ar` container, `control.tar` and `data.tar`.
+
+pub mod reader;
