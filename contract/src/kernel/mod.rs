@@ -1,0 +1,1 @@
+//! Kernel feature profiles and the engine that checks a kernel against them.

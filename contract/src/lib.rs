@@ -1,0 +1,5 @@
+//! What the host and a node agree on, defined once and shared by the `kina`
+//! CLI and `kina-init`. Nothing here is Linux-only, so the macOS host build
+//! compiles it too.
+
+pub mod kernel;
