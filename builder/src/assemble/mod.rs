@@ -1,0 +1,297 @@
+//! `kina image build`: lock → verified inputs → layers → OCI image.
+//!
+//! Downloads run concurrently (async); unpacking, layer writing and
+//! compression are CPU work and run on blocking threads, one per platform, so
+//! a two-platform build uses both cores of a small machine.
+
+pub mod artifact;
+pub mod elf;
+pub mod kina_init;
+pub mod stages;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::digest::Sha256Digest;
+use crate::fetch::http::{FetchError, FetchItem, Fetcher};
+use crate::fetch::mirror::DebianMirrors;
+use crate::lock::{LayerName, Lock};
+use crate::lockgen::deb_url;
+use crate::oci::image::{ImageConfigParams, PlatformManifest, write_platform_image};
+use crate::oci::layer::{Compression, LayerBlob, write_layer};
+use crate::oci::layout::BlobStore;
+use crate::oci::registry::{PullError, RegistryMirrors, preload_tree, pull_platform};
+use crate::platform::Arch;
+use crate::recipe::LoadedRecipe;
+use crate::sbom::{SbomComponent, spdx_document};
+
+pub use stages::KINA_INIT_PATH;
+
+pub struct BuildOptions {
+    pub platforms: Vec<Arch>,
+    pub reference: String,
+    pub compression: Compression,
+    /// `SOURCE_DATE_EPOCH` from the environment, which wins over the lock's.
+    pub source_date_epoch: Option<u64>,
+    pub kina_init_overrides: BTreeMap<Arch, PathBuf>,
+    pub mirrors: DebianMirrors,
+    pub registry_mirrors: RegistryMirrors,
+}
+
+/// What was built, for the CLI to print and tests to assert.
+#[derive(Debug)]
+pub struct BuiltImage {
+    pub reference: String,
+    pub epoch: u64,
+    pub platforms: Vec<BuiltPlatform>,
+}
+
+#[derive(Debug)]
+pub struct BuiltPlatform {
+    pub arch: Arch,
+    pub manifest: PlatformManifest,
+    pub layers: Vec<(LayerName, LayerBlob)>,
+    pub sbom: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("the lock has no entries for {arch}; the recipe builds {available}")]
+    PlatformNotLocked { arch: Arch, available: String },
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("reading cached download {path}: {source}")]
+    ReadCache {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("pulling preloaded image: {0}")]
+    Pull(#[from] PullError),
+    #[error(transparent)]
+    KinaInit(#[from] kina_init::KinaInitError),
+    #[error(transparent)]
+    Stage(#[from] stages::StageError),
+    #[error("writing layer {layer} ({arch}): {message}")]
+    Layer {
+        layer: &'static str,
+        arch: Arch,
+        message: String,
+    },
+    #[error("writing the image for {arch}: {message}")]
+    Image { arch: Arch, message: String },
+    #[error("a build thread failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Builds every requested platform of `recipe` from `lock` into `blobs`.
+/// The caller turns the result into an index and an output (layout, archive
+/// or the local store).
+pub async fn build_image(
+    loaded: &LoadedRecipe,
+    lock: &Lock,
+    options: &BuildOptions,
+    fetcher: &Fetcher,
+    blobs: &BlobStore,
+) -> Result<BuiltImage, BuildError> {
+    let epoch = options.source_date_epoch.unwrap_or(lock.source_date_epoch);
+    let lock_digest = Sha256Digest::of(
+        lock.to_toml()
+            .map_err(|e| BuildError::Image {
+                arch: Arch::Amd64,
+                message: e.to_string(),
+            })?
+            .as_bytes(),
+    );
+    for &arch in &options.platforms {
+        if lock.packages_for(arch).next().is_none() {
+            return Err(BuildError::PlatformNotLocked {
+                arch,
+                available: loaded
+                    .recipe
+                    .architectures
+                    .iter()
+                    .map(|a| a.platform())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    }
+
+    let mut handles = Vec::new();
+    for &arch in &options.platforms {
+        let inputs = gather_inputs(loaded, lock, options, fetcher, arch, epoch).await?;
+        let blobs = blobs.clone();
+        let params = image_params(loaded, lock, &lock_digest, arch, epoch, &inputs.kina_init_digest);
+        let compression = options.compression;
+        handles.push(tokio::task::spawn_blocking(move || {
+            assemble_platform(inputs, params, epoch, compression, &blobs)
+        }));
+    }
+    let mut platforms = Vec::new();
+    for handle in handles {
+        platforms.push(handle.await??);
+    }
+    Ok(BuiltImage {
+        reference: options.reference.clone(),
+        epoch,
+        platforms,
+    })
+}
+
+/// Inputs plus what the image config and SBOM record about them.
+struct GatheredInputs {
+    stage: stages::PlatformInputs,
+    kina_init_digest: Sha256Digest,
+    components: Vec<SbomComponent>,
+}
+
+async fn gather_inputs(
+    loaded: &LoadedRecipe,
+    lock: &Lock,
+    options: &BuildOptions,
+    fetcher: &Fetcher,
+    arch: Arch,
+    epoch: u64,
+) -> Result<GatheredInputs, BuildError> {
+    let packages: Vec<_> = lock.packages_for(arch).cloned().collect();
+    let artifacts: Vec<_> = lock.artifacts_for(arch).cloned().collect();
+    let mut items = Vec::new();
+    for p in &packages {
+        items.push(FetchItem {
+            url: deb_url(&options.mirrors, p.archive, &p.filename),
+            sha256: p.sha256,
+            size: Some(p.size),
+            label: format!("{} {} ({})", p.name, p.version, p.architecture),
+        });
+    }
+    for a in &artifacts {
+        items.push(FetchItem {
+            url: a.url.clone(),
+            sha256: a.sha256,
+            size: None,
+            label: format!("{} {} ({arch})", a.name, a.version),
+        });
+    }
+    let paths = fetcher.fetch_all(&items).await?;
+    let mut read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|source| BuildError::ReadCache {
+            path: path.clone(),
+            source,
+        })
+    };
+    let mut debs = Vec::new();
+    let mut components = Vec::new();
+    for (p, path) in packages.iter().zip(&paths) {
+        components.push(SbomComponent::deb(p));
+        debs.push((p.clone(), read(path)?));
+    }
+    let mut artifact_inputs = Vec::new();
+    for (a, path) in artifacts.iter().zip(&paths[packages.len()..]) {
+        components.push(SbomComponent::artifact(a));
+        artifact_inputs.push((a.clone(), read(path)?));
+    }
+
+    let mut pulled = Vec::new();
+    for image in lock.images_for(arch) {
+        components.push(SbomComponent::image(image));
+        pulled.push(
+            pull_platform(
+                &image.reference,
+                &image.digest,
+                &image.manifest_digest,
+                arch,
+                &options.registry_mirrors,
+            )
+            .await?,
+        );
+    }
+    let images = if pulled.is_empty() {
+        crate::rootfs::tree::Tree::new()
+    } else {
+        preload_tree(&pulled, epoch)
+    };
+
+    let init = kina_init::obtain(loaded, options.kina_init_overrides.get(&arch), arch, fetcher).await?;
+    components.push(SbomComponent::kina_init(&init.version, &init.origin, init.digest));
+    let sbom = spdx_document(&options.reference, arch, epoch, &components);
+    Ok(GatheredInputs {
+        kina_init_digest: init.digest,
+        stage: stages::PlatformInputs {
+            arch,
+            debs,
+            artifacts: artifact_inputs,
+            images,
+            kina_init: init.bytes,
+            extra_files: vec![(SBOM_PATH.to_string(), sbom)],
+        },
+        components,
+    })
+}
+
+/// Where a node keeps its own SBOM, so a node can be audited from inside.
+pub const SBOM_PATH: &str = "usr/share/kina/sbom.spdx.json";
+
+fn image_params(
+    loaded: &LoadedRecipe,
+    lock: &Lock,
+    lock_digest: &Sha256Digest,
+    arch: Arch,
+    epoch: u64,
+    kina_init_digest: &Sha256Digest,
+) -> ImageConfigParams {
+    let mut labels = BTreeMap::new();
+    labels.insert("io.kina.version".to_string(), crate::KINA_VERSION.to_string());
+    labels.insert("io.kina.recipe".to_string(), loaded.recipe.name.clone());
+    labels.insert("io.kina.recipe.sha256".to_string(), lock.recipe_sha256.hex());
+    labels.insert("io.kina.lock.sha256".to_string(), lock_digest.hex());
+    labels.insert("io.kina.kina-init.sha256".to_string(), kina_init_digest.hex());
+    if let Some(k8s) = &loaded.recipe.kubernetes {
+        labels.insert("io.kina.kubernetes.version".to_string(), k8s.version.clone());
+    }
+    ImageConfigParams {
+        arch,
+        created_epoch: epoch,
+        entrypoint: vec![format!("/{KINA_INIT_PATH}")],
+        stop_signal: "SIGRTMIN+3".to_string(),
+        env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()],
+        labels,
+    }
+}
+
+fn assemble_platform(
+    gathered: GatheredInputs,
+    params: ImageConfigParams,
+    epoch: u64,
+    compression: Compression,
+    blobs: &BlobStore,
+) -> Result<BuiltPlatform, BuildError> {
+    let arch = gathered.stage.arch;
+    let layers = stages::build_layers(&gathered.stage, epoch)?;
+    let mut written = Vec::new();
+    for (name, tree) in &layers {
+        let blob = write_layer(tree, epoch, compression, blobs).map_err(|e| BuildError::Layer {
+            layer: name.as_str(),
+            arch,
+            message: e.to_string(),
+        })?;
+        written.push((*name, blob));
+    }
+    let manifest = write_platform_image(&params, &written, blobs).map_err(|e| BuildError::Image {
+        arch,
+        message: e.to_string(),
+    })?;
+    let sbom = gathered
+        .stage
+        .extra_files
+        .iter()
+        .find(|(p, _)| p == SBOM_PATH)
+        .map(|(_, b)| b.clone())
+        .unwrap_or_default();
+    drop(gathered.components);
+    Ok(BuiltPlatform {
+        arch,
+        manifest,
+        layers: written,
+        sbom,
+    })
+}

@@ -1,0 +1,31 @@
+//! One file per verb. Each takes its parsed arguments and returns an error
+//! that already says which input failed and what to do.
+
+mod image_build;
+mod image_inspect;
+mod image_list;
+mod image_lock;
+mod image_rm;
+mod sources;
+
+use clap::CommandFactory;
+
+use crate::cli::{Cli, Command, ImageCommand};
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let quiet = cli.global.quiet;
+    match cli.command {
+        Command::Image(ImageCommand::Build(args)) => image_build::run(args, quiet).await,
+        Command::Image(ImageCommand::Lock(args)) => image_lock::run(args).await,
+        Command::Image(ImageCommand::List { json }) => image_list::run(json),
+        Command::Image(ImageCommand::Inspect { reference, json }) => {
+            image_inspect::run(&reference, json)
+        }
+        Command::Image(ImageCommand::Rm { references }) => image_rm::run(&references),
+        Command::Completion { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "kina", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Helpers for driving the real `kina` binary the way a user does.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host-cli lives inside the workspace")
+        .to_path_buf()
+}
+
+/// The kina-init binaries `scripts/build-kina-init` produces; the tests need
+/// both and fail (not skip) when they are missing.
+pub fn kina_init_flags() -> Vec<String> {
+    let root = workspace_root();
+    let mut flags = Vec::new();
+    for (arch, target) in [
+        ("amd64", "x86_64-unknown-linux-gnu"),
+        ("arm64", "aarch64-unknown-linux-gnu"),
+    ] {
+        let path = root.join("target").join(target).join("release/kina-init");
+        assert!(
+            path.exists(),
+            "{} is missing: run scripts/build-kina-init first (scripts/test does)",
+            path.display()
+        );
+        flags.push("--kina-init".into());
+        flags.push(format!("{arch}={}", path.display()));
+    }
+    flags
+}
+
+/// A `kina` command with its own cache and store, isolated from the user's.
+pub fn kina(env_dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kina"));
+    cmd.env("KINA_CACHE_DIR", env_dir.join("cache"))
+        .env("KINA_DATA_DIR", env_dir.join("data"))
+        .env_remove("KINA_DEBIAN_MIRROR")
+        .env_remove("KINA_DEBIAN_SECURITY_MIRROR")
+        .env_remove("KINA_URL_REWRITE")
+        .env_remove("SOURCE_DATE_EPOCH");
+    cmd
+}
+
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn run_err(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        !out.status.success(),
+        "{cmd:?} succeeded but should have failed\nstdout:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A tool from a Debian package the tests rely on; missing means the test
+/// setup (scripts/install-test-deps) did not run, which is a failure.
+pub fn require_tool(name: &str) -> PathBuf {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "`{name}` is not installed: run scripts/install-test-deps (scripts/test does)"
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// Copies a recipe into `dir` so its lock is written there, not into the repository.
+pub fn copy_recipe(name: &str, dir: &Path) -> PathBuf {
+    let src = workspace_root().join("recipes").join(name);
+    let dst = dir.join(name);
+    std::fs::copy(&src, &dst).expect("copy recipe");
+    dst
+}
