@@ -76,7 +76,7 @@ impl DebianMirrors {
 }
 
 fn checked(url: &str, source_name: &'static str) -> Result<String, MirrorError> {
-    if url.starts_with("http://") || url.starts_with("https://") || url.starts_with("file://") {
+    if url.starts_with("http://") || url.starts_with("https://") {
         Ok(url.trim_end_matches('/').to_string())
     } else {
         Err(MirrorError::NotAUrl {
