@@ -10,7 +10,8 @@ use crate::lock::{LayerName, LockedArtifact, LockedPackage};
 use crate::platform::Arch;
 use crate::rootfs::dpkg_db::{InstalledPackage, write_dpkg_database};
 use crate::rootfs::tree::{Node, Tree};
-use crate::rootfs::unpack::unpack_deb;
+use crate::rootfs::path::setup_merged_usr;
+use crate::rootfs::unpack::Unpacker;
 use crate::rootfs::{accounts, alternatives, ca_bundle};
 
 use super::artifact::{ensure_parents, install_artifact};
@@ -63,6 +64,8 @@ pub const KINA_INIT_PATH: &str = "usr/local/bin/kina-init";
 pub fn build_layers(inputs: &PlatformInputs, epoch: u64) -> Result<Vec<(LayerName, Tree)>, StageError> {
     let arch = inputs.arch;
     let mut rootfs = Tree::new();
+    setup_merged_usr(&mut rootfs, arch, epoch);
+    let mut unpacker = Unpacker::new(arch);
     let mut installed: Vec<InstalledPackage> = Vec::new();
     let mut layers = Vec::new();
 
@@ -85,7 +88,8 @@ pub fn build_layers(inputs: &PlatformInputs, epoch: u64) -> Result<Vec<(LayerNam
         for (locked, bytes) in inputs.debs.iter().filter(|(p, _)| p.layer == layer) {
             let origin = format!("{} {} ({})", locked.name, locked.version, locked.architecture);
             let deb = read_deb(bytes, &origin).map_err(|e| package_err(&locked.name, e.to_string()))?;
-            let files = unpack_deb(&mut rootfs, &deb, &origin)
+            let files = unpacker
+                .unpack(&mut rootfs, &deb, &origin)
                 .map_err(|e| package_err(&locked.name, e.to_string()))?;
             installed.push(InstalledPackage::new(&deb, files));
             new_debs.push(deb);
@@ -94,12 +98,12 @@ pub fn build_layers(inputs: &PlatformInputs, epoch: u64) -> Result<Vec<(LayerNam
             // The effects are recomputed over every package installed so far,
             // as dpkg's databases describe the whole system.
             if layer == LayerName::DebianBase {
-                accounts::write_accounts(&mut rootfs).map_err(|e| effects_err(e.to_string()))?;
+                accounts::write_accounts(&mut rootfs, epoch).map_err(|e| effects_err(e.to_string()))?;
                 rootfs.insert("etc/machine-id", Node::file(Vec::new(), 0o444).with_mtime(epoch));
             }
-            alternatives::apply_alternatives(&mut rootfs, &installed)
+            alternatives::apply_alternatives(&mut rootfs, &installed, epoch)
                 .map_err(|e| effects_err(e.to_string()))?;
-            ca_bundle::write_ca_bundle(&mut rootfs).map_err(|e| effects_err(e.to_string()))?;
+            ca_bundle::write_ca_bundle(&mut rootfs, epoch);
             write_dpkg_database(&mut rootfs, &installed, arch, epoch)
                 .map_err(|e| effects_err(e.to_string()))?;
         }

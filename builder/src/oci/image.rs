@@ -1,1 +1,201 @@
-//! (being written)
+//! Image configs, manifests and the multi-arch index, as oci-spec types
+//! serialised canonically.
+
+use std::collections::{BTreeMap, HashMap};
+
+use oci_spec::image::{
+    Arch as OciArch, ConfigBuilder, DescriptorBuilder, HistoryBuilder, ImageConfigurationBuilder,
+    ImageIndexBuilder, ImageManifestBuilder, MediaType, Os, PlatformBuilder, RootFsBuilder,
+};
+
+use super::canonical::to_canonical_json;
+use super::layer::LayerBlob;
+use super::layout::{BlobStore, LayoutError};
+use crate::digest::Sha256Digest;
+use crate::lock::LayerName;
+use crate::platform::Arch;
+
+/// What goes into one platform's image config.
+#[derive(Clone, Debug)]
+pub struct ImageConfigParams {
+    pub arch: Arch,
+    pub created_epoch: u64,
+    pub entrypoint: Vec<String>,
+    pub stop_signal: String,
+    pub env: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlatformManifest {
+    pub arch: Arch,
+    pub digest: Sha256Digest,
+    pub size: u64,
+    pub config_digest: Sha256Digest,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("building the {what}: {message}")]
+    Spec { what: &'static str, message: String },
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+}
+
+fn spec_err(what: &'static str) -> impl Fn(String) -> ImageError {
+    move |message| ImageError::Spec { what, message }
+}
+
+fn oci_digest(d: &Sha256Digest) -> Result<oci_spec::image::Digest, ImageError> {
+    d.oci().parse().map_err(|e: oci_spec::OciSpecError| spec_err("descriptor")(e.to_string()))
+}
+
+fn oci_arch(arch: Arch) -> OciArch {
+    match arch {
+        Arch::Amd64 => OciArch::Amd64,
+        Arch::Arm64 => OciArch::ARM64,
+    }
+}
+
+/// RFC 3339 UTC time of `epoch`, as image configs record `created`.
+pub fn rfc3339(epoch: u64) -> String {
+    let days = epoch / 86_400;
+    let secs = epoch % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+/// Writes the config and manifest of one platform into `blobs`.
+pub fn write_platform_image(
+    params: &ImageConfigParams,
+    layers: &[(LayerName, LayerBlob)],
+    blobs: &BlobStore,
+) -> Result<PlatformManifest, ImageError> {
+    let created = rfc3339(params.created_epoch);
+    let labels: HashMap<String, String> = params.labels.clone().into_iter().collect();
+    let config = ConfigBuilder::default()
+        .entrypoint(params.entrypoint.clone())
+        .env(params.env.clone())
+        .stop_signal(params.stop_signal.clone())
+        .labels(labels)
+        .build()
+        .map_err(|e| spec_err("image config")(e.to_string()))?;
+    let rootfs = RootFsBuilder::default()
+        .typ("layers")
+        .diff_ids(layers.iter().map(|(_, l)| l.diff_id.oci()).collect::<Vec<_>>())
+        .build()
+        .map_err(|e| spec_err("image config")(e.to_string()))?;
+    let history = layers
+        .iter()
+        .map(|(name, _)| {
+            HistoryBuilder::default()
+                .created(created.clone())
+                .created_by(format!("kina {} image build: {} layer", crate::KINA_VERSION, name.as_str()))
+                .build()
+                .map_err(|e| spec_err("image history")(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let image_config = ImageConfigurationBuilder::default()
+        .created(created)
+        .architecture(oci_arch(params.arch))
+        .os(Os::Linux)
+        .config(config)
+        .rootfs(rootfs)
+        .history(history)
+        .build()
+        .map_err(|e| spec_err("image config")(e.to_string()))?;
+    let config_bytes = to_canonical_json(&image_config).map_err(|e| spec_err("image config")(e.to_string()))?;
+    let (config_digest, config_size) = blobs.put_bytes(&config_bytes)?;
+
+    let layer_descriptors = layers
+        .iter()
+        .map(|(name, l)| {
+            let mut annotations = HashMap::new();
+            annotations.insert("io.kina.layer".to_string(), name.as_str().to_string());
+            DescriptorBuilder::default()
+                .media_type(MediaType::Other(l.media_type.to_string()))
+                .digest(oci_digest(&l.digest)?)
+                .size(l.size)
+                .annotations(annotations)
+                .build()
+                .map_err(|e| spec_err("layer descriptor")(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let config_descriptor = DescriptorBuilder::default()
+        .media_type(MediaType::ImageConfig)
+        .digest(oci_digest(&config_digest)?)
+        .size(config_size)
+        .build()
+        .map_err(|e| spec_err("config descriptor")(e.to_string()))?;
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config_descriptor)
+        .layers(layer_descriptors)
+        .build()
+        .map_err(|e| spec_err("manifest")(e.to_string()))?;
+    let manifest_bytes = to_canonical_json(&manifest).map_err(|e| spec_err("manifest")(e.to_string()))?;
+    let (digest, size) = blobs.put_bytes(&manifest_bytes)?;
+    Ok(PlatformManifest {
+        arch: params.arch,
+        digest,
+        size,
+        config_digest,
+    })
+}
+
+/// Writes the multi-arch index over `platforms` into `blobs`; returns its
+/// digest and size.
+pub fn write_index(platforms: &[PlatformManifest], blobs: &BlobStore) -> Result<(Sha256Digest, u64), ImageError> {
+    let manifests = platforms
+        .iter()
+        .map(|p| {
+            let mut platform = PlatformBuilder::default().architecture(oci_arch(p.arch)).os(Os::Linux);
+            if p.arch == Arch::Arm64 {
+                platform = platform.variant("v8");
+            }
+            let platform = platform.build().map_err(|e| spec_err("platform")(e.to_string()))?;
+            DescriptorBuilder::default()
+                .media_type(MediaType::ImageManifest)
+                .digest(oci_digest(&p.digest)?)
+                .size(p.size)
+                .platform(platform)
+                .build()
+                .map_err(|e| spec_err("index descriptor")(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(manifests)
+        .build()
+        .map_err(|e| spec_err("index")(e.to_string()))?;
+    let bytes = to_canonical_json(&index).map_err(|e| spec_err("index")(e.to_string()))?;
+    Ok(blobs.put_bytes(&bytes)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_renders_unix_time() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_789_199_741), "2026-09-12T07:55:41Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

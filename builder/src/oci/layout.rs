@@ -1,1 +1,256 @@
-//! (being written)
+//! OCI image layouts: a blob store while building, and the finished output
+//! as a directory or a deterministic tar archive (`oci-archive`, what Apple's
+//! `container image load` and `skopeo` read).
+//!
+//! Outputs are written under a temporary name next to the target and renamed
+//! at the end, so a failed build leaves nothing behind.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::digest::{HashingWriter, Sha256Digest};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error("OCI layout {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("OCI layout {path}: blob {digest} is missing")]
+    MissingBlob { path: PathBuf, digest: Sha256Digest },
+    #[error("OCI layout {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LayoutError + '_ {
+    move |source| LayoutError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A directory of content-addressed blobs (`blobs/sha256/<hex>`): the staging
+/// area of a build and the storage of kina's local image store.
+#[derive(Clone, Debug)]
+pub struct BlobStore {
+    root: PathBuf,
+}
+
+impl BlobStore {
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, LayoutError> {
+        let root = root.into();
+        let dir = root.join("blobs/sha256");
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        Ok(Self { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn path(&self, digest: &Sha256Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    pub fn contains(&self, digest: &Sha256Digest) -> bool {
+        self.path(digest).is_file()
+    }
+
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<(Sha256Digest, u64), LayoutError> {
+        let digest = Sha256Digest::of(bytes);
+        let path = self.path(&digest);
+        if !path.exists() {
+            crate::fsutil::write_atomic(&path, bytes).map_err(io_err(&path))?;
+        }
+        Ok((digest, bytes.len() as u64))
+    }
+
+    /// A writer whose bytes become a blob named by their digest on `commit`.
+    pub fn writer(&self) -> Result<BlobWriter, LayoutError> {
+        let dir = self.root.join("blobs/sha256");
+        let tmp = tempfile::Builder::new()
+            .prefix(".kina-blob-")
+            .tempfile_in(&dir)
+            .map_err(io_err(&dir))?;
+        let file = tmp.reopen().map_err(io_err(&dir))?;
+        Ok(BlobWriter {
+            inner: HashingWriter::new(BufWriter::with_capacity(1 << 20, file)),
+            tmp,
+            store: self.clone(),
+        })
+    }
+
+    pub fn read(&self, digest: &Sha256Digest) -> Result<Vec<u8>, LayoutError> {
+        let path = self.path(digest);
+        std::fs::read(&path).map_err(|_| LayoutError::MissingBlob {
+            path: self.root.clone(),
+            digest: *digest,
+        })
+    }
+}
+
+pub struct BlobWriter {
+    inner: HashingWriter<BufWriter<File>>,
+    tmp: tempfile::NamedTempFile,
+    store: BlobStore,
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl BlobWriter {
+    pub fn commit(self) -> Result<(Sha256Digest, u64), LayoutError> {
+        let (digest, size, mut buffered) = self.inner.finish();
+        let dest = self.store.path(&digest);
+        buffered.flush().map_err(io_err(&dest))?;
+        if dest.exists() {
+            return Ok((digest, size));
+        }
+        self.tmp.persist(&dest).map_err(|e| LayoutError::Io {
+            path: dest.clone(),
+            source: e.error,
+        })?;
+        Ok((digest, size))
+    }
+}
+
+/// One entry of a layout's top-level `index.json`.
+#[derive(Clone, Debug)]
+pub struct LayoutEntry {
+    pub media_type: String,
+    pub digest: Sha256Digest,
+    pub size: u64,
+    pub reference: String,
+}
+
+/// The top-level `index.json` naming `entries`, with the reference in both
+/// annotations Apple's `container image load`, containerd and skopeo read.
+pub fn layout_index_json(entries: &[LayoutEntry]) -> Result<Vec<u8>, serde_json::Error> {
+    let manifests: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "mediaType": e.media_type,
+                "digest": e.digest.oci(),
+                "size": e.size,
+                "annotations": {
+                    "io.containerd.image.name": e.reference,
+                    "org.opencontainers.image.ref.name": e.reference,
+                },
+            })
+        })
+        .collect();
+    super::canonical::to_canonical_json(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    }))
+}
+
+pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// Writes a layout holding `blobs` (taken from `store`) and `index_json` to
+/// `output`: a directory, or an archive when the path ends in `.tar`.
+pub fn write_output(
+    store: &BlobStore,
+    blobs: &BTreeSet<Sha256Digest>,
+    index_json: &[u8],
+    output: &Path,
+    mtime: u64,
+) -> Result<(), LayoutError> {
+    let parent = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+    for digest in blobs {
+        if !store.contains(digest) {
+            return Err(LayoutError::MissingBlob {
+                path: store.root.clone(),
+                digest: *digest,
+            });
+        }
+    }
+    if output.extension().is_some_and(|e| e == "tar") {
+        let tmp = tempfile::Builder::new()
+            .prefix(".kina-out-")
+            .tempfile_in(&parent)
+            .map_err(io_err(&parent))?;
+        {
+            let file = tmp.reopen().map_err(io_err(output))?;
+            let mut builder = tar::Builder::new(BufWriter::with_capacity(1 << 20, file));
+            let add = |builder: &mut tar::Builder<BufWriter<File>>, path: &str, size: u64, mode: u32, data: &mut dyn io::Read| {
+                let mut header = tar::Header::new_ustar();
+                header.set_entry_type(if path.ends_with('/') {
+                    tar::EntryType::Directory
+                } else {
+                    tar::EntryType::Regular
+                });
+                header.set_size(size);
+                header.set_mode(mode);
+                header.set_uid(0);
+                header.set_gid(0);
+                header.set_mtime(mtime);
+                builder.append_data(&mut header, path, data)
+            };
+            let w = |e| io_err(output)(e);
+            add(&mut builder, "blobs/", 0, 0o755, &mut io::empty()).map_err(w)?;
+            add(&mut builder, "blobs/sha256/", 0, 0o755, &mut io::empty()).map_err(w)?;
+            for digest in blobs {
+                let path = store.path(digest);
+                let file = File::open(&path).map_err(io_err(&path))?;
+                let size = file.metadata().map_err(io_err(&path))?.len();
+                let mut reader = io::BufReader::new(file);
+                add(&mut builder, &format!("blobs/sha256/{}", digest.hex()), size, 0o644, &mut reader)
+                    .map_err(io_err(output))?;
+            }
+            add(&mut builder, "index.json", index_json.len() as u64, 0o644, &mut &index_json[..])
+                .map_err(io_err(output))?;
+            add(&mut builder, "oci-layout", OCI_LAYOUT.len() as u64, 0o644, &mut &OCI_LAYOUT[..])
+                .map_err(io_err(output))?;
+            let mut inner = builder.into_inner().map_err(io_err(output))?;
+            inner.flush().map_err(io_err(output))?;
+            inner.get_ref().sync_all().map_err(io_err(output))?;
+        }
+        tmp.persist(output).map_err(|e| LayoutError::Io {
+            path: output.to_path_buf(),
+            source: e.error,
+        })?;
+        return Ok(());
+    }
+
+    let tmp = tempfile::Builder::new()
+        .prefix(".kina-out-")
+        .tempdir_in(&parent)
+        .map_err(io_err(&parent))?;
+    let staged = BlobStore::open(tmp.path())?;
+    for digest in blobs {
+        let src = store.path(digest);
+        let dst = staged.path(digest);
+        // A hard link is free when both sit on one filesystem; copy otherwise.
+        if std::fs::hard_link(&src, &dst).is_err() {
+            std::fs::copy(&src, &dst).map_err(io_err(&dst))?;
+        }
+    }
+    std::fs::write(tmp.path().join("index.json"), index_json).map_err(io_err(output))?;
+    std::fs::write(tmp.path().join("oci-layout"), OCI_LAYOUT).map_err(io_err(output))?;
+    if output.exists() {
+        let meta = std::fs::symlink_metadata(output).map_err(io_err(output))?;
+        if !meta.is_dir() || !output.join("oci-layout").exists() {
+            return Err(LayoutError::Invalid {
+                path: output.to_path_buf(),
+                message: "exists and is not an OCI layout; refusing to replace it".into(),
+            });
+        }
+        std::fs::remove_dir_all(output).map_err(io_err(output))?;
+    }
+    let kept = tmp.keep();
+    std::fs::rename(&kept, output).map_err(io_err(output))?;
+    Ok(())
+}
