@@ -4,17 +4,20 @@
 //! No daemon and no host filesystem unpacking are involved anywhere: the same
 //! build gives the same digests on Linux and macOS, as root or not.
 
+pub mod assemble;
 pub mod deb;
 pub mod debian;
 pub mod digest;
 pub mod fetch;
 pub mod fsutil;
 pub mod lock;
+pub mod lockgen;
 pub mod oci;
 pub mod platform;
 pub mod recipe;
 pub mod rootfs;
 pub mod sbom;
+pub mod store;
 
 /// The version of kina recorded in image labels and lockfiles.
 pub const KINA_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -113,3 +113,16 @@ fn read_local(path: &Path, arch: Arch) -> Result<Vec<u8>, KinaInitError> {
 fn local_version() -> String {
     crate::KINA_VERSION.to_string()
 }
+
+/// What identifies a platform's kina-init without fetching it: the digest of
+/// a local binary, or the pinned digest of a released one.
+pub fn identity(loaded: &LoadedRecipe, override_path: Option<&PathBuf>, arch: Arch) -> Result<Sha256Digest, KinaInitError> {
+    let local = match (override_path, &loaded.recipe.kina_init) {
+        (Some(path), _) => path.clone(),
+        (None, KinaInitSpec::Local { path }) => resolve_local(loaded.dir(), path, arch),
+        (None, KinaInitSpec::Url { sha256, .. }) => {
+            return sha256.get(&arch).copied().ok_or(KinaInitError::NotPinned { arch });
+        }
+    };
+    Ok(Sha256Digest::of(&read_local(&local, arch)?))
+}

@@ -138,11 +138,10 @@ pub async fn build_image(
     })
 }
 
-/// Inputs plus what the image config and SBOM record about them.
+/// Inputs plus what the image config records about them.
 struct GatheredInputs {
     stage: stages::PlatformInputs,
     kina_init_digest: Sha256Digest,
-    components: Vec<SbomComponent>,
 }
 
 async fn gather_inputs(
@@ -173,7 +172,7 @@ async fn gather_inputs(
         });
     }
     let paths = fetcher.fetch_all(&items).await?;
-    let mut read = |path: &PathBuf| {
+    let read = |path: &PathBuf| {
         std::fs::read(path).map_err(|source| BuildError::ReadCache {
             path: path.clone(),
             source,
@@ -208,7 +207,7 @@ async fn gather_inputs(
     let images = if pulled.is_empty() {
         crate::rootfs::tree::Tree::new()
     } else {
-        preload_tree(&pulled, epoch)
+        preload_tree(&pulled, epoch)?
     };
 
     let init = kina_init::obtain(loaded, options.kina_init_overrides.get(&arch), arch, fetcher).await?;
@@ -224,7 +223,6 @@ async fn gather_inputs(
             kina_init: init.bytes,
             extra_files: vec![(SBOM_PATH.to_string(), sbom)],
         },
-        components,
     })
 }
 
@@ -287,11 +285,94 @@ fn assemble_platform(
         .find(|(p, _)| p == SBOM_PATH)
         .map(|(_, b)| b.clone())
         .unwrap_or_default();
-    drop(gathered.components);
     Ok(BuiltPlatform {
         arch,
         manifest,
         layers: written,
         sbom,
     })
+}
+
+/// The result of `build_to_store`.
+#[derive(Debug)]
+pub struct StoredBuild {
+    pub reference: String,
+    pub index_digest: Sha256Digest,
+    pub index_size: u64,
+    pub epoch: u64,
+    /// Whether an identical earlier build was reused (nothing was rebuilt).
+    pub reused: bool,
+    pub built: Option<BuiltImage>,
+}
+
+/// Builds the image into the local store and names it, unless the store
+/// already holds the result of exactly these inputs (same kina, lock,
+/// platforms, compression, epoch, reference and kina-init binaries).
+pub async fn build_to_store(
+    loaded: &LoadedRecipe,
+    lock: &Lock,
+    options: &BuildOptions,
+    fetcher: &Fetcher,
+    store: &crate::store::ImageStore,
+) -> Result<StoredBuild, BuildError> {
+    let epoch = options.source_date_epoch.unwrap_or(lock.source_date_epoch);
+    let key = build_key(loaded, lock, options, epoch)?;
+    let entry = |digest: Sha256Digest, size: u64| crate::oci::layout::LayoutEntry {
+        media_type: crate::store::INDEX_MEDIA_TYPE.to_string(),
+        digest,
+        size,
+        reference: options.reference.clone(),
+    };
+    if let Some((digest, size)) = store.lookup_build(&key) {
+        store.tag(entry(digest, size)).map_err(|e| BuildError::Image {
+            arch: options.platforms.first().copied().unwrap_or(Arch::Amd64),
+            message: e.to_string(),
+        })?;
+        return Ok(StoredBuild {
+            reference: options.reference.clone(),
+            index_digest: digest,
+            index_size: size,
+            epoch,
+            reused: true,
+            built: None,
+        });
+    }
+    let built = build_image(loaded, lock, options, fetcher, store.blobs()).await?;
+    let manifests: Vec<PlatformManifest> = built.platforms.iter().map(|p| p.manifest.clone()).collect();
+    let store_err = |message: String| BuildError::Image {
+        arch: options.platforms.first().copied().unwrap_or(Arch::Amd64),
+        message,
+    };
+    let (digest, size) =
+        crate::oci::image::write_index(&manifests, store.blobs()).map_err(|e| store_err(e.to_string()))?;
+    store.tag(entry(digest, size)).map_err(|e| store_err(e.to_string()))?;
+    store.record_build(&key, &digest, size).map_err(|e| store_err(e.to_string()))?;
+    Ok(StoredBuild {
+        reference: options.reference.clone(),
+        index_digest: digest,
+        index_size: size,
+        epoch,
+        reused: false,
+        built: Some(built),
+    })
+}
+
+/// Digest of everything that determines a build's output.
+fn build_key(loaded: &LoadedRecipe, lock: &Lock, options: &BuildOptions, epoch: u64) -> Result<Sha256Digest, BuildError> {
+    let mut text = format!(
+        "kina {}\nrecipe {}\nreference {}\nepoch {epoch}\ncompression {:?}\n",
+        crate::KINA_VERSION,
+        loaded.sha256,
+        options.reference,
+        options.compression
+    );
+    text.push_str(&lock.to_toml().map_err(|e| BuildError::Image {
+        arch: Arch::Amd64,
+        message: e.to_string(),
+    })?);
+    for &arch in &options.platforms {
+        let init = kina_init::identity(loaded, options.kina_init_overrides.get(&arch), arch)?;
+        text.push_str(&format!("platform {arch} kina-init {init}\n"));
+    }
+    Ok(Sha256Digest::of(text.as_bytes()))
 }

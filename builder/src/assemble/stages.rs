@@ -5,7 +5,7 @@
 //! lower stages do not depend on anything above them: a new Kubernetes patch
 //! release reuses the `debian-base` and `runtime` layers byte for byte.
 
-use crate::deb::reader::{DebPackage, read_deb};
+use crate::deb::reader::read_deb;
 use crate::lock::{LayerName, LockedArtifact, LockedPackage};
 use crate::platform::Arch;
 use crate::rootfs::dpkg_db::{InstalledPackage, write_dpkg_database};
@@ -84,7 +84,7 @@ pub fn build_layers(inputs: &PlatformInputs, epoch: u64) -> Result<Vec<(LayerNam
             message,
         };
 
-        let mut new_debs: Vec<DebPackage> = Vec::new();
+        let mut unpacked_any = false;
         for (locked, bytes) in inputs.debs.iter().filter(|(p, _)| p.layer == layer) {
             let origin = format!("{} {} ({})", locked.name, locked.version, locked.architecture);
             let deb = read_deb(bytes, &origin).map_err(|e| package_err(&locked.name, e.to_string()))?;
@@ -92,9 +92,9 @@ pub fn build_layers(inputs: &PlatformInputs, epoch: u64) -> Result<Vec<(LayerNam
                 .unpack(&mut rootfs, &deb, &origin)
                 .map_err(|e| package_err(&locked.name, e.to_string()))?;
             installed.push(InstalledPackage::new(&deb, files));
-            new_debs.push(deb);
+            unpacked_any = true;
         }
-        if !new_debs.is_empty() {
+        if unpacked_any {
             // The effects are recomputed over every package installed so far,
             // as dpkg's databases describe the whole system.
             if layer == LayerName::DebianBase {

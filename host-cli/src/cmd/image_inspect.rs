@@ -1,0 +1,97 @@
+//! `kina image inspect`: platforms, layers, sizes, labels and the SBOM summary.
+
+use anyhow::Context;
+use kina_builder::digest::Sha256Digest;
+use kina_builder::oci::layout::LayoutEntry;
+use kina_builder::store::ImageStore;
+use serde::Serialize;
+
+#[derive(Serialize)]
+pub struct ImageSummary {
+    pub reference: String,
+    pub digest: String,
+    pub platforms: Vec<PlatformSummary>,
+}
+
+#[derive(Serialize)]
+pub struct PlatformSummary {
+    pub platform: String,
+    pub manifest: String,
+    pub compressed_size: u64,
+    pub created: String,
+    pub labels: serde_json::Value,
+    pub layers: Vec<LayerSummary>,
+}
+
+#[derive(Serialize)]
+pub struct LayerSummary {
+    pub name: String,
+    pub digest: String,
+    pub size: u64,
+}
+
+fn json(store: &ImageStore, digest: &str) -> anyhow::Result<serde_json::Value> {
+    let digest: Sha256Digest = digest.parse()?;
+    Ok(serde_json::from_slice(&store.blobs().read(&digest)?)?)
+}
+
+pub fn summarize(store: &ImageStore, entry: &LayoutEntry) -> anyhow::Result<ImageSummary> {
+    let index = json(store, &entry.digest.oci())?;
+    let mut platforms = Vec::new();
+    for m in index["manifests"].as_array().into_iter().flatten() {
+        let digest = m["digest"].as_str().unwrap_or_default();
+        let manifest = json(store, digest)?;
+        let config = json(store, manifest["config"]["digest"].as_str().unwrap_or_default())?;
+        let layers: Vec<LayerSummary> = manifest["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|l| LayerSummary {
+                name: l["annotations"]["io.kina.layer"].as_str().unwrap_or("-").to_string(),
+                digest: l["digest"].as_str().unwrap_or_default().to_string(),
+                size: l["size"].as_u64().unwrap_or(0),
+            })
+            .collect();
+        platforms.push(PlatformSummary {
+            platform: format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap_or("?"),
+                m["platform"]["architecture"].as_str().unwrap_or("?")
+            ),
+            manifest: digest.to_string(),
+            compressed_size: layers.iter().map(|l| l.size).sum(),
+            created: config["created"].as_str().unwrap_or_default().to_string(),
+            labels: config["config"]["Labels"].clone(),
+            layers,
+        });
+    }
+    Ok(ImageSummary {
+        reference: entry.reference.clone(),
+        digest: entry.digest.oci(),
+        platforms,
+    })
+}
+
+pub fn run(reference: &str, as_json: bool) -> anyhow::Result<()> {
+    let store = ImageStore::open(ImageStore::default_root())?;
+    let entry = store.find(reference)?;
+    let summary = summarize(&store, &entry).with_context(|| format!("reading {reference}"))?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    println!("{}\n  index {}", summary.reference, summary.digest);
+    for p in &summary.platforms {
+        println!("  {} manifest {} created {}", p.platform, p.manifest, p.created);
+        if let Some(labels) = p.labels.as_object() {
+            for (k, v) in labels {
+                println!("    label {k}={}", v.as_str().unwrap_or_default());
+            }
+        }
+        for l in &p.layers {
+            println!("    layer {:<12} {:>10}  {}", l.name, super::image_build::human(l.size), l.digest);
+        }
+        println!("    total {:>18}", super::image_build::human(p.compressed_size));
+    }
+    Ok(())
+}
