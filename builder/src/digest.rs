@@ -16,7 +16,9 @@ use sha2::{Digest as _, Sha256};
 pub struct Sha256Digest([u8; 32]);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("`{input}` is not a sha256 digest: expected 64 hex characters, optionally prefixed by `sha256:`")]
+#[error(
+    "`{input}` is not a sha256 digest: expected 64 hex characters, optionally prefixed by `sha256:`"
+)]
 pub struct DigestParseError {
     input: String,
 }
@@ -116,7 +118,11 @@ impl<W: Write> HashingWriter<W> {
     }
 
     pub fn finish(self) -> (Sha256Digest, u64, W) {
-        (Sha256Digest(self.hasher.finalize().into()), self.written, self.inner)
+        (
+            Sha256Digest(self.hasher.finalize().into()),
+            self.written,
+            self.inner,
+        )
     }
 }
 

@@ -15,7 +15,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .prefix(".kina-tmp-")
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
+    make_shareable(tmp.as_file())?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// Temporary files are created 0600; what kina publishes (locks, layouts,
+/// store files) is ordinary data that other tools and users read.
+pub fn make_shareable(file: &std::fs::File) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))
+}
+
+/// Directories made with `tempfile` are 0700; published ones are 0755.
+pub fn make_dir_shareable(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
 }

@@ -129,7 +129,9 @@ pub struct LockedImage {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("cannot read lockfile {path}: {source}; run `kina image lock --recipe {recipe}` to create it")]
+    #[error(
+        "cannot read lockfile {path}: {source}; run `kina image lock --recipe {recipe}` to create it"
+    )]
     Read {
         path: PathBuf,
         recipe: PathBuf,

@@ -98,10 +98,13 @@ pub async fn lock_recipe(
                 suite: suite.clone(),
                 source: e,
             })?;
-            let date = index.release.date_epoch().ok_or_else(|| LockGenError::Date {
-                suite: suite.clone(),
-                date: index.release.date().to_string(),
-            })?;
+            let date = index
+                .release
+                .date_epoch()
+                .ok_or_else(|| LockGenError::Date {
+                    suite: suite.clone(),
+                    date: index.release.date().to_string(),
+                })?;
             newest_date = newest_date.max(date);
             releases.push(LockedRelease {
                 archive: source.archive,

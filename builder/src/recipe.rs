@@ -243,7 +243,9 @@ impl Recipe {
             }
         }
         if self.debian.keyring.is_empty() {
-            return Err("`debian.keyring` is empty: name the archive keys that sign these suites".into());
+            return Err(
+                "`debian.keyring` is empty: name the archive keys that sign these suites".into(),
+            );
         }
         let mut artifacts: Vec<&ArtifactSpec> = self.runtime.artifacts.iter().collect();
         if let Some(k8s) = &self.kubernetes {
@@ -345,7 +347,11 @@ path = "../target/{rust_target}/release/kina-init"
     #[test]
     fn templates_expand_version_and_arch() {
         assert_eq!(
-            expand_template("https://h/{version}/bin/linux/{arch}/kubeadm", "v1.34.2", Arch::Arm64),
+            expand_template(
+                "https://h/{version}/bin/linux/{arch}/kubeadm",
+                "v1.34.2",
+                Arch::Arm64
+            ),
             "https://h/v1.34.2/bin/linux/arm64/kubeadm"
         );
     }

@@ -47,7 +47,12 @@ impl SbomComponent {
             kind: "artifact",
             download_location: a.url.clone(),
             sha256: a.sha256,
-            purl: format!("pkg:generic/{}@{}?download_url={}", a.name, encode(&a.version), encode(&a.url)),
+            purl: format!(
+                "pkg:generic/{}@{}?download_url={}",
+                a.name,
+                encode(&a.version),
+                encode(&a.url)
+            ),
             supplier: "NOASSERTION".into(),
         }
     }
@@ -75,7 +80,11 @@ impl SbomComponent {
             name: "kina-init".into(),
             version: version.to_string(),
             kind: "kina-init",
-            download_location: if origin.starts_with("http") { origin.to_string() } else { "NOASSERTION".into() },
+            download_location: if origin.starts_with("http") {
+                origin.to_string()
+            } else {
+                "NOASSERTION".into()
+            },
             sha256: digest,
             purl: format!("pkg:generic/kina-init@{}", encode(version)),
             supplier: "Organization: kina".into(),
@@ -153,7 +162,12 @@ struct Relationship {
 }
 
 /// The SPDX JSON document for `components` of `reference` on `arch`.
-pub fn spdx_document(reference: &str, arch: Arch, epoch: u64, components: &[SbomComponent]) -> Vec<u8> {
+pub fn spdx_document(
+    reference: &str,
+    arch: Arch,
+    epoch: u64,
+    components: &[SbomComponent],
+) -> Vec<u8> {
     let mut sorted: Vec<&SbomComponent> = components.iter().collect();
     sorted.sort();
     let packages: Vec<Package> = sorted
@@ -227,7 +241,15 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_slice(&a).unwrap();
         assert_eq!(doc["spdxVersion"], "SPDX-2.3");
         assert_eq!(doc["packages"][0]["name"], "a");
-        assert_eq!(doc["packages"][0]["checksums"][0]["checksumValue"], Sha256Digest::of(b"a").hex());
-        assert!(doc["packages"][0]["externalRefs"][0]["referenceLocator"].as_str().unwrap().contains("1%3A2.3-4"));
+        assert_eq!(
+            doc["packages"][0]["checksums"][0]["checksumValue"],
+            Sha256Digest::of(b"a").hex()
+        );
+        assert!(
+            doc["packages"][0]["externalRefs"][0]["referenceLocator"]
+                .as_str()
+                .unwrap()
+                .contains("1%3A2.3-4")
+        );
     }
 }

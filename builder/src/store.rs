@@ -11,17 +11,26 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::digest::Sha256Digest;
-use crate::oci::layout::{BlobStore, LayoutEntry, LayoutError, OCI_LAYOUT, layout_index_json, write_output};
+use crate::oci::layout::{
+    BlobStore, LayoutEntry, LayoutError, OCI_LAYOUT, layout_index_json, write_output,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("image store {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Layout(#[from] LayoutError),
-    #[error("image store {path}: index.json is corrupt ({message}); move it aside and rebuild the images")]
+    #[error(
+        "image store {path}: index.json is corrupt ({message}); move it aside and rebuild the images"
+    )]
     Corrupt { path: PathBuf, message: String },
-    #[error("no image `{reference}` in the local store ({path}); `kina image list` shows what is there")]
+    #[error(
+        "no image `{reference}` in the local store ({path}); `kina image list` shows what is there"
+    )]
     NotFound { reference: String, path: PathBuf },
 }
 
@@ -98,14 +107,18 @@ impl ImageStore {
             path: path.clone(),
             message,
         };
-        let doc: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        let doc: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
         let mut entries = Vec::new();
         for m in doc["manifests"].as_array().into_iter().flatten() {
             let reference = m["annotations"]["org.opencontainers.image.ref.name"]
                 .as_str()
                 .ok_or_else(|| corrupt("an entry has no reference".into()))?;
             entries.push(LayoutEntry {
-                media_type: m["mediaType"].as_str().unwrap_or(INDEX_MEDIA_TYPE).to_string(),
+                media_type: m["mediaType"]
+                    .as_str()
+                    .unwrap_or(INDEX_MEDIA_TYPE)
+                    .to_string(),
                 digest: m["digest"]
                     .as_str()
                     .unwrap_or_default()
@@ -166,10 +179,15 @@ impl ImageStore {
         }
         let dir = self.root.join("blobs/sha256");
         let mut freed = 0;
-        for entry in std::fs::read_dir(&dir).map_err(|source| StoreError::Io { path: dir.clone(), source })? {
+        for entry in std::fs::read_dir(&dir).map_err(|source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        })? {
             let Ok(entry) = entry else { continue };
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Ok(digest) = name.parse::<Sha256Digest>() else { continue };
+            let Ok(digest) = name.parse::<Sha256Digest>() else {
+                continue;
+            };
             if !keep.contains(&digest) {
                 freed += entry.metadata().map_or(0, |m| m.len());
                 let _ = std::fs::remove_file(entry.path());
@@ -199,7 +217,10 @@ impl ImageStore {
             }
             for child in children {
                 if let Some(Ok(cd)) = child["digest"].as_str().map(str::parse::<Sha256Digest>) {
-                    if child["mediaType"].as_str().is_some_and(|m| m.contains("layer")) {
+                    if child["mediaType"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("layer"))
+                    {
                         seen.insert(cd);
                     } else {
                         pending.push(cd);
@@ -214,10 +235,11 @@ impl ImageStore {
     pub fn export(&self, reference: &str, output: &Path, mtime: u64) -> Result<(), StoreError> {
         let entry = self.find(reference)?;
         let blobs = self.blobs_of(&entry.digest)?;
-        let index = layout_index_json(std::slice::from_ref(&entry)).map_err(|e| StoreError::Corrupt {
-            path: self.root.clone(),
-            message: e.to_string(),
-        })?;
+        let index =
+            layout_index_json(std::slice::from_ref(&entry)).map_err(|e| StoreError::Corrupt {
+                path: self.root.clone(),
+                message: e.to_string(),
+            })?;
         write_output(&self.blobs, &blobs, &index, output, mtime)?;
         Ok(())
     }
@@ -229,10 +251,18 @@ impl ImageStore {
         let digest: Sha256Digest = digest.parse().ok()?;
         let size: u64 = size.parse().ok()?;
         let blobs = self.blobs_of(&digest).ok()?;
-        blobs.iter().all(|b| self.blobs.contains(b)).then_some((digest, size))
+        blobs
+            .iter()
+            .all(|b| self.blobs.contains(b))
+            .then_some((digest, size))
     }
 
-    pub fn record_build(&self, key: &Sha256Digest, index: &Sha256Digest, size: u64) -> Result<(), StoreError> {
+    pub fn record_build(
+        &self,
+        key: &Sha256Digest,
+        index: &Sha256Digest,
+        size: u64,
+    ) -> Result<(), StoreError> {
         let path = self.root.join("builds").join(key.hex());
         crate::fsutil::write_atomic(&path, format!("{index} {size}\n").as_bytes())
             .map_err(|source| StoreError::Io { path, source })

@@ -18,8 +18,10 @@ use kina_builder::recipe::{DebianArchive, LoadedRecipe};
 fn host_mirrors() -> (String, String) {
     let host = HostApt::read(HostApt::default_dir());
     (
-        host.debian.expect("the host's apt sources name a Debian mirror"),
-        host.security.expect("the host's apt sources name a security mirror"),
+        host.debian
+            .expect("the host's apt sources name a Debian mirror"),
+        host.security
+            .expect("the host's apt sources name a security mirror"),
     )
 }
 
@@ -28,7 +30,10 @@ fn base_recipe() -> LoadedRecipe {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// The recipe's universe for `arch`, read and verified by kina.
@@ -120,7 +125,12 @@ fn apt_simulation(arch: Arch, roots: &[String]) -> BTreeSet<String> {
     let (debian, security) = host_mirrors();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    for sub in ["lists/partial", "cache/archives/partial", "etc/apt.conf.d", "etc/preferences.d"] {
+    for sub in [
+        "lists/partial",
+        "cache/archives/partial",
+        "etc/apt.conf.d",
+        "etc/preferences.d",
+    ] {
         std::fs::create_dir_all(d.join(sub)).unwrap();
     }
     std::fs::write(
@@ -134,11 +144,20 @@ fn apt_simulation(arch: Arch, roots: &[String]) -> BTreeSet<String> {
     .unwrap();
     std::fs::write(d.join("status"), "").unwrap();
     let opts = [
-        format!("-oDir::Etc::SourceList={}", d.join("sources.list").display()),
+        format!(
+            "-oDir::Etc::SourceList={}",
+            d.join("sources.list").display()
+        ),
         "-oDir::Etc::SourceParts=/dev/null".into(),
         format!("-oDir::Etc::Parts={}", d.join("etc/apt.conf.d").display()),
-        format!("-oDir::Etc::Preferences={}", d.join("etc/preferences").display()),
-        format!("-oDir::Etc::PreferencesParts={}", d.join("etc/preferences.d").display()),
+        format!(
+            "-oDir::Etc::Preferences={}",
+            d.join("etc/preferences").display()
+        ),
+        format!(
+            "-oDir::Etc::PreferencesParts={}",
+            d.join("etc/preferences.d").display()
+        ),
         format!("-oDir::State::Lists={}", d.join("lists").display()),
         format!("-oDir::State::Status={}", d.join("status").display()),
         format!("-oDir::Cache={}", d.join("cache").display()),
@@ -148,15 +167,28 @@ fn apt_simulation(arch: Arch, roots: &[String]) -> BTreeSet<String> {
         "-oAPT::Install-Recommends=false".into(),
         "-oAPT::Sandbox::User=root".into(),
     ];
-    let update = Command::new("apt-get").args(&opts).arg("update").arg("-q").output().unwrap();
-    assert!(update.status.success(), "{}", String::from_utf8_lossy(&update.stderr));
+    let update = Command::new("apt-get")
+        .args(&opts)
+        .arg("update")
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert!(
+        update.status.success(),
+        "{}",
+        String::from_utf8_lossy(&update.stderr)
+    );
     let sim = Command::new("apt-get")
         .args(&opts)
         .args(["-s", "install", "--no-install-recommends"])
         .args(roots)
         .output()
         .unwrap();
-    assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
     String::from_utf8_lossy(&sim.stdout)
         .lines()
         .filter_map(|l| l.strip_prefix("Inst "))
@@ -203,7 +235,11 @@ fn resolver_matches_apt(arch: Arch) {
         only_ours.is_empty() && only_apt.is_empty(),
         "{arch}: kina and apt disagree\nonly kina: {only_ours:?}\nonly apt: {only_apt:?}"
     );
-    assert!(ours.len() > 100, "{arch}: suspiciously small set ({})", ours.len());
+    assert!(
+        ours.len() > 100,
+        "{arch}: suspiciously small set ({})",
+        ours.len()
+    );
     assert!(resolution.extra.iter().any(|p| p.name == "containerd"));
     assert!(resolution.base.iter().any(|p| p.name == "iptables"));
 }

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "kina", version, about = "Local Kubernetes clusters on lightweight VMs")]
+#[command(
+    name = "kina",
+    version,
+    about = "Local Kubernetes clusters on lightweight VMs"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

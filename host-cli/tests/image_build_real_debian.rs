@@ -21,7 +21,11 @@ fn resolve_in_root(root: &Path, path: &str) -> String {
                 current = if let Some(abs) = target.strip_prefix('/') {
                     abs.to_string()
                 } else {
-                    let parent = Path::new(&current).parent().unwrap().to_string_lossy().into_owned();
+                    let parent = Path::new(&current)
+                        .parent()
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned();
                     normalize(&format!("{parent}/{target}"))
                 };
             }
@@ -73,9 +77,16 @@ fn base_recipe_builds_for_amd64_and_arm64_and_independent_readers_accept_it() {
     require_tool("dpkg-query");
     let dir = tempfile::tempdir().unwrap();
     let recipe = copy_recipe("base.toml", dir.path());
-    run_ok(kina(dir.path()).args(["image", "lock", "--recipe"]).arg(&recipe));
+    run_ok(
+        kina(dir.path())
+            .args(["image", "lock", "--recipe"])
+            .arg(&recipe),
+    );
     let lock_text = std::fs::read_to_string(recipe.with_extension("lock")).unwrap();
-    assert!(lock_text.contains("name = \"iptables\""), "lock lacks iptables");
+    assert!(
+        lock_text.contains("name = \"iptables\""),
+        "lock lacks iptables"
+    );
 
     let archive = dir.path().join("base.oci.tar");
     let reference = "kina.local/node:base-test";
@@ -105,11 +116,19 @@ fn base_recipe_builds_for_amd64_and_arm64_and_independent_readers_accept_it() {
     for arch in ["amd64", "arm64"] {
         let root = unpack_platform(&archive, reference, arch, dir.path());
         // usrmerge aliases survived every layer.
-        assert_eq!(std::fs::read_link(root.join("bin")).unwrap().to_str(), Some("usr/bin"));
-        // iptables resolves through the alternatives system to the nft backend.
-        assert_eq!(resolve_in_root(&root, "/usr/sbin/iptables"), "/usr/sbin/xtables-nft-multi");
         assert_eq!(
-            std::fs::read_link(root.join("usr/sbin/iptables")).unwrap().to_str(),
+            std::fs::read_link(root.join("bin")).unwrap().to_str(),
+            Some("usr/bin")
+        );
+        // iptables resolves through the alternatives system to the nft backend.
+        assert_eq!(
+            resolve_in_root(&root, "/usr/sbin/iptables"),
+            "/usr/sbin/xtables-nft-multi"
+        );
+        assert_eq!(
+            std::fs::read_link(root.join("usr/sbin/iptables"))
+                .unwrap()
+                .to_str(),
             Some("/etc/alternatives/iptables")
         );
         let alt = std::fs::read_to_string(root.join("var/lib/dpkg/alternatives/iptables")).unwrap();
@@ -129,13 +148,17 @@ fn base_recipe_builds_for_amd64_and_arm64_and_independent_readers_accept_it() {
         assert_eq!(shadow.mode() & 0o7777, 0o640);
         assert_eq!((shadow.uid(), shadow.gid()), (0, shadow_gid));
         // Setuid and sticky bits as packaged.
-        assert_eq!(std::fs::metadata(root.join("tmp")).unwrap().mode() & 0o7777, 0o1777);
+        assert_eq!(
+            std::fs::metadata(root.join("tmp")).unwrap().mode() & 0o7777,
+            0o1777
+        );
         assert_eq!(
             std::fs::metadata(root.join("usr/bin/su")).unwrap().mode() & 0o7777,
             0o4755
         );
         // The CA bundle update-ca-certificates would have written.
-        let bundle = std::fs::read_to_string(root.join("etc/ssl/certs/ca-certificates.crt")).unwrap();
+        let bundle =
+            std::fs::read_to_string(root.join("etc/ssl/certs/ca-certificates.crt")).unwrap();
         assert!(bundle.matches("BEGIN CERTIFICATE").count() > 100);
         // dpkg's own tools read the database kina wrote.
         let out = run_ok(Command::new("dpkg-query").args([
@@ -156,12 +179,18 @@ fn base_recipe_builds_for_amd64_and_arm64_and_independent_readers_accept_it() {
             run_ok(&mut Command::new(&init).arg("--version"))
         } else {
             require_tool("qemu-aarch64-static");
-            run_ok(Command::new("qemu-aarch64-static").arg(&init).arg("--version"))
+            run_ok(
+                Command::new("qemu-aarch64-static")
+                    .arg(&init)
+                    .arg("--version"),
+            )
         };
         assert!(String::from_utf8_lossy(&version.stdout).starts_with("kina-init "));
         // The SBOM lists every package with its checksum.
-        let sbom: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(root.join("usr/share/kina/sbom.spdx.json")).unwrap()).unwrap();
+        let sbom: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(root.join("usr/share/kina/sbom.spdx.json")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(sbom["spdxVersion"], "SPDX-2.3");
         let names: Vec<&str> = sbom["packages"]
             .as_array()
@@ -169,7 +198,11 @@ fn base_recipe_builds_for_amd64_and_arm64_and_independent_readers_accept_it() {
             .iter()
             .map(|p| p["name"].as_str().unwrap())
             .collect();
-        assert!(names.contains(&"iptables") && names.contains(&"containerd") && names.contains(&"kina-init"));
+        assert!(
+            names.contains(&"iptables")
+                && names.contains(&"containerd")
+                && names.contains(&"kina-init")
+        );
     }
 }
 
@@ -178,7 +211,10 @@ fn two_cold_builds_in_different_directories_umasks_and_time_zones_are_identical(
     let first = tempfile::tempdir().unwrap();
     let second = tempfile::tempdir().unwrap();
     let mut digests = Vec::new();
-    for (dir, umask, tz) in [(first.path(), "022", "UTC"), (second.path(), "077", "Pacific/Kiritimati")] {
+    for (dir, umask, tz) in [
+        (first.path(), "022", "UTC"),
+        (second.path(), "077", "Pacific/Kiritimati"),
+    ] {
         let recipe = copy_recipe("base.toml", dir);
         run_ok(kina(dir).args(["image", "lock", "--recipe"]).arg(&recipe));
         let out = dir.join("image");
@@ -197,7 +233,11 @@ fn two_cold_builds_in_different_directories_umasks_and_time_zones_are_identical(
         args.extend(kina_init_flags());
         let script = format!("umask {umask}; exec \"$0\" \"$@\"");
         let mut sh = Command::new("sh");
-        sh.arg("-c").arg(script).arg(kina_bin).args(&args).env("TZ", tz);
+        sh.arg("-c")
+            .arg(script)
+            .arg(kina_bin)
+            .args(&args)
+            .env("TZ", tz);
         for (k, v) in cmd.get_envs() {
             match v {
                 Some(v) => sh.env(k, v),

@@ -60,9 +60,7 @@ pub fn install_artifact(
                 .map_err(|e| fail(format!("not a tar.gz archive: {e}")))?;
             for entry in entries {
                 let mut entry = entry.map_err(|e| fail(format!("corrupt archive: {e}")))?;
-                let raw = entry
-                    .path_bytes()
-                    .into_owned();
+                let raw = entry.path_bytes().into_owned();
                 let raw = String::from_utf8(raw)
                     .map_err(|_| fail("an entry name is not UTF-8".into()))?;
                 let stripped: Vec<&str> = raw

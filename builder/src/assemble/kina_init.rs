@@ -52,12 +52,27 @@ pub async fn obtain(
     fetcher: &Fetcher,
 ) -> Result<KinaInitBinary, KinaInitError> {
     let (bytes, origin, version) = match (override_path, &loaded.recipe.kina_init) {
-        (Some(path), _) => (read_local(path, arch)?, path.display().to_string(), local_version()),
+        (Some(path), _) => (
+            read_local(path, arch)?,
+            path.display().to_string(),
+            local_version(),
+        ),
         (None, KinaInitSpec::Local { path }) => {
             let path = resolve_local(loaded.dir(), path, arch);
-            (read_local(&path, arch)?, path.display().to_string(), local_version())
+            (
+                read_local(&path, arch)?,
+                path.display().to_string(),
+                local_version(),
+            )
         }
-        (None, KinaInitSpec::Url { url, version, sha256 }) => {
+        (
+            None,
+            KinaInitSpec::Url {
+                url,
+                version,
+                sha256,
+            },
+        ) => {
             let expected = sha256.get(&arch).ok_or(KinaInitError::NotPinned { arch })?;
             let url = expand_template(url, version, arch);
             let path = fetcher
@@ -86,7 +101,13 @@ pub async fn obtain(
                 problem: format!("it is built for {found}"),
             });
         }
-        Err(problem) => return Err(KinaInitError::WrongBinary { arch, origin, problem }),
+        Err(problem) => {
+            return Err(KinaInitError::WrongBinary {
+                arch,
+                origin,
+                problem,
+            });
+        }
     }
     Ok(KinaInitBinary {
         digest: Sha256Digest::of(&bytes),
@@ -116,12 +137,19 @@ fn local_version() -> String {
 
 /// What identifies a platform's kina-init without fetching it: the digest of
 /// a local binary, or the pinned digest of a released one.
-pub fn identity(loaded: &LoadedRecipe, override_path: Option<&PathBuf>, arch: Arch) -> Result<Sha256Digest, KinaInitError> {
+pub fn identity(
+    loaded: &LoadedRecipe,
+    override_path: Option<&PathBuf>,
+    arch: Arch,
+) -> Result<Sha256Digest, KinaInitError> {
     let local = match (override_path, &loaded.recipe.kina_init) {
         (Some(path), _) => path.clone(),
         (None, KinaInitSpec::Local { path }) => resolve_local(loaded.dir(), path, arch),
         (None, KinaInitSpec::Url { sha256, .. }) => {
-            return sha256.get(&arch).copied().ok_or(KinaInitError::NotPinned { arch });
+            return sha256
+                .get(&arch)
+                .copied()
+                .ok_or(KinaInitError::NotPinned { arch });
         }
     };
     Ok(Sha256Digest::of(&read_local(&local, arch)?))

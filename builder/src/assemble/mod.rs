@@ -121,7 +121,14 @@ pub async fn build_image(
     for &arch in &options.platforms {
         let inputs = gather_inputs(loaded, lock, options, fetcher, arch, epoch).await?;
         let blobs = blobs.clone();
-        let params = image_params(loaded, lock, &lock_digest, arch, epoch, &inputs.kina_init_digest);
+        let params = image_params(
+            loaded,
+            lock,
+            &lock_digest,
+            arch,
+            epoch,
+            &inputs.kina_init_digest,
+        );
         let compression = options.compression;
         handles.push(tokio::task::spawn_blocking(move || {
             assemble_platform(inputs, params, epoch, compression, &blobs)
@@ -210,8 +217,18 @@ async fn gather_inputs(
         preload_tree(&pulled, epoch)?
     };
 
-    let init = kina_init::obtain(loaded, options.kina_init_overrides.get(&arch), arch, fetcher).await?;
-    components.push(SbomComponent::kina_init(&init.version, &init.origin, init.digest));
+    let init = kina_init::obtain(
+        loaded,
+        options.kina_init_overrides.get(&arch),
+        arch,
+        fetcher,
+    )
+    .await?;
+    components.push(SbomComponent::kina_init(
+        &init.version,
+        &init.origin,
+        init.digest,
+    ));
     let sbom = spdx_document(&options.reference, arch, epoch, &components);
     Ok(GatheredInputs {
         kina_init_digest: init.digest,
@@ -238,13 +255,25 @@ fn image_params(
     kina_init_digest: &Sha256Digest,
 ) -> ImageConfigParams {
     let mut labels = BTreeMap::new();
-    labels.insert("io.kina.version".to_string(), crate::KINA_VERSION.to_string());
+    labels.insert(
+        "io.kina.version".to_string(),
+        crate::KINA_VERSION.to_string(),
+    );
     labels.insert("io.kina.recipe".to_string(), loaded.recipe.name.clone());
-    labels.insert("io.kina.recipe.sha256".to_string(), lock.recipe_sha256.hex());
+    labels.insert(
+        "io.kina.recipe.sha256".to_string(),
+        lock.recipe_sha256.hex(),
+    );
     labels.insert("io.kina.lock.sha256".to_string(), lock_digest.hex());
-    labels.insert("io.kina.kina-init.sha256".to_string(), kina_init_digest.hex());
+    labels.insert(
+        "io.kina.kina-init.sha256".to_string(),
+        kina_init_digest.hex(),
+    );
     if let Some(k8s) = &loaded.recipe.kubernetes {
-        labels.insert("io.kina.kubernetes.version".to_string(), k8s.version.clone());
+        labels.insert(
+            "io.kina.kubernetes.version".to_string(),
+            k8s.version.clone(),
+        );
     }
     ImageConfigParams {
         arch,
@@ -274,10 +303,11 @@ fn assemble_platform(
         })?;
         written.push((*name, blob));
     }
-    let manifest = write_platform_image(&params, &written, blobs).map_err(|e| BuildError::Image {
-        arch,
-        message: e.to_string(),
-    })?;
+    let manifest =
+        write_platform_image(&params, &written, blobs).map_err(|e| BuildError::Image {
+            arch,
+            message: e.to_string(),
+        })?;
     let sbom = gathered
         .stage
         .extra_files
@@ -324,10 +354,12 @@ pub async fn build_to_store(
         reference: options.reference.clone(),
     };
     if let Some((digest, size)) = store.lookup_build(&key) {
-        store.tag(entry(digest, size)).map_err(|e| BuildError::Image {
-            arch: options.platforms.first().copied().unwrap_or(Arch::Amd64),
-            message: e.to_string(),
-        })?;
+        store
+            .tag(entry(digest, size))
+            .map_err(|e| BuildError::Image {
+                arch: options.platforms.first().copied().unwrap_or(Arch::Amd64),
+                message: e.to_string(),
+            })?;
         return Ok(StoredBuild {
             reference: options.reference.clone(),
             index_digest: digest,
@@ -338,15 +370,20 @@ pub async fn build_to_store(
         });
     }
     let built = build_image(loaded, lock, options, fetcher, store.blobs()).await?;
-    let manifests: Vec<PlatformManifest> = built.platforms.iter().map(|p| p.manifest.clone()).collect();
+    let manifests: Vec<PlatformManifest> =
+        built.platforms.iter().map(|p| p.manifest.clone()).collect();
     let store_err = |message: String| BuildError::Image {
         arch: options.platforms.first().copied().unwrap_or(Arch::Amd64),
         message,
     };
-    let (digest, size) =
-        crate::oci::image::write_index(&manifests, store.blobs()).map_err(|e| store_err(e.to_string()))?;
-    store.tag(entry(digest, size)).map_err(|e| store_err(e.to_string()))?;
-    store.record_build(&key, &digest, size).map_err(|e| store_err(e.to_string()))?;
+    let (digest, size) = crate::oci::image::write_index(&manifests, store.blobs())
+        .map_err(|e| store_err(e.to_string()))?;
+    store
+        .tag(entry(digest, size))
+        .map_err(|e| store_err(e.to_string()))?;
+    store
+        .record_build(&key, &digest, size)
+        .map_err(|e| store_err(e.to_string()))?;
     Ok(StoredBuild {
         reference: options.reference.clone(),
         index_digest: digest,
@@ -358,7 +395,12 @@ pub async fn build_to_store(
 }
 
 /// Digest of everything that determines a build's output.
-fn build_key(loaded: &LoadedRecipe, lock: &Lock, options: &BuildOptions, epoch: u64) -> Result<Sha256Digest, BuildError> {
+fn build_key(
+    loaded: &LoadedRecipe,
+    lock: &Lock,
+    options: &BuildOptions,
+    epoch: u64,
+) -> Result<Sha256Digest, BuildError> {
     let mut text = format!(
         "kina {}\nrecipe {}\nreference {}\nepoch {epoch}\ncompression {:?}\n",
         crate::KINA_VERSION,

@@ -9,8 +9,8 @@ use crate::deb::reader::read_deb;
 use crate::lock::{LayerName, LockedArtifact, LockedPackage};
 use crate::platform::Arch;
 use crate::rootfs::dpkg_db::{InstalledPackage, write_dpkg_database};
-use crate::rootfs::tree::{Node, Tree};
 use crate::rootfs::path::setup_merged_usr;
+use crate::rootfs::tree::{Node, Tree};
 use crate::rootfs::unpack::Unpacker;
 use crate::rootfs::{accounts, alternatives, ca_bundle};
 
@@ -61,7 +61,10 @@ pub enum StageError {
 pub const KINA_INIT_PATH: &str = "usr/local/bin/kina-init";
 
 /// Builds every stage and returns the non-empty layers, bottom to top.
-pub fn build_layers(inputs: &PlatformInputs, epoch: u64) -> Result<Vec<(LayerName, Tree)>, StageError> {
+pub fn build_layers(
+    inputs: &PlatformInputs,
+    epoch: u64,
+) -> Result<Vec<(LayerName, Tree)>, StageError> {
     let arch = inputs.arch;
     let mut rootfs = Tree::new();
     setup_merged_usr(&mut rootfs, arch, epoch);
@@ -86,8 +89,12 @@ pub fn build_layers(inputs: &PlatformInputs, epoch: u64) -> Result<Vec<(LayerNam
 
         let mut unpacked_any = false;
         for (locked, bytes) in inputs.debs.iter().filter(|(p, _)| p.layer == layer) {
-            let origin = format!("{} {} ({})", locked.name, locked.version, locked.architecture);
-            let deb = read_deb(bytes, &origin).map_err(|e| package_err(&locked.name, e.to_string()))?;
+            let origin = format!(
+                "{} {} ({})",
+                locked.name, locked.version, locked.architecture
+            );
+            let deb =
+                read_deb(bytes, &origin).map_err(|e| package_err(&locked.name, e.to_string()))?;
             let files = unpacker
                 .unpack(&mut rootfs, &deb, &origin)
                 .map_err(|e| package_err(&locked.name, e.to_string()))?;
@@ -98,8 +105,12 @@ pub fn build_layers(inputs: &PlatformInputs, epoch: u64) -> Result<Vec<(LayerNam
             // The effects are recomputed over every package installed so far,
             // as dpkg's databases describe the whole system.
             if layer == LayerName::DebianBase {
-                accounts::write_accounts(&mut rootfs, epoch).map_err(|e| effects_err(e.to_string()))?;
-                rootfs.insert("etc/machine-id", Node::file(Vec::new(), 0o444).with_mtime(epoch));
+                accounts::write_accounts(&mut rootfs, epoch)
+                    .map_err(|e| effects_err(e.to_string()))?;
+                rootfs.insert(
+                    "etc/machine-id",
+                    Node::file(Vec::new(), 0o444).with_mtime(epoch),
+                );
             }
             alternatives::apply_alternatives(&mut rootfs, &installed, epoch)
                 .map_err(|e| effects_err(e.to_string()))?;
@@ -133,7 +144,10 @@ pub fn build_layers(inputs: &PlatformInputs, epoch: u64) -> Result<Vec<(LayerNam
                 );
                 for (path, contents) in &inputs.extra_files {
                     ensure_parents(&mut rootfs, path, epoch);
-                    rootfs.insert(path.clone(), Node::file(contents.clone(), 0o644).with_mtime(epoch));
+                    rootfs.insert(
+                        path.clone(),
+                        Node::file(contents.clone(), 0o644).with_mtime(epoch),
+                    );
                 }
             }
             _ => {}

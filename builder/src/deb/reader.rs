@@ -53,7 +53,9 @@ pub fn read_deb(bytes: &[u8], origin: &str) -> Result<DebPackage, DebError> {
             problem,
         };
         let mut raw = Vec::new();
-        entry.read_to_end(&mut raw).map_err(|e| member(e.to_string()))?;
+        entry
+            .read_to_end(&mut raw)
+            .map_err(|e| member(e.to_string()))?;
         if name == "debian-binary" {
             version = Some(String::from_utf8_lossy(&raw).trim().to_string());
         } else if let Some(ext) = name.strip_prefix("control.tar") {
@@ -64,7 +66,11 @@ pub fn read_deb(bytes: &[u8], origin: &str) -> Result<DebPackage, DebError> {
     }
     match version.as_deref() {
         Some(v) if v.starts_with("2.") => {}
-        Some(v) => return Err(format(format!("debian-binary says format {v}, kina reads 2.x"))),
+        Some(v) => {
+            return Err(format(format!(
+                "debian-binary says format {v}, kina reads 2.x"
+            )));
+        }
         None => return Err(format("no debian-binary member".into())),
     }
     let control_tar = control_tar.ok_or_else(|| format("no control.tar member".into()))?;
@@ -73,7 +79,9 @@ pub fn read_deb(bytes: &[u8], origin: &str) -> Result<DebPackage, DebError> {
     let mut control = None;
     let mut control_files = BTreeMap::new();
     let mut tar = tar::Archive::new(control_tar.as_slice());
-    let entries = tar.entries().map_err(|e| format(format!("control.tar: {e}")))?;
+    let entries = tar
+        .entries()
+        .map_err(|e| format(format!("control.tar: {e}")))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| format(format!("control.tar: {e}")))?;
         if !entry.header().entry_type().is_file() {
@@ -90,7 +98,8 @@ pub fn read_deb(bytes: &[u8], origin: &str) -> Result<DebPackage, DebError> {
             .read_to_end(&mut contents)
             .map_err(|e| format(format!("control.tar {path}: {e}")))?;
         if path == "control" {
-            let text = String::from_utf8(contents).map_err(|_| format("control is not UTF-8".into()))?;
+            let text =
+                String::from_utf8(contents).map_err(|_| format("control is not UTF-8".into()))?;
             control = Some(parse_single(&text).map_err(|e| format(format!("control: {e}")))?);
         } else {
             control_files.insert(path, contents);

@@ -10,7 +10,9 @@ use std::io::Read;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::keyring::Keyring;
-use super::release::{IndexEntry, ReleaseError, ValidUntilPolicy, VerifiedRelease, verify_inrelease};
+use super::release::{
+    IndexEntry, ReleaseError, ValidUntilPolicy, VerifiedRelease, verify_inrelease,
+};
 use crate::digest::Sha256Digest;
 use crate::platform::Arch;
 
@@ -31,8 +33,14 @@ pub enum ArchiveError {
     #[error(
         "{url}: the signed Release lists no Packages index for {component}/binary-{arch}; check the suite, component and architecture names"
     )]
-    NoIndex { url: String, component: String, arch: Arch },
-    #[error("{url}: {path} sha256 mismatch: the signed Release says {expected} ({expected_size} bytes), got {actual} ({actual_size} bytes)")]
+    NoIndex {
+        url: String,
+        component: String,
+        arch: Arch,
+    },
+    #[error(
+        "{url}: {path} sha256 mismatch: the signed Release says {expected} ({expected_size} bytes), got {actual} ({actual_size} bytes)"
+    )]
     IndexHash {
         url: String,
         path: String,
@@ -42,7 +50,11 @@ pub enum ArchiveError {
         actual_size: u64,
     },
     #[error("{url}: cannot decompress {path}: {message}")]
-    Decompress { url: String, path: String, message: String },
+    Decompress {
+        url: String,
+        path: String,
+        message: String,
+    },
 }
 
 /// The compressed forms apt tries, best first.
@@ -97,7 +109,12 @@ pub async fn fetch_suite(
     })
 }
 
-fn check_index(url: &str, path: &str, entry: &IndexEntry, bytes: &[u8]) -> Result<(), ArchiveError> {
+fn check_index(
+    url: &str,
+    path: &str,
+    entry: &IndexEntry,
+    bytes: &[u8],
+) -> Result<(), ArchiveError> {
     let actual = Sha256Digest::of(bytes);
     if actual != entry.sha256 || bytes.len() as u64 != entry.size {
         return Err(ArchiveError::IndexHash {
@@ -139,7 +156,11 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, ArchiveErro
         url: url.to_string(),
         message,
     };
-    let response = client.get(url).send().await.map_err(|e| fail(e.to_string()))?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
     let status = response.status();
     if !status.is_success() {
         return Err(fail(format!(
@@ -151,5 +172,9 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, ArchiveErro
             }
         )));
     }
-    Ok(response.bytes().await.map_err(|e| fail(e.to_string()))?.to_vec())
+    Ok(response
+        .bytes()
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .to_vec())
 }

@@ -177,7 +177,10 @@ mod tests {
         p.insert_after("Package", "Status", "install ok installed");
         let mut out = String::new();
         p.write_to(&mut out);
-        assert_eq!(out, "Package: a\nStatus: install ok installed\nVersion: 1\n");
+        assert_eq!(
+            out,
+            "Package: a\nStatus: install ok installed\nVersion: 1\n"
+        );
     }
 
     #[test]

@@ -99,7 +99,9 @@ impl Keyring {
         let mut keys = Vec::new();
         for entry in entries {
             let is_path = entry.contains('/')
-                || [".pgp", ".gpg", ".asc"].iter().any(|ext| entry.ends_with(ext));
+                || [".pgp", ".gpg", ".asc"]
+                    .iter()
+                    .any(|ext| entry.ends_with(ext));
             let bytes = if is_path {
                 let path = base_dir.join(entry);
                 std::fs::read(&path).map_err(|source| KeyringError::Read { path, source })?
@@ -126,8 +128,10 @@ fn signing_keys(bytes: &[u8], origin: &str) -> Result<Vec<SigningKey>, KeyringEr
     };
     let armored = bytes.starts_with(b"-----BEGIN");
     let parsed: Vec<SignedPublicKey> = if armored {
-        let (iter, _) = SignedPublicKey::from_armor_many(bytes).map_err(|e| parse_err(e.to_string()))?;
-        iter.collect::<Result<_, _>>().map_err(|e| parse_err(e.to_string()))?
+        let (iter, _) =
+            SignedPublicKey::from_armor_many(bytes).map_err(|e| parse_err(e.to_string()))?;
+        iter.collect::<Result<_, _>>()
+            .map_err(|e| parse_err(e.to_string()))?
     } else {
         SignedPublicKey::from_bytes_many(bytes)
             .map_err(|e| parse_err(e.to_string()))?
@@ -152,7 +156,9 @@ fn signing_keys(bytes: &[u8], origin: &str) -> Result<Vec<SigningKey>, KeyringEr
                 s.issuer_fingerprint()
                     .iter()
                     .any(|f| f.as_bytes() == primary.primary_key.fingerprint().as_bytes())
-                    || s.issuer_key_id().iter().any(|id| **id == primary.primary_key.legacy_key_id())
+                    || s.issuer_key_id()
+                        .iter()
+                        .any(|id| **id == primary.primary_key.legacy_key_id())
             })
             .max_by_key(|s| s.created().map(|c| c.as_secs()))
             .and_then(|s| s.key_expiration_time())
@@ -219,11 +225,13 @@ mod tests {
     #[test]
     fn trixie_automatic_signing_subkey_is_bound_to_its_primary() {
         // The trixie automatic key signs with subkey B8E5…2265 (see builders.md §0.5).
-        let ring = Keyring::load(&["debian-archive-trixie-automatic".into()], Path::new(".")).unwrap();
+        let ring =
+            Keyring::load(&["debian-archive-trixie-automatic".into()], Path::new(".")).unwrap();
         assert!(
             ring.keys
                 .iter()
-                .any(|k| matches!(k.key, SigningKeyMaterial::Subkey(_)) && k.fingerprint.starts_with("B8E5")),
+                .any(|k| matches!(k.key, SigningKeyMaterial::Subkey(_))
+                    && k.fingerprint.starts_with("B8E5")),
             "{:?}",
             ring.keys.iter().map(|k| &k.fingerprint).collect::<Vec<_>>()
         );
@@ -231,7 +239,10 @@ mod tests {
 
     #[test]
     fn an_unknown_key_name_lists_the_shipped_ones() {
-        let err = Keyring::load(&["debian-archive-sid".into()], Path::new(".")).err().unwrap().to_string();
+        let err = Keyring::load(&["debian-archive-sid".into()], Path::new("."))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("debian-archive-trixie-automatic"), "{err}");
     }
 }

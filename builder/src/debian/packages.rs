@@ -79,7 +79,11 @@ fn parse_record(
     let name = p.get("Package").unwrap_or_default().to_string();
     let fail = |field: &'static str, problem: String| PackagesError::Field {
         suite: suite.to_string(),
-        package: if name.is_empty() { "(unnamed)".into() } else { name.clone() },
+        package: if name.is_empty() {
+            "(unnamed)".into()
+        } else {
+            name.clone()
+        },
         field,
         problem,
     };
@@ -99,10 +103,9 @@ fn parse_record(
         Some(s) => match s.split_once('(') {
             Some((n, v)) => (
                 n.trim().to_string(),
-                v.trim_end_matches(')')
-                    .trim()
-                    .parse()
-                    .map_err(|e: super::version::VersionParseError| fail("Source", e.to_string()))?,
+                v.trim_end_matches(')').trim().parse().map_err(
+                    |e: super::version::VersionParseError| fail("Source", e.to_string()),
+                )?,
             ),
             None => (s.trim().to_string(), version.clone()),
         },
@@ -150,7 +153,11 @@ mod tests {
     fn records_carry_relations_checksums_and_origin() {
         let text = index("Source: iptables-src (1.8.11-1)\n");
         let recs = parse_packages(&text, DebianArchive::Debian, "trixie", Arch::Amd64).unwrap();
-        assert_eq!(recs.len(), 1, "the arm64 package is not part of the amd64 universe");
+        assert_eq!(
+            recs.len(),
+            1,
+            "the arm64 package is not part of the amd64 universe"
+        );
         let r = &recs[0];
         assert_eq!(r.depends.len(), 2);
         assert_eq!(r.source, "iptables-src");

@@ -94,10 +94,12 @@ pub fn parse_relations(text: &str, arch: Arch) -> Result<Vec<Alternatives>, Rela
         }
         let mut alternatives = Vec::new();
         for alt in group.split('|') {
-            if let Some(rel) = parse_one(alt.trim(), arch).map_err(|problem| RelationParseError {
-                text: text.to_string(),
-                problem,
-            })? {
+            if let Some(rel) =
+                parse_one(alt.trim(), arch).map_err(|problem| RelationParseError {
+                    text: text.to_string(),
+                    problem,
+                })?
+            {
                 alternatives.push(rel);
             }
         }
@@ -117,14 +119,17 @@ fn parse_one(text: &str, arch: Arch) -> Result<Option<Relation>, String> {
         }
     }
     if let Some(open) = rest.find('[') {
-        let close = rest.find(']').ok_or_else(|| format!("unclosed `[` in `{text}`"))?;
+        let close = rest
+            .find(']')
+            .ok_or_else(|| format!("unclosed `[` in `{text}`"))?;
         let list = &rest[open + 1..close];
         let mut negated = false;
         let mut listed = false;
         for a in list.split_whitespace() {
             let (neg, name) = a.strip_prefix('!').map_or((false, a), |n| (true, n));
             negated |= neg;
-            if name == arch.debian() || name == "any" || name == format!("linux-{}", arch.debian()) {
+            if name == arch.debian() || name == "any" || name == format!("linux-{}", arch.debian())
+            {
                 listed = true;
             }
         }
@@ -136,7 +141,9 @@ fn parse_one(text: &str, arch: Arch) -> Result<Option<Relation>, String> {
     }
     let (name_part, constraint) = match rest.find('(') {
         Some(open) => {
-            let close = rest.find(')').ok_or_else(|| format!("unclosed `(` in `{text}`"))?;
+            let close = rest
+                .find(')')
+                .ok_or_else(|| format!("unclosed `(` in `{text}`"))?;
             let inner = rest[open + 1..close].trim();
             let split = inner
                 .find(|c: char| !matches!(c, '<' | '>' | '='))
@@ -206,7 +213,11 @@ mod tests {
 
     #[test]
     fn groups_alternatives_and_constraints_parse() {
-        let r = parse_relations("libc6 (>= 2.34), awk | mawk:any, libfoo (<< 2~)", Arch::Amd64).unwrap();
+        let r = parse_relations(
+            "libc6 (>= 2.34), awk | mawk:any, libfoo (<< 2~)",
+            Arch::Amd64,
+        )
+        .unwrap();
         assert_eq!(r.len(), 3);
         assert_eq!(r[0][0].to_string(), "libc6 (>= 2.34)");
         assert_eq!(r[1].len(), 2);

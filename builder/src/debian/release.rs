@@ -32,7 +32,9 @@ pub enum ReleaseError {
     BadSignature { origin: String, seen: String },
     #[error("{origin}: the signed Release is malformed: {message}")]
     Malformed { origin: String, message: String },
-    #[error("{origin}: Valid-Until {valid_until} has passed; pass --enforce-valid-until only for live mirrors")]
+    #[error(
+        "{origin}: Valid-Until {valid_until} has passed; pass --enforce-valid-until only for live mirrors"
+    )]
     Expired { origin: String, valid_until: String },
 }
 
@@ -83,16 +85,22 @@ pub fn verify_inrelease(
         origin: origin.to_string(),
         message: "not UTF-8".into(),
     })?;
-    let (message, _) = CleartextSignedMessage::from_string(text).map_err(|e| ReleaseError::NotSigned {
-        origin: origin.to_string(),
-        message: e.to_string(),
-    })?;
+    let (message, _) =
+        CleartextSignedMessage::from_string(text).map_err(|e| ReleaseError::NotSigned {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
     let signed = message.signed_text();
     let mut seen = Vec::new();
     let mut signer = None;
     'signatures: for signature in message.signatures() {
         let created = signature.created().map_or(0, |c| u64::from(c.as_secs()));
-        seen.extend(signature.issuer_key_id().iter().map(|id| hex_id(id.as_ref())));
+        seen.extend(
+            signature
+                .issuer_key_id()
+                .iter()
+                .map(|id| hex_id(id.as_ref())),
+        );
         for key in &keyring.keys {
             if key.valid_at(created) && key.verify(signature, signed.as_bytes()) {
                 signer = Some(key.fingerprint.clone());
@@ -103,7 +111,11 @@ pub fn verify_inrelease(
     let Some(signer) = signer else {
         return Err(ReleaseError::BadSignature {
             origin: origin.to_string(),
-            seen: if seen.is_empty() { "none".into() } else { seen.join(", ") },
+            seen: if seen.is_empty() {
+                "none".into()
+            } else {
+                seen.join(", ")
+            },
         });
     };
 
@@ -114,7 +126,10 @@ pub fn verify_inrelease(
         message,
     };
     let p = parse_single(&body).map_err(|e| malformed(e.to_string()))?;
-    let date = p.get("Date").ok_or_else(|| malformed("no Date field".into()))?.to_string();
+    let date = p
+        .get("Date")
+        .ok_or_else(|| malformed("no Date field".into()))?
+        .to_string();
     let mut sha256 = BTreeMap::new();
     for line in p.get("SHA256").unwrap_or_default().lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -125,8 +140,12 @@ pub fn verify_inrelease(
             return Err(malformed(format!("bad SHA256 line `{line}`")));
         };
         let entry = IndexEntry {
-            sha256: hash.parse().map_err(|e: crate::digest::DigestParseError| malformed(e.to_string()))?,
-            size: size.parse().map_err(|_| malformed(format!("bad size in `{line}`")))?,
+            sha256: hash
+                .parse()
+                .map_err(|e: crate::digest::DigestParseError| malformed(e.to_string()))?,
+            size: size
+                .parse()
+                .map_err(|_| malformed(format!("bad size in `{line}`")))?,
         };
         sha256.insert(path.to_string(), entry);
     }
@@ -171,7 +190,11 @@ fn hex_id(bytes: &[u8]) -> String {
 /// into seconds since the epoch. Only UTC/GMT/+0000 appear in Debian archives.
 pub fn parse_debian_date(text: &str) -> Option<u64> {
     let parts: Vec<&str> = text.split_whitespace().collect();
-    let rest = if parts.first()?.ends_with(',') { &parts[1..] } else { &parts[..] };
+    let rest = if parts.first()?.ends_with(',') {
+        &parts[1..]
+    } else {
+        &parts[..]
+    };
     let [day, month, year, time, zone] = rest[..] else {
         return None;
     };
@@ -179,12 +202,17 @@ pub fn parse_debian_date(text: &str) -> Option<u64> {
         return None;
     }
     let day: u64 = day.parse().ok()?;
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        .iter()
-        .position(|m| *m == month)? as u64
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == month)? as u64
         + 1;
     let year: i64 = year.parse().ok()?;
-    let hms: Vec<u64> = time.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let hms: Vec<u64> = time
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
     let [h, m, s] = hms[..] else {
         return None;
     };
@@ -213,16 +241,33 @@ mod tests {
     #[test]
     fn release_dates_parse_to_unix_time() {
         assert_eq!(parse_debian_date("Thu, 01 Jan 1970 00:00:00 UTC"), Some(0));
-        assert_eq!(parse_debian_date("Sat, 12 Sep 2026 07:55:41 UTC"), Some(1_789_199_741));
-        assert_eq!(parse_debian_date("Sat, 29 Feb 2020 12:00:00 UTC"), Some(1_582_977_600));
+        assert_eq!(
+            parse_debian_date("Sat, 12 Sep 2026 07:55:41 UTC"),
+            Some(1_789_199_741)
+        );
+        assert_eq!(
+            parse_debian_date("Sat, 29 Feb 2020 12:00:00 UTC"),
+            Some(1_582_977_600)
+        );
         assert_eq!(parse_debian_date("Sat, 12 Sep 2026 07:55:41 CEST"), None);
         assert_eq!(parse_debian_date("garbage"), None);
     }
 
     #[test]
     fn an_unsigned_file_is_refused() {
-        let ring = Keyring::load(&["debian-archive-trixie-stable".into()], std::path::Path::new(".")).unwrap();
-        let err = verify_inrelease(b"Origin: Debian\n", "test", &ring, 0, ValidUntilPolicy::Warn).unwrap_err();
+        let ring = Keyring::load(
+            &["debian-archive-trixie-stable".into()],
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let err = verify_inrelease(
+            b"Origin: Debian\n",
+            "test",
+            &ring,
+            0,
+            ValidUntilPolicy::Warn,
+        )
+        .unwrap_err();
         assert!(matches!(err, ReleaseError::NotSigned { .. }), "{err}");
     }
 }

@@ -42,8 +42,13 @@ pub enum ResolveError {
         candidates: Vec<String>,
         needed_by: Vec<String>,
     },
-    #[error("{name} is a virtual package provided by {providers:?}; name one of them in the recipe")]
-    AmbiguousVirtual { name: String, providers: Vec<String> },
+    #[error(
+        "{name} is a virtual package provided by {providers:?}; name one of them in the recipe"
+    )]
+    AmbiguousVirtual {
+        name: String,
+        providers: Vec<String>,
+    },
     #[error("{a} and {b} cannot be installed together: {a} {kind} {relation}")]
     Conflict {
         a: String,
@@ -274,7 +279,13 @@ fn close_over<'a>(
                     .join(" | ");
                 let candidates = group
                     .iter()
-                    .flat_map(|rel| universe.versions.get(rel.name.as_str()).into_iter().flatten())
+                    .flat_map(|rel| {
+                        universe
+                            .versions
+                            .get(rel.name.as_str())
+                            .into_iter()
+                            .flatten()
+                    })
                     .map(|r| format!("{} {} ({})", r.name, r.version, r.suite))
                     .collect::<Vec<_>>();
                 let mut needed_by = selection.chain(&package.name);
@@ -306,7 +317,10 @@ fn check_conflicts(selection: &Selection<'_>) -> Result<(), ResolveError> {
                         continue;
                     }
                     let hit = rel.satisfied_by(&b.name, &b.version)
-                        || b.provides.iter().flatten().any(|p| rel.satisfied_by_provide(p));
+                        || b.provides
+                            .iter()
+                            .flatten()
+                            .any(|p| rel.satisfied_by_provide(p));
                     if hit {
                         return Err(ResolveError::Conflict {
                             a: format!("{} {}", a.name, a.version),
@@ -342,7 +356,9 @@ mod tests {
     }
 
     fn names(r: &[&PackageRecord]) -> Vec<String> {
-        r.iter().map(|p| format!("{} {}", p.name, p.version)).collect()
+        r.iter()
+            .map(|p| format!("{} {}", p.name, p.version))
+            .collect()
     }
 
     fn roots(r: &[&str]) -> Vec<String> {
@@ -366,7 +382,10 @@ mod tests {
     #[test]
     fn the_highest_version_across_suites_wins() {
         let mut u = universe(&[("containerd", "1.7.24~ds1-6", "")], "trixie");
-        u.extend(universe(&[("containerd", "1.7.24~ds1-6+deb13u1", "")], "trixie-security"));
+        u.extend(universe(
+            &[("containerd", "1.7.24~ds1-6+deb13u1", "")],
+            "trixie-security",
+        ));
         let r = resolve_layered(&u, Arch::Amd64, &[], &roots(&["containerd"])).unwrap();
         assert_eq!(names(&r.extra), ["containerd 1.7.24~ds1-6+deb13u1"]);
         assert_eq!(r.extra[0].suite, "trixie-security");
@@ -422,7 +441,10 @@ mod tests {
         let u = universe(&[("iptables", "1.8", "Depends: libnftnl11\n")], "trixie");
         let err = resolve_layered(&u, Arch::Amd64, &roots(&["iptables"]), &[]).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("libnftnl11") && text.contains("iptables"), "{text}");
+        assert!(
+            text.contains("libnftnl11") && text.contains("iptables"),
+            "{text}"
+        );
         let err = resolve_layered(&u, Arch::Amd64, &roots(&["nosuch"]), &[]).unwrap_err();
         assert!(err.to_string().contains("nosuch"), "{err}");
     }
@@ -436,18 +458,15 @@ mod tests {
         let text = resolve_layered(&u, Arch::Amd64, &roots(&["app"]), &[])
             .unwrap_err()
             .to_string();
-        assert!(text.contains("libz (>= 3)") && text.contains("libz 2 (trixie)"), "{text}");
+        assert!(
+            text.contains("libz (>= 3)") && text.contains("libz 2 (trixie)"),
+            "{text}"
+        );
     }
 
     #[test]
     fn conflicting_packages_are_refused() {
-        let u = universe(
-            &[
-                ("a", "1", "Conflicts: b\n"),
-                ("b", "1", ""),
-            ],
-            "s",
-        );
+        let u = universe(&[("a", "1", "Conflicts: b\n"), ("b", "1", "")], "s");
         let err = resolve_layered(&u, Arch::Amd64, &roots(&["a", "b"]), &[]).unwrap_err();
         assert!(matches!(err, ResolveError::Conflict { .. }), "{err}");
     }

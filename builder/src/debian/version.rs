@@ -36,7 +36,10 @@ impl FromStr for Version {
             return Err(err("empty"));
         }
         let (epoch, rest) = match text.split_once(':') {
-            Some((e, rest)) => (e.parse::<u64>().map_err(|_| err("epoch is not a number"))?, rest),
+            Some((e, rest)) => (
+                e.parse::<u64>().map_err(|_| err("epoch is not a number"))?,
+                rest,
+            ),
             None => (0, text),
         };
         let (upstream, revision) = match rest.rsplit_once('-') {

@@ -72,7 +72,8 @@ impl Cache {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err(&path)(e)),
         };
-        let (actual, _) = Sha256Digest::of_reader(io::BufReader::new(file)).map_err(io_err(&path))?;
+        let (actual, _) =
+            Sha256Digest::of_reader(io::BufReader::new(file)).map_err(io_err(&path))?;
         if actual == *digest {
             return Ok(Some(path));
         }
@@ -96,7 +97,8 @@ impl Cache {
     ) -> Result<Result<PathBuf, (Sha256Digest, u64)>, CacheError> {
         let partial = self.partial_path(digest);
         let file = File::open(&partial).map_err(io_err(&partial))?;
-        let (actual, size) = Sha256Digest::of_reader(io::BufReader::new(file)).map_err(io_err(&partial))?;
+        let (actual, size) =
+            Sha256Digest::of_reader(io::BufReader::new(file)).map_err(io_err(&partial))?;
         if actual != *digest {
             std::fs::remove_file(&partial).map_err(io_err(&partial))?;
             return Ok(Err((actual, size)));

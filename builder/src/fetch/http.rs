@@ -87,7 +87,11 @@ enum Attempt {
 }
 
 impl Fetcher {
-    pub fn new(cache: Cache, rewrites: UrlRewrites, progress: Progress) -> Result<Self, FetchError> {
+    pub fn new(
+        cache: Cache,
+        rewrites: UrlRewrites,
+        progress: Progress,
+    ) -> Result<Self, FetchError> {
         Ok(Self {
             client: http_client()?,
             cache,

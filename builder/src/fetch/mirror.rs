@@ -18,7 +18,10 @@ pub enum MirrorError {
     )]
     NoMirror,
     #[error("`{value}` is not an http(s) URL (from {source_name})")]
-    NotAUrl { value: String, source_name: &'static str },
+    NotAUrl {
+        value: String,
+        source_name: &'static str,
+    },
     #[error("URL rewrite `{0}` is not of the form PREFIX=REPLACEMENT")]
     BadRewrite(String),
 }
@@ -104,8 +107,18 @@ pub struct HostApt {
 /// Debian's release code names; a source whose suites are none of these (or
 /// their -updates/-security/-backports) is a third-party repository.
 const DEBIAN_SUITES: &[&str] = &[
-    "buster", "bullseye", "bookworm", "trixie", "forky", "duke", "sid", "unstable", "testing",
-    "stable", "oldstable", "experimental",
+    "buster",
+    "bullseye",
+    "bookworm",
+    "trixie",
+    "forky",
+    "duke",
+    "sid",
+    "unstable",
+    "testing",
+    "stable",
+    "oldstable",
+    "experimental",
 ];
 
 impl HostApt {
@@ -144,7 +157,9 @@ impl HostApt {
                         entries.push((uri.to_string(), suites.clone()));
                     }
                 }
-            } else if file.extension().is_some_and(|e| e == "list") || file.ends_with("sources.list") {
+            } else if file.extension().is_some_and(|e| e == "list")
+                || file.ends_with("sources.list")
+            {
                 for line in text.lines() {
                     let line = line.split('#').next().unwrap_or_default();
                     let mut words = line.split_whitespace().peekable();
@@ -278,14 +293,22 @@ mod tests {
 
     #[test]
     fn flag_beats_recipe_beats_host() {
-        let dir = apt_dir(&[("sources.list", "deb http://host.example.invalid/debian trixie main\n")]);
+        let dir = apt_dir(&[(
+            "sources.list",
+            "deb http://host.example.invalid/debian trixie main\n",
+        )]);
         let mut recipe = spec();
         recipe.mirror = Some("http://recipe.example.invalid/debian".into());
         let m = DebianMirrors::resolve_with_host(None, None, &recipe, dir.path()).unwrap();
         assert_eq!(m.debian, "http://recipe.example.invalid/debian");
         assert_eq!(m.security, "http://recipe.example.invalid/debian-security");
-        let m = DebianMirrors::resolve_with_host(Some("http://flag.example.invalid/debian/"), None, &recipe, dir.path())
-            .unwrap();
+        let m = DebianMirrors::resolve_with_host(
+            Some("http://flag.example.invalid/debian/"),
+            None,
+            &recipe,
+            dir.path(),
+        )
+        .unwrap();
         assert_eq!(m.debian, "http://flag.example.invalid/debian");
     }
 
@@ -293,8 +316,12 @@ mod tests {
     fn no_mirror_anywhere_says_how_to_set_one() {
         let dir = apt_dir(&[]);
         let err = DebianMirrors::resolve_with_host(None, None, &spec(), dir.path()).unwrap_err();
-        assert!(err.to_string().contains("--mirror") && err.to_string().contains("KINA_DEBIAN_MIRROR"));
-        let err = DebianMirrors::resolve_with_host(Some("ftp.invalid/debian"), None, &spec(), dir.path()).unwrap_err();
+        assert!(
+            err.to_string().contains("--mirror") && err.to_string().contains("KINA_DEBIAN_MIRROR")
+        );
+        let err =
+            DebianMirrors::resolve_with_host(Some("ftp.invalid/debian"), None, &spec(), dir.path())
+                .unwrap_err();
         assert!(err.to_string().contains("ftp.invalid/debian"));
     }
 
@@ -314,9 +341,15 @@ mod tests {
 
     #[test]
     fn the_longest_rewrite_prefix_wins() {
-        let r = UrlRewrites::parse(["https://dl.k8s.io=http://127.0.0.1:1", "https://dl.k8s.io/release=http://127.0.0.1:2/r"])
-            .unwrap();
-        assert_eq!(r.apply("https://dl.k8s.io/release/v1/kubeadm"), "http://127.0.0.1:2/r/v1/kubeadm");
+        let r = UrlRewrites::parse([
+            "https://dl.k8s.io=http://127.0.0.1:1",
+            "https://dl.k8s.io/release=http://127.0.0.1:2/r",
+        ])
+        .unwrap();
+        assert_eq!(
+            r.apply("https://dl.k8s.io/release/v1/kubeadm"),
+            "http://127.0.0.1:2/r/v1/kubeadm"
+        );
         assert_eq!(r.apply("https://dl.k8s.io/x"), "http://127.0.0.1:1/x");
         assert_eq!(r.apply("https://other/x"), "https://other/x");
         assert!(UrlRewrites::parse(["nonsense"]).is_err());

@@ -47,7 +47,9 @@ fn spec_err(what: &'static str) -> impl Fn(String) -> ImageError {
 }
 
 fn oci_digest(d: &Sha256Digest) -> Result<oci_spec::image::Digest, ImageError> {
-    d.oci().parse().map_err(|e: oci_spec::OciSpecError| spec_err("descriptor")(e.to_string()))
+    d.oci()
+        .parse()
+        .map_err(|e: oci_spec::OciSpecError| spec_err("descriptor")(e.to_string()))
 }
 
 fn oci_arch(arch: Arch) -> OciArch {
@@ -96,7 +98,12 @@ pub fn write_platform_image(
         .map_err(|e| spec_err("image config")(e.to_string()))?;
     let rootfs = RootFsBuilder::default()
         .typ("layers")
-        .diff_ids(layers.iter().map(|(_, l)| l.diff_id.oci()).collect::<Vec<_>>())
+        .diff_ids(
+            layers
+                .iter()
+                .map(|(_, l)| l.diff_id.oci())
+                .collect::<Vec<_>>(),
+        )
         .build()
         .map_err(|e| spec_err("image config")(e.to_string()))?;
     let history = layers
@@ -104,7 +111,11 @@ pub fn write_platform_image(
         .map(|(name, _)| {
             HistoryBuilder::default()
                 .created(created.clone())
-                .created_by(format!("kina {} image build: {} layer", crate::KINA_VERSION, name.as_str()))
+                .created_by(format!(
+                    "kina {} image build: {} layer",
+                    crate::KINA_VERSION,
+                    name.as_str()
+                ))
                 .build()
                 .map_err(|e| spec_err("image history")(e.to_string()))
         })
@@ -118,7 +129,8 @@ pub fn write_platform_image(
         .history(history)
         .build()
         .map_err(|e| spec_err("image config")(e.to_string()))?;
-    let config_bytes = to_canonical_json(&image_config).map_err(|e| spec_err("image config")(e.to_string()))?;
+    let config_bytes =
+        to_canonical_json(&image_config).map_err(|e| spec_err("image config")(e.to_string()))?;
     let (config_digest, config_size) = blobs.put_bytes(&config_bytes)?;
 
     let layer_descriptors = layers
@@ -148,7 +160,8 @@ pub fn write_platform_image(
         .layers(layer_descriptors)
         .build()
         .map_err(|e| spec_err("manifest")(e.to_string()))?;
-    let manifest_bytes = to_canonical_json(&manifest).map_err(|e| spec_err("manifest")(e.to_string()))?;
+    let manifest_bytes =
+        to_canonical_json(&manifest).map_err(|e| spec_err("manifest")(e.to_string()))?;
     let (digest, size) = blobs.put_bytes(&manifest_bytes)?;
     Ok(PlatformManifest {
         arch: params.arch,
@@ -160,15 +173,22 @@ pub fn write_platform_image(
 
 /// Writes the multi-arch index over `platforms` into `blobs`; returns its
 /// digest and size.
-pub fn write_index(platforms: &[PlatformManifest], blobs: &BlobStore) -> Result<(Sha256Digest, u64), ImageError> {
+pub fn write_index(
+    platforms: &[PlatformManifest],
+    blobs: &BlobStore,
+) -> Result<(Sha256Digest, u64), ImageError> {
     let manifests = platforms
         .iter()
         .map(|p| {
-            let mut platform = PlatformBuilder::default().architecture(oci_arch(p.arch)).os(Os::Linux);
+            let mut platform = PlatformBuilder::default()
+                .architecture(oci_arch(p.arch))
+                .os(Os::Linux);
             if p.arch == Arch::Arm64 {
                 platform = platform.variant("v8");
             }
-            let platform = platform.build().map_err(|e| spec_err("platform")(e.to_string()))?;
+            let platform = platform
+                .build()
+                .map_err(|e| spec_err("platform")(e.to_string()))?;
             DescriptorBuilder::default()
                 .media_type(MediaType::ImageManifest)
                 .digest(oci_digest(&p.digest)?)

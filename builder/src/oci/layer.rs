@@ -85,7 +85,11 @@ pub fn write_layer(
 }
 
 /// Writes the tree as a tar stream into `out`; returns the stream's digest and size.
-pub fn write_tar<W: Write>(tree: &Tree, epoch: u64, out: W) -> Result<(Sha256Digest, u64, W), LayerError> {
+pub fn write_tar<W: Write>(
+    tree: &Tree,
+    epoch: u64,
+    out: W,
+) -> Result<(Sha256Digest, u64, W), LayerError> {
     let mut builder = tar::Builder::new(HashingWriter::new(out));
     builder.mode(tar::HeaderMode::Complete);
     for (path, node) in tree.iter() {
@@ -99,7 +103,12 @@ pub fn write_tar<W: Write>(tree: &Tree, epoch: u64, out: W) -> Result<(Sha256Dig
     Ok((digest, size, out))
 }
 
-fn append<W: Write>(builder: &mut tar::Builder<W>, path: &str, node: &Node, epoch: u64) -> io::Result<()> {
+fn append<W: Write>(
+    builder: &mut tar::Builder<W>,
+    path: &str,
+    node: &Node,
+    epoch: u64,
+) -> io::Result<()> {
     if !node.xattrs.is_empty() {
         let records: Vec<(String, &[u8])> = node
             .xattrs
@@ -147,16 +156,26 @@ mod tests {
         t.insert("tmp", Node::dir(0o1777).with_mtime(5));
         t.insert("usr", Node::dir(0o755));
         t.insert("usr/bin", Node::dir(0o755));
-        t.insert("usr/bin/su", Node::file(b"su".to_vec(), 0o4755).with_mtime(u64::MAX / 2));
+        t.insert(
+            "usr/bin/su",
+            Node::file(b"su".to_vec(), 0o4755).with_mtime(u64::MAX / 2),
+        );
         t.insert("etc", Node::dir(0o755));
-        t.insert("etc/shadow", Node::file(b"root:*:1:0:99999:7:::\n".to_vec(), 0o640).with_owner(0, 42));
+        t.insert(
+            "etc/shadow",
+            Node::file(b"root:*:1:0:99999:7:::\n".to_vec(), 0o640).with_owner(0, 42),
+        );
         t.insert("bin", Node::symlink("usr/bin"));
-        t.insert("usr/bin/su2", Node {
-            kind: NodeKind::Hardlink("usr/bin/su".into()),
-            ..Node::file(Vec::new(), 0o4755)
-        });
+        t.insert(
+            "usr/bin/su2",
+            Node {
+                kind: NodeKind::Hardlink("usr/bin/su".into()),
+                ..Node::file(Vec::new(), 0o4755)
+            },
+        );
         let mut ping = Node::file(b"ping".to_vec(), 0o755);
-        ping.xattrs.insert("security.capability".into(), vec![1, 2, 3]);
+        ping.xattrs
+            .insert("security.capability".into(), vec![1, 2, 3]);
         t.insert("usr/bin/ping", ping);
         let long = format!("usr/{}", "x".repeat(150));
         t.insert(long, Node::file(b"long".to_vec(), 0o644));
@@ -175,9 +194,22 @@ mod tests {
             let caps = entry
                 .pax_extensions()
                 .unwrap()
-                .map(|e| e.flatten().any(|x| x.key() == Ok("SCHILY.xattr.security.capability")))
+                .map(|e| {
+                    e.flatten()
+                        .any(|x| x.key() == Ok("SCHILY.xattr.security.capability"))
+                })
                 .unwrap_or(false);
-            seen.insert(path, (h.mode().unwrap(), h.uid().unwrap(), h.gid().unwrap(), h.mtime().unwrap(), h.username().unwrap().map(str::to_string), caps));
+            seen.insert(
+                path,
+                (
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                    h.gid().unwrap(),
+                    h.mtime().unwrap(),
+                    h.username().unwrap().map(str::to_string),
+                    caps,
+                ),
+            );
         }
         assert_eq!(seen["tmp/"].0, 0o1777);
         assert_eq!(seen["tmp/"].3, 5);
@@ -198,7 +230,10 @@ mod tests {
         assert_eq!(a, b);
         assert!(store.contains(&a.digest));
         let z = write_layer(&tree(), 1000, Compression::Zstd, &store).unwrap();
-        assert_eq!(z.diff_id, a.diff_id, "compression does not change the diff_id");
+        assert_eq!(
+            z.diff_id, a.diff_id,
+            "compression does not change the diff_id"
+        );
         assert_ne!(z.digest, a.digest);
     }
 }

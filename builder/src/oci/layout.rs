@@ -73,6 +73,7 @@ impl BlobStore {
             .tempfile_in(&dir)
             .map_err(io_err(&dir))?;
         let file = tmp.reopen().map_err(io_err(&dir))?;
+        crate::fsutil::make_shareable(&file).map_err(io_err(&dir))?;
         Ok(BlobWriter {
             inner: HashingWriter::new(BufWriter::with_capacity(1 << 20, file)),
             tmp,
@@ -184,8 +185,13 @@ pub fn write_output(
             .map_err(io_err(&parent))?;
         {
             let file = tmp.reopen().map_err(io_err(output))?;
+            crate::fsutil::make_shareable(&file).map_err(io_err(output))?;
             let mut builder = tar::Builder::new(BufWriter::with_capacity(1 << 20, file));
-            let add = |builder: &mut tar::Builder<BufWriter<File>>, path: &str, size: u64, mode: u32, data: &mut dyn io::Read| {
+            let add = |builder: &mut tar::Builder<BufWriter<File>>,
+                       path: &str,
+                       size: u64,
+                       mode: u32,
+                       data: &mut dyn io::Read| {
                 let mut header = tar::Header::new_ustar();
                 header.set_entry_type(if path.ends_with('/') {
                     tar::EntryType::Directory
@@ -207,13 +213,31 @@ pub fn write_output(
                 let file = File::open(&path).map_err(io_err(&path))?;
                 let size = file.metadata().map_err(io_err(&path))?.len();
                 let mut reader = io::BufReader::new(file);
-                add(&mut builder, &format!("blobs/sha256/{}", digest.hex()), size, 0o644, &mut reader)
-                    .map_err(io_err(output))?;
+                add(
+                    &mut builder,
+                    &format!("blobs/sha256/{}", digest.hex()),
+                    size,
+                    0o644,
+                    &mut reader,
+                )
+                .map_err(io_err(output))?;
             }
-            add(&mut builder, "index.json", index_json.len() as u64, 0o644, &mut &index_json[..])
-                .map_err(io_err(output))?;
-            add(&mut builder, "oci-layout", OCI_LAYOUT.len() as u64, 0o644, &mut &OCI_LAYOUT[..])
-                .map_err(io_err(output))?;
+            add(
+                &mut builder,
+                "index.json",
+                index_json.len() as u64,
+                0o644,
+                &mut &index_json[..],
+            )
+            .map_err(io_err(output))?;
+            add(
+                &mut builder,
+                "oci-layout",
+                OCI_LAYOUT.len() as u64,
+                0o644,
+                &mut &OCI_LAYOUT[..],
+            )
+            .map_err(io_err(output))?;
             let mut inner = builder.into_inner().map_err(io_err(output))?;
             inner.flush().map_err(io_err(output))?;
             inner.get_ref().sync_all().map_err(io_err(output))?;
@@ -229,6 +253,7 @@ pub fn write_output(
         .prefix(".kina-out-")
         .tempdir_in(&parent)
         .map_err(io_err(&parent))?;
+    crate::fsutil::make_dir_shareable(tmp.path()).map_err(io_err(tmp.path()))?;
     let staged = BlobStore::open(tmp.path())?;
     for digest in blobs {
         let src = store.path(digest);

@@ -28,7 +28,9 @@ pub const PRELOAD_DIR: &str = "var/lib/kina/images";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("registry mirror `{0}` is not of the form REGISTRY=URL (e.g. registry.k8s.io=https://mirror.example)")]
+    #[error(
+        "registry mirror `{0}` is not of the form REGISTRY=URL (e.g. registry.k8s.io=https://mirror.example)"
+    )]
     BadMirror(String),
     #[error("registry mirror {0}: plain http is allowed only for loopback addresses; use https")]
     InsecureMirror(String),
@@ -40,7 +42,9 @@ pub enum RegistryError {
         registry: String,
         message: String,
     },
-    #[error("{reference}: {what} has digest {actual}, but the recipe pins {expected}; the registry served different content")]
+    #[error(
+        "{reference}: {what} has digest {actual}, but the recipe pins {expected}; the registry served different content"
+    )]
     Digest {
         reference: String,
         what: String,
@@ -119,14 +123,22 @@ impl RegistryMirrors {
 
     /// The reference to request: the same repository at `digest`, on the
     /// mirror of its registry when one is configured.
-    fn route(&self, reference: &str, digest: &Sha256Digest) -> Result<(Reference, String), RegistryError> {
-        let parsed: Reference = reference.parse().map_err(|e: oci_client::ParseError| RegistryError::Reference {
-            reference: reference.to_string(),
-            message: e.to_string(),
-        })?;
+    fn route(
+        &self,
+        reference: &str,
+        digest: &Sha256Digest,
+    ) -> Result<(Reference, String), RegistryError> {
+        let parsed: Reference =
+            reference
+                .parse()
+                .map_err(|e: oci_client::ParseError| RegistryError::Reference {
+                    reference: reference.to_string(),
+                    message: e.to_string(),
+                })?;
         let registry = parsed.registry().to_string();
         let host = self.map.get(&registry).map_or(registry, |e| e.host.clone());
-        let routed = Reference::with_digest(host.clone(), parsed.repository().to_string(), digest.oci());
+        let routed =
+            Reference::with_digest(host.clone(), parsed.repository().to_string(), digest.oci());
         Ok((routed, host))
     }
 }
@@ -158,7 +170,11 @@ async fn manifest(
     Ok(bytes.to_vec())
 }
 
-fn parse_json(reference: &str, what: &str, bytes: &[u8]) -> Result<serde_json::Value, RegistryError> {
+fn parse_json(
+    reference: &str,
+    what: &str,
+    bytes: &[u8],
+) -> Result<serde_json::Value, RegistryError> {
     serde_json::from_slice(bytes).map_err(|e| RegistryError::Malformed {
         reference: reference.to_string(),
         what: what.to_string(),
@@ -201,11 +217,13 @@ pub async fn resolve_platform_manifest(
         .as_str()
         .unwrap_or_default()
         .parse()
-        .map_err(|e: crate::digest::DigestParseError| RegistryError::Malformed {
-            reference: reference.to_string(),
-            what: "index".into(),
-            message: e.to_string(),
-        })
+        .map_err(
+            |e: crate::digest::DigestParseError| RegistryError::Malformed {
+                reference: reference.to_string(),
+                what: "index".into(),
+                message: e.to_string(),
+            },
+        )
 }
 
 /// One platform of an image, every blob verified.
@@ -232,19 +250,27 @@ pub async fn pull_platform(
         .as_str()
         .unwrap_or("application/vnd.oci.image.manifest.v1+json")
         .to_string();
-    let mut wanted = vec![doc["config"]["digest"].as_str().unwrap_or_default().to_string()];
+    let mut wanted = vec![
+        doc["config"]["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    ];
     for layer in doc["layers"].as_array().into_iter().flatten() {
         wanted.push(layer["digest"].as_str().unwrap_or_default().to_string());
     }
     let mut blobs = Vec::new();
     for digest_text in wanted {
-        let digest: Sha256Digest = digest_text.parse().map_err(|e: crate::digest::DigestParseError| {
-            RegistryError::Malformed {
-                reference: reference.to_string(),
-                what: "manifest".into(),
-                message: e.to_string(),
-            }
-        })?;
+        let digest: Sha256Digest =
+            digest_text
+                .parse()
+                .map_err(
+                    |e: crate::digest::DigestParseError| RegistryError::Malformed {
+                        reference: reference.to_string(),
+                        what: "manifest".into(),
+                        message: e.to_string(),
+                    },
+                )?;
         let (routed, host) = mirrors.route(reference, manifest_digest)?;
         let mut data = Vec::new();
         client
@@ -306,12 +332,16 @@ pub fn preload_tree(images: &[PulledImage], epoch: u64) -> Result<Tree, Registry
             reference: image.reference.clone(),
         });
     }
-    let index = super::layout::layout_index_json(&entries).map_err(|e| RegistryError::Malformed {
-        reference: "preloaded images".into(),
-        what: "index.json".into(),
-        message: e.to_string(),
-    })?;
-    tree.insert(format!("{PRELOAD_DIR}/index.json"), Node::file(index, 0o644).with_mtime(epoch));
+    let index =
+        super::layout::layout_index_json(&entries).map_err(|e| RegistryError::Malformed {
+            reference: "preloaded images".into(),
+            what: "index.json".into(),
+            message: e.to_string(),
+        })?;
+    tree.insert(
+        format!("{PRELOAD_DIR}/index.json"),
+        Node::file(index, 0o644).with_mtime(epoch),
+    );
     tree.insert(
         format!("{PRELOAD_DIR}/oci-layout"),
         Node::file(super::layout::OCI_LAYOUT.to_vec(), 0o644).with_mtime(epoch),
@@ -326,8 +356,12 @@ mod tests {
     #[test]
     fn plain_http_mirrors_are_allowed_only_on_loopback() {
         assert!(RegistryMirrors::parse(&["registry.k8s.io=http://127.0.0.1:5000".into()]).is_ok());
-        assert!(RegistryMirrors::parse(&["registry.k8s.io=https://mirror.example.invalid".into()]).is_ok());
-        let err = RegistryMirrors::parse(&["registry.k8s.io=http://mirror.example.invalid".into()]).unwrap_err();
+        assert!(
+            RegistryMirrors::parse(&["registry.k8s.io=https://mirror.example.invalid".into()])
+                .is_ok()
+        );
+        let err = RegistryMirrors::parse(&["registry.k8s.io=http://mirror.example.invalid".into()])
+            .unwrap_err();
         assert!(matches!(err, RegistryError::InsecureMirror(_)));
         assert!(RegistryMirrors::parse(&["nonsense".into()]).is_err());
     }
@@ -336,7 +370,9 @@ mod tests {
     fn a_mirrored_reference_keeps_repository_and_digest() {
         let m = RegistryMirrors::parse(&["registry.k8s.io=http://127.0.0.1:5000".into()]).unwrap();
         let d = Sha256Digest::of(b"x");
-        let (r, host) = m.route("registry.k8s.io/kube-apiserver:v1.34.2", &d).unwrap();
+        let (r, host) = m
+            .route("registry.k8s.io/kube-apiserver:v1.34.2", &d)
+            .unwrap();
         assert_eq!(host, "127.0.0.1:5000");
         assert_eq!(r.repository(), "kube-apiserver");
         assert_eq!(r.digest(), Some(d.oci().as_str()));

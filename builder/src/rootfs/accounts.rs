@@ -27,7 +27,11 @@ pub enum AccountsError {
 const PASSWD_MASTER: &str = "usr/share/base-passwd/passwd.master";
 const GROUP_MASTER: &str = "usr/share/base-passwd/group.master";
 
-fn read_lines(tree: &Tree, path: &'static str, fields: usize) -> Result<Vec<Vec<String>>, AccountsError> {
+fn read_lines(
+    tree: &Tree,
+    path: &'static str,
+    fields: usize,
+) -> Result<Vec<Vec<String>>, AccountsError> {
     let Some(Node {
         kind: NodeKind::File(data),
         ..
@@ -99,7 +103,10 @@ mod tests {
             PASSWD_MASTER,
             Node::file(b"root:*:0:0:root:/root:/bin/bash\n_apt:*:42:65534::/nonexistent:/usr/sbin/nologin\n".to_vec(), 0o644),
         );
-        t.insert(GROUP_MASTER, Node::file(b"root:*:0:\nshadow:*:42:\nusers:*:100:\n".to_vec(), 0o644));
+        t.insert(
+            GROUP_MASTER,
+            Node::file(b"root:*:0:\nshadow:*:42:\nusers:*:100:\n".to_vec(), 0o644),
+        );
         t
     }
 
@@ -114,7 +121,10 @@ mod tests {
     fn passwords_move_to_shadow_files_readable_by_group_shadow() {
         let mut t = masters();
         write_accounts(&mut t, 86_400 * 20_000 + 5).unwrap();
-        assert_eq!(text(&t, "etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n_apt:x:42:65534::/nonexistent:/usr/sbin/nologin\n");
+        assert_eq!(
+            text(&t, "etc/passwd"),
+            "root:x:0:0:root:/root:/bin/bash\n_apt:x:42:65534::/nonexistent:/usr/sbin/nologin\n"
+        );
         assert!(text(&t, "etc/shadow").starts_with("root:*:20000:0:99999:7:::\n"));
         assert_eq!(text(&t, "etc/gshadow"), "root:*::\nshadow:*::\nusers:*::\n");
         let shadow = t.get("etc/shadow").unwrap();

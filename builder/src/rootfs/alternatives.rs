@@ -10,12 +10,14 @@
 use std::collections::BTreeMap;
 
 use super::dpkg_db::InstalledPackage;
-use super::tree::{Node, Tree};
 use super::path::normalize_node_path;
+use super::tree::{Node, Tree};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AlternativesError {
-    #[error("postinst of {package}: alternative `{name}` is installed with link {link}, but an earlier package used {other}")]
+    #[error(
+        "postinst of {package}: alternative `{name}` is installed with link {link}, but an earlier package used {other}"
+    )]
     LinkMismatch {
         package: String,
         name: String,
@@ -58,7 +60,9 @@ fn install_calls(script: &str) -> Vec<Vec<String>> {
             .take_while(|w| !matches!(**w, ";" | "||" | "&&" | "|"))
             .map(|w| w.trim_end_matches(';').to_string())
             .collect();
-        if args.first().map(String::as_str) == Some("--install") && !args.iter().any(|a| a.contains('$')) {
+        if args.first().map(String::as_str) == Some("--install")
+            && !args.iter().any(|a| a.contains('$'))
+        {
             calls.push(args);
         }
     }
@@ -66,7 +70,11 @@ fn install_calls(script: &str) -> Vec<Vec<String>> {
 }
 
 /// Recomputes every alternative from the installed packages' postinst scripts.
-pub fn apply_alternatives(tree: &mut Tree, installed: &[InstalledPackage], epoch: u64) -> Result<usize, AlternativesError> {
+pub fn apply_alternatives(
+    tree: &mut Tree,
+    installed: &[InstalledPackage],
+    epoch: u64,
+) -> Result<usize, AlternativesError> {
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     for package in installed {
         let Some(script) = package.control_files.get("postinst") else {
@@ -101,7 +109,9 @@ pub fn apply_alternatives(tree: &mut Tree, installed: &[InstalledPackage], epoch
                 if flag != "--slave" {
                     return Err(malformed());
                 }
-                group.slave_links.insert(slave_name.clone(), slave_link.clone());
+                group
+                    .slave_links
+                    .insert(slave_name.clone(), slave_link.clone());
                 slaves.insert(slave_name.clone(), slave_path.clone());
             }
             group.choices.retain(|c| c.path != *path);
@@ -119,9 +129,8 @@ pub fn apply_alternatives(tree: &mut Tree, installed: &[InstalledPackage], epoch
 }
 
 fn exists(tree: &Tree, path: &str) -> bool {
-    normalize_node_path(path).is_ok_and(|p| {
-        super::path::canonicalize(tree, &p, false).is_ok_and(|c| tree.contains(&c))
-    })
+    normalize_node_path(path)
+        .is_ok_and(|p| super::path::canonicalize(tree, &p, false).is_ok_and(|c| tree.contains(&c)))
 }
 
 fn write_group(tree: &mut Tree, name: &str, group: &Group, epoch: u64) {
@@ -131,7 +140,11 @@ fn write_group(tree: &mut Tree, name: &str, group: &Group, epoch: u64) {
     let best = choices
         .iter()
         .filter(|c| exists(tree, &c.path))
-        .max_by(|a, b| a.priority.cmp(&b.priority).then_with(|| b.path.cmp(&a.path)))
+        .max_by(|a, b| {
+            a.priority
+                .cmp(&b.priority)
+                .then_with(|| b.path.cmp(&a.path))
+        })
         .cloned();
 
     let mut admin = format!("auto\n{}\n", group.link);
@@ -162,7 +175,10 @@ fn write_group(tree: &mut Tree, name: &str, group: &Group, epoch: u64) {
         );
         if let Ok(p) = normalize_node_path(link_path) {
             if let Ok(p) = super::path::canonicalize(tree, &p, false) {
-                tree.insert(p, Node::symlink(format!("/etc/alternatives/{alt_name}")).with_mtime(epoch));
+                tree.insert(
+                    p,
+                    Node::symlink(format!("/etc/alternatives/{alt_name}")).with_mtime(epoch),
+                );
             }
         }
     };
@@ -184,7 +200,15 @@ mod tests {
         let script = "if true; then\n\tupdate-alternatives \\\n\t  --install /usr/sbin/iptables iptables /usr/sbin/iptables-nft 20 \\\n\t  --slave /usr/sbin/iptables-save iptables-save /usr/sbin/iptables-nft-save\nfi\nupdate-alternatives --remove x /y\nupdate-alternatives --install /a b $C 1\n";
         let calls = install_calls(script);
         assert_eq!(calls.len(), 1);
-        assert_eq!(calls[0][1..5], ["/usr/sbin/iptables", "iptables", "/usr/sbin/iptables-nft", "20"]);
+        assert_eq!(
+            calls[0][1..5],
+            [
+                "/usr/sbin/iptables",
+                "iptables",
+                "/usr/sbin/iptables-nft",
+                "20"
+            ]
+        );
         assert_eq!(calls[0].len(), 9);
     }
 }

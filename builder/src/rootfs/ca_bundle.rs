@@ -41,13 +41,23 @@ pub fn write_ca_bundle(tree: &mut Tree, epoch: u64) -> usize {
         if !data.ends_with(b"\n") {
             bundle.push(b'\n');
         }
-        let name = relative.rsplit('/').next().unwrap_or(relative).trim_end_matches(".crt");
+        let name = relative
+            .rsplit('/')
+            .next()
+            .unwrap_or(relative)
+            .trim_end_matches(".crt");
         tree.insert(
             format!("etc/ssl/certs/{name}.pem"),
             Node::symlink(format!("/{SHARE}/{relative}")).with_mtime(epoch),
         );
     }
-    tree.insert("etc/ca-certificates.conf", Node::file(conf.into_bytes(), 0o644).with_mtime(epoch));
-    tree.insert("etc/ssl/certs/ca-certificates.crt", Node::file(bundle, 0o644).with_mtime(epoch));
+    tree.insert(
+        "etc/ca-certificates.conf",
+        Node::file(conf.into_bytes(), 0o644).with_mtime(epoch),
+    );
+    tree.insert(
+        "etc/ssl/certs/ca-certificates.crt",
+        Node::file(bundle, 0o644).with_mtime(epoch),
+    );
     certs.len()
 }

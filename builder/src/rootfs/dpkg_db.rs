@@ -51,8 +51,17 @@ pub enum DpkgDbError {
 
 /// Maintainer-script and metadata members dpkg keeps in `info/`.
 const INFO_MEMBERS: &[&str] = &[
-    "conffiles", "config", "md5sums", "postinst", "postrm", "preinst", "prerm", "shlibs", "symbols",
-    "templates", "triggers",
+    "conffiles",
+    "config",
+    "md5sums",
+    "postinst",
+    "postrm",
+    "preinst",
+    "prerm",
+    "shlibs",
+    "symbols",
+    "templates",
+    "triggers",
 ];
 
 /// Writes the whole database for `installed` (sorted by name, as dpkg does).
@@ -70,13 +79,22 @@ pub fn write_dpkg_database(
         paragraph.insert_after("Package", "Status", "install ok installed");
         if let Some(conffiles) = package.control_files.get("conffiles") {
             let mut lines = String::new();
-            for path in String::from_utf8_lossy(conffiles).lines().map(str::trim).filter(|l| !l.is_empty()) {
-                // `remove-on-upgrade` entries carry a flag after the path.
-                let path = path.split_whitespace().next().unwrap_or(path);
-                let content = file_content(tree, path).ok_or_else(|| DpkgDbError::MissingConffile {
-                    package: package.name.clone(),
-                    path: path.to_string(),
-                })?;
+            for line in String::from_utf8_lossy(conffiles)
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+            {
+                // `remove-on-upgrade /etc/x` names a conffile the package no
+                // longer ships (deb-conffiles(5)); dpkg does not track it.
+                if line.starts_with("remove-on-upgrade") {
+                    continue;
+                }
+                let path = line.split_whitespace().last().unwrap_or(line);
+                let content =
+                    file_content(tree, path).ok_or_else(|| DpkgDbError::MissingConffile {
+                        package: package.name.clone(),
+                        path: path.to_string(),
+                    })?;
                 lines.push_str(&format!("\n {path} {}", hex::encode(Md5::digest(content))));
             }
             if !lines.is_empty() {
@@ -92,7 +110,15 @@ pub fn write_dpkg_database(
         status.push('\n');
     }
     let dir = Node::dir(0o755).with_mtime(epoch);
-    for d in ["var", "var/lib", "var/lib/dpkg", "var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers", "var/lib/dpkg/alternatives"] {
+    for d in [
+        "var",
+        "var/lib",
+        "var/lib/dpkg",
+        "var/lib/dpkg/info",
+        "var/lib/dpkg/updates",
+        "var/lib/dpkg/triggers",
+        "var/lib/dpkg/alternatives",
+    ] {
         if !tree.contains(d) {
             tree.insert(d, dir.clone());
         }
@@ -107,15 +133,24 @@ pub fn write_dpkg_database(
         let base = package.info_name(arch);
         let mut list = package.files.join("\n");
         list.push('\n');
-        tree.insert(format!("var/lib/dpkg/info/{base}.list"), file(list.into_bytes(), 0o644));
+        tree.insert(
+            format!("var/lib/dpkg/info/{base}.list"),
+            file(list.into_bytes(), 0o644),
+        );
         for member in INFO_MEMBERS {
             if let Some(data) = package.control_files.get(*member) {
-                let mode = if matches!(*member, "config" | "postinst" | "postrm" | "preinst" | "prerm") {
+                let mode = if matches!(
+                    *member,
+                    "config" | "postinst" | "postrm" | "preinst" | "prerm"
+                ) {
                     0o755
                 } else {
                     0o644
                 };
-                tree.insert(format!("var/lib/dpkg/info/{base}.{member}"), file(data.clone(), mode));
+                tree.insert(
+                    format!("var/lib/dpkg/info/{base}.{member}"),
+                    file(data.clone(), mode),
+                );
             }
         }
     }

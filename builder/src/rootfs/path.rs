@@ -21,7 +21,9 @@ pub enum PathError {
     ParentDir(String),
     #[error("`{0}` contains a NUL byte")]
     Nul(String),
-    #[error("`{path}` would be written through the symlink `/{link}`, which is not a merged-/usr alias")]
+    #[error(
+        "`{path}` would be written through the symlink `/{link}`, which is not a merged-/usr alias"
+    )]
     ThroughSymlink { path: String, link: String },
     #[error("`{path}` would be written under `/{parent}`, which is a file")]
     UnderFile { path: String, parent: String },
@@ -42,7 +44,10 @@ pub fn setup_merged_usr(tree: &mut Tree, arch: Arch, mtime: u64) {
     tree.insert("usr", Node::dir(0o755).with_mtime(mtime));
     for alias in usrmerge_aliases(arch) {
         tree.insert(format!("usr/{alias}"), Node::dir(0o755).with_mtime(mtime));
-        tree.insert(*alias, Node::symlink(format!("usr/{alias}")).with_mtime(mtime));
+        tree.insert(
+            *alias,
+            Node::symlink(format!("usr/{alias}")).with_mtime(mtime),
+        );
     }
 }
 
@@ -83,7 +88,8 @@ fn normalize_components(raw: &str) -> Result<String, PathError> {
 }
 
 fn is_alias(path: &str, node: &Node) -> bool {
-    !path.contains('/') && matches!(&node.kind, NodeKind::Symlink(t) if *t == format!("usr/{path}") || *t == format!("/usr/{path}"))
+    !path.contains('/')
+        && matches!(&node.kind, NodeKind::Symlink(t) if *t == format!("usr/{path}") || *t == format!("/usr/{path}"))
 }
 
 /// Canonicalises a normalised path through the merged-/usr aliases and checks
@@ -142,9 +148,18 @@ mod tests {
     #[test]
     fn entries_are_normalised_and_hostile_names_refused() {
         assert_eq!(normalize_entry("./usr//bin/ls/").unwrap(), "usr/bin/ls");
-        assert!(matches!(normalize_entry("../etc/passwd"), Err(PathError::ParentDir(_))));
-        assert!(matches!(normalize_entry("./usr/../../x"), Err(PathError::ParentDir(_))));
-        assert!(matches!(normalize_entry("/etc/passwd"), Err(PathError::Absolute(_))));
+        assert!(matches!(
+            normalize_entry("../etc/passwd"),
+            Err(PathError::ParentDir(_))
+        ));
+        assert!(matches!(
+            normalize_entry("./usr/../../x"),
+            Err(PathError::ParentDir(_))
+        ));
+        assert!(matches!(
+            normalize_entry("/etc/passwd"),
+            Err(PathError::Absolute(_))
+        ));
         assert!(matches!(normalize_entry("./"), Err(PathError::Empty(_))));
     }
 
@@ -152,7 +167,10 @@ mod tests {
     fn paths_through_usrmerge_aliases_land_under_usr() {
         let t = merged();
         assert_eq!(canonicalize(&t, "bin/ls", false).unwrap(), "usr/bin/ls");
-        assert_eq!(canonicalize(&t, "lib64/ld-linux-x86-64.so.2", false).unwrap(), "usr/lib64/ld-linux-x86-64.so.2");
+        assert_eq!(
+            canonicalize(&t, "lib64/ld-linux-x86-64.so.2", false).unwrap(),
+            "usr/lib64/ld-linux-x86-64.so.2"
+        );
         assert_eq!(canonicalize(&t, "bin", true).unwrap(), "usr/bin");
         assert_eq!(canonicalize(&t, "bin", false).unwrap(), "bin");
         assert_eq!(canonicalize(&t, "etc/passwd", false).unwrap(), "etc/passwd");
@@ -166,6 +184,9 @@ mod tests {
         let err = canonicalize(&t, "etc/evil/.ssh/authorized_keys", false).unwrap_err();
         assert!(matches!(err, PathError::ThroughSymlink { .. }), "{err}");
         t.insert("etc/file", Node::file(b"x".to_vec(), 0o644));
-        assert!(matches!(canonicalize(&t, "etc/file/x", false), Err(PathError::UnderFile { .. })));
+        assert!(matches!(
+            canonicalize(&t, "etc/file/x", false),
+            Err(PathError::UnderFile { .. })
+        ));
     }
 }

@@ -97,7 +97,12 @@ impl Unpacker {
             };
             let header = entry.header();
             let kind = header.entry_type();
-            if raw.trim_start_matches("./").trim_end_matches('/').is_empty() && kind.is_dir() {
+            if raw
+                .trim_start_matches("./")
+                .trim_end_matches('/')
+                .is_empty()
+                && kind.is_dir()
+            {
                 continue; // the `./` root entry
             }
             let normalized = normalize_entry(&raw).map_err(path_err)?;
@@ -113,7 +118,8 @@ impl Unpacker {
             if let Some(exts) = entry.pax_extensions().map_err(corrupt)? {
                 for ext in exts {
                     let ext = ext.map_err(corrupt)?;
-                    if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
+                    if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr."))
+                    {
                         xattrs.insert(name.to_string(), ext.value_bytes().to_vec());
                     }
                 }
@@ -134,7 +140,9 @@ impl Unpacker {
                 let target = link.ok_or_else(|| entry_err("hard link without a target".into()))?;
                 let target = normalize_entry(&target).map_err(path_err)?;
                 let target = canonicalize(tree, &target, false).map_err(path_err)?;
-                if !mine.contains(&target) || !matches!(tree.get(&target).map(|n| &n.kind), Some(NodeKind::File(_))) {
+                if !mine.contains(&target)
+                    || !matches!(tree.get(&target).map(|n| &n.kind), Some(NodeKind::File(_)))
+                {
                     return Err(entry_err(format!(
                         "hard link to /{target}, which is not a file of this package"
                     )));
@@ -176,7 +184,9 @@ impl Unpacker {
         };
         match (tree.get(path), &node.kind) {
             // dpkg keeps an existing directory as it is.
-            (Some(existing), NodeKind::Dir) if matches!(existing.kind, NodeKind::Dir) => return Ok(()),
+            (Some(existing), NodeKind::Dir) if matches!(existing.kind, NodeKind::Dir) => {
+                return Ok(());
+            }
             (Some(existing), NodeKind::Dir) => {
                 return Err(entry_err(format!(
                     "is a directory, but another package installed a {} there",
@@ -184,7 +194,9 @@ impl Unpacker {
                 )));
             }
             (Some(existing), _) if matches!(existing.kind, NodeKind::Dir) => {
-                return Err(entry_err("is not a directory, but a directory exists there".into()));
+                return Err(entry_err(
+                    "is not a directory, but a directory exists there".into(),
+                ));
             }
             (Some(existing), _) => {
                 if let Some(owner) = self.owners.get(path) {

@@ -33,7 +33,13 @@ pub async fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
                 bail!(
                     "--platform {p}: recipe {} builds only {}",
                     recipe.path.display(),
-                    recipe.recipe.architectures.iter().map(|a| a.platform()).collect::<Vec<_>>().join(", ")
+                    recipe
+                        .recipe
+                        .architectures
+                        .iter()
+                        .map(|a| a.platform())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
             }
             if !chosen.contains(&arch) {
@@ -51,12 +57,18 @@ pub async fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
         kina_init_overrides.insert(arch.parse::<Arch>()?, PathBuf::from(path));
     }
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => Some(v.parse::<u64>().with_context(|| format!("SOURCE_DATE_EPOCH={v} is not a number of seconds"))?),
+        Ok(v) => Some(
+            v.parse::<u64>()
+                .with_context(|| format!("SOURCE_DATE_EPOCH={v} is not a number of seconds"))?,
+        ),
         Err(_) => None,
     };
     let options = BuildOptions {
         platforms,
-        reference: args.tag.clone().unwrap_or_else(|| recipe.recipe.tag.clone()),
+        reference: args
+            .tag
+            .clone()
+            .unwrap_or_else(|| recipe.recipe.tag.clone()),
         compression: match args.compression {
             CompressionArg::Gzip => Compression::Gzip,
             CompressionArg::Zstd => Compression::Zstd,
@@ -68,12 +80,22 @@ pub async fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
     };
     let progress = Progress::new(ProgressMode::detect(quiet));
     let cache = Cache::open(Cache::default_root())?;
-    let fetcher = Fetcher::new(cache, sources::url_rewrites(&args.source)?, progress.clone())?;
+    let fetcher = Fetcher::new(
+        cache,
+        sources::url_rewrites(&args.source)?,
+        progress.clone(),
+    )?;
     let store = ImageStore::open(ImageStore::default_root())?;
 
     let result = build_to_store(&recipe, &lock, &options, &fetcher, &store)
         .await
-        .with_context(|| format!("building {} from {}", options.reference, lock_path.display()))?;
+        .with_context(|| {
+            format!(
+                "building {} from {}",
+                options.reference,
+                lock_path.display()
+            )
+        })?;
     if let Some(built) = &result.built {
         for platform in &built.platforms {
             for (name, layer) in &platform.layers {
@@ -98,8 +120,16 @@ pub async fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
             if result.reused { "unchanged" } else { "built" },
             options.reference,
             result.index_digest.oci(),
-            options.platforms.iter().map(|a| a.platform()).collect::<Vec<_>>().join(", "),
-            args.output.as_ref().map(|o| format!(", written to {}", o.display())).unwrap_or_default(),
+            options
+                .platforms
+                .iter()
+                .map(|a| a.platform())
+                .collect::<Vec<_>>()
+                .join(", "),
+            args.output
+                .as_ref()
+                .map(|o| format!(", written to {}", o.display()))
+                .unwrap_or_default(),
             started.elapsed().as_secs_f64()
         );
     }
@@ -114,5 +144,9 @@ pub fn human(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }

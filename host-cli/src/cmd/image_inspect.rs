@@ -41,13 +41,19 @@ pub fn summarize(store: &ImageStore, entry: &LayoutEntry) -> anyhow::Result<Imag
     for m in index["manifests"].as_array().into_iter().flatten() {
         let digest = m["digest"].as_str().unwrap_or_default();
         let manifest = json(store, digest)?;
-        let config = json(store, manifest["config"]["digest"].as_str().unwrap_or_default())?;
+        let config = json(
+            store,
+            manifest["config"]["digest"].as_str().unwrap_or_default(),
+        )?;
         let layers: Vec<LayerSummary> = manifest["layers"]
             .as_array()
             .into_iter()
             .flatten()
             .map(|l| LayerSummary {
-                name: l["annotations"]["io.kina.layer"].as_str().unwrap_or("-").to_string(),
+                name: l["annotations"]["io.kina.layer"]
+                    .as_str()
+                    .unwrap_or("-")
+                    .to_string(),
                 digest: l["digest"].as_str().unwrap_or_default().to_string(),
                 size: l["size"].as_u64().unwrap_or(0),
             })
@@ -82,16 +88,27 @@ pub fn run(reference: &str, as_json: bool) -> anyhow::Result<()> {
     }
     println!("{}\n  index {}", summary.reference, summary.digest);
     for p in &summary.platforms {
-        println!("  {} manifest {} created {}", p.platform, p.manifest, p.created);
+        println!(
+            "  {} manifest {} created {}",
+            p.platform, p.manifest, p.created
+        );
         if let Some(labels) = p.labels.as_object() {
             for (k, v) in labels {
                 println!("    label {k}={}", v.as_str().unwrap_or_default());
             }
         }
         for l in &p.layers {
-            println!("    layer {:<12} {:>10}  {}", l.name, super::image_build::human(l.size), l.digest);
+            println!(
+                "    layer {:<12} {:>10}  {}",
+                l.name,
+                super::image_build::human(l.size),
+                l.digest
+            );
         }
-        println!("    total {:>18}", super::image_build::human(p.compressed_size));
+        println!(
+            "    total {:>18}",
+            super::image_build::human(p.compressed_size)
+        );
     }
     Ok(())
 }

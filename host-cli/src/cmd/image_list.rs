@@ -15,13 +15,20 @@ pub fn run(json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&summaries)?);
         return Ok(());
     }
-    println!("{:<40} {:<21} {:<24} {:>10}", "REFERENCE", "DIGEST", "PLATFORMS", "SIZE");
+    println!(
+        "{:<40} {:<21} {:<24} {:>10}",
+        "REFERENCE", "DIGEST", "PLATFORMS", "SIZE"
+    );
     for s in &summaries {
         println!(
             "{:<40} {:<21} {:<24} {:>10}",
             s.reference,
             &s.digest[..21.min(s.digest.len())],
-            s.platforms.iter().map(|p| p.platform.as_str()).collect::<Vec<_>>().join(","),
+            s.platforms
+                .iter()
+                .map(|p| p.platform.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
             super::image_build::human(s.platforms.iter().map(|p| p.compressed_size).sum())
         );
     }

@@ -12,7 +12,10 @@ pub fn run(references: &[String]) -> anyhow::Result<()> {
     };
     for reference in targets {
         let freed = store.remove(&reference)?;
-        println!("removed {reference} ({} freed)", super::image_build::human(freed));
+        println!(
+            "removed {reference} ({} freed)",
+            super::image_build::human(freed)
+        );
     }
     Ok(())
 }

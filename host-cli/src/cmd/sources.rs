@@ -41,7 +41,11 @@ pub fn recipe_path(args: &SourceArgs) -> anyhow::Result<PathBuf> {
         bail!(
             "no node recipe for Kubernetes {version} at {} (available: {}); pass --recipe FILE",
             path.display(),
-            if available.is_empty() { "none".to_string() } else { available.join(", ") }
+            if available.is_empty() {
+                "none".to_string()
+            } else {
+                available.join(", ")
+            }
         );
     }
     Ok(path)
@@ -68,7 +72,8 @@ pub fn mirrors(args: &SourceArgs, recipe: &LoadedRecipe) -> anyhow::Result<Debia
 }
 
 pub fn url_rewrites(args: &SourceArgs) -> anyhow::Result<UrlRewrites> {
-    UrlRewrites::from_flags_and_env(&args.url_rewrites).context("parsing --url-rewrite / KINA_URL_REWRITE")
+    UrlRewrites::from_flags_and_env(&args.url_rewrites)
+        .context("parsing --url-rewrite / KINA_URL_REWRITE")
 }
 
 pub fn registry_mirrors(args: &SourceArgs) -> anyhow::Result<RegistryMirrors> {
