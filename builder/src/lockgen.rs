@@ -46,8 +46,6 @@ pub enum LockGenError {
         arch: Arch,
         source: crate::debian::resolve::ResolveError,
     },
-    #[error("Release of {suite} has a Date kina cannot read: {date}")]
-    Date { suite: String, date: String },
     #[error("resolving image {reference} for {arch}: {source}")]
     Image {
         reference: String,
@@ -98,31 +96,23 @@ pub async fn lock_recipe(
                 suite: suite.clone(),
                 source: e,
             })?;
-            let date = index
-                .release
-                .date_epoch()
-                .ok_or_else(|| LockGenError::Date {
-                    suite: suite.clone(),
-                    date: index.release.date().to_string(),
-                })?;
-            newest_date = newest_date.max(date);
+            newest_date = newest_date.max(index.release.date_epoch);
             releases.push(LockedRelease {
                 archive: source.archive,
                 suite: suite.clone(),
-                date: index.release.date().to_string(),
+                date: index.release.date.clone(),
                 inrelease_sha256: index.inrelease_sha256,
-                signed_by: index.release.signer_fingerprint().to_string(),
+                signed_by: index.release.signed_by.clone(),
             });
-            for ((component, arch), text) in &index.packages {
-                let records = parse_packages(text, source.archive, suite, *arch).map_err(|e| {
-                    LockGenError::Packages {
+            for packages in &index.packages {
+                let records = parse_packages(&packages.text, source.archive, suite, packages.arch)
+                    .map_err(|e| LockGenError::Packages {
                         suite: suite.clone(),
-                        component: component.clone(),
-                        arch: *arch,
+                        component: packages.component.clone(),
+                        arch: packages.arch,
                         source: e,
-                    }
-                })?;
-                universe.entry(*arch).or_default().extend(records);
+                    })?;
+                universe.entry(packages.arch).or_default().extend(records);
             }
         }
     }

@@ -131,7 +131,7 @@ impl ImageStore {
         Ok(entries)
     }
 
-    fn write_index(&self, entries: &mut Vec<LayoutEntry>) -> Result<(), StoreError> {
+    fn write_index(&self, entries: &mut [LayoutEntry]) -> Result<(), StoreError> {
         entries.sort_by(|a, b| a.reference.cmp(&b.reference));
         let path = self.root.join("index.json");
         let bytes = layout_index_json(entries).map_err(|e| StoreError::Corrupt {

@@ -176,7 +176,7 @@ fn base_recipe_builds_for_amd64_and_arm64_and_independent_readers_accept_it() {
         assert!(root.join("usr/lib/cni/ptp").exists());
         let init = root.join("usr/local/bin/kina-init");
         let version = if arch == "amd64" {
-            run_ok(&mut Command::new(&init).arg("--version"))
+            run_ok(Command::new(&init).arg("--version"))
         } else {
             require_tool("qemu-aarch64-static");
             run_ok(

@@ -117,7 +117,7 @@ pub fn install_artifact(
             }
             if let Some(missing) = files.iter().find(|f| {
                 let want = format!("{}/{}", dest.trim_matches('/'), f.trim_matches('/'));
-                !installed.iter().any(|p| *p == want)
+                !installed.contains(&want)
             }) {
                 return Err(fail(format!("the archive has no `{missing}`")));
             }

@@ -68,7 +68,7 @@ pub enum BuildError {
     #[error("pulling preloaded image: {0}")]
     Pull(#[from] PullError),
     #[error(transparent)]
-    KinaInit(#[from] kina_init::KinaInitError),
+    KinaInit(Box<kina_init::KinaInitError>),
     #[error(transparent)]
     Stage(#[from] stages::StageError),
     #[error("writing layer {layer} ({arch}): {message}")]
@@ -143,6 +143,12 @@ pub async fn build_image(
         epoch,
         platforms,
     })
+}
+
+impl From<kina_init::KinaInitError> for BuildError {
+    fn from(e: kina_init::KinaInitError) -> Self {
+        BuildError::KinaInit(Box::new(e))
+    }
 }
 
 /// Inputs plus what the image config records about them.

@@ -1,65 +1,113 @@
-//! Reading one suite of a Debian archive: `InRelease`, then the `Packages`
-//! indexes it vouches for.
+//! Fetching a suite's signed Release and its package indexes, as apt does.
 //!
-//! Index files are fetched by hash when the Release offers `Acquire-By-Hash`
-//! (immune to a mirror updating between the two requests), checked against
-//! the signed size and sha256 of the compressed file, then decompressed.
+//! The chain is: `dists/<suite>/InRelease` verified against the keyring, then
+//! each `binary-<arch>/Packages` index checked against the size and sha256 the
+//! signed Release lists for the *compressed* file before it is decompressed
+//! (apt's acquire-item.cc does the same), so no unverified byte is parsed.
+//! Indexes come from `by-hash/SHA256/<hex>` when the Release says
+//! `Acquire-By-Hash: yes`, which is immune to a mirror updating mid-fetch.
+//!
+//! Debian trixie's Release says `No-Support-for-Architecture-all: Packages`:
+//! `Architecture: all` packages are listed in each `binary-<arch>/Packages`,
+//! so `binary-all` is not fetched.
 
-use std::collections::BTreeMap;
 use std::io::Read;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::keyring::Keyring;
-use super::release::{
-    IndexEntry, ReleaseError, ValidUntilPolicy, VerifiedRelease, verify_inrelease,
+use crate::debian::keyring::Keyring;
+use crate::debian::release::{
+    ReleaseEntry, ReleaseError, ValidUntilPolicy, VerifiedRelease, verify_inrelease,
 };
 use crate::digest::Sha256Digest;
 use crate::platform::Arch;
 
-#[derive(Debug)]
+/// A suite's verified Release and the decompressed `Packages` indexes.
+#[derive(Clone, Debug)]
 pub struct SuiteIndex {
+    /// Base URL of the archive, without a trailing slash.
+    pub archive_url: String,
+    pub suite: String,
+    /// sha256 of the InRelease bytes exactly as fetched (also in `release`).
     pub inrelease_sha256: Sha256Digest,
     pub release: VerifiedRelease,
-    /// Decompressed `Packages` text per (component, architecture).
-    pub packages: BTreeMap<(String, Arch), String>,
+    pub packages: Vec<PackagesIndex>,
+}
+
+/// One `Packages` index, verified against the signed Release.
+#[derive(Clone, Debug)]
+pub struct PackagesIndex {
+    pub component: String,
+    pub arch: Arch,
+    /// Path relative to `dists/<suite>/` as the Release lists it,
+    /// e.g. `main/binary-arm64/Packages.xz`.
+    pub path: String,
+    /// sha256 and size of the file fetched (compressed), from the Release.
+    pub sha256: Sha256Digest,
+    pub size: u64,
+    /// The decompressed deb822 text.
+    pub text: String,
+}
+
+impl SuiteIndex {
+    /// The `Packages` text of `component` for `arch`, if it was fetched.
+    pub fn packages_for(&self, component: &str, arch: Arch) -> Option<&PackagesIndex> {
+        self.packages
+            .iter()
+            .find(|p| p.component == component && p.arch == arch)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
-    #[error("GET {url}: {message}")]
-    Http { url: String, message: String },
+    #[error("GET {url} failed: {source}; check the mirror URL and the network")]
+    Http { url: String, source: reqwest::Error },
+    #[error("GET {url}: HTTP {status}{hint}")]
+    Status {
+        url: String,
+        status: u16,
+        hint: &'static str,
+    },
     #[error(transparent)]
     Release(#[from] ReleaseError),
     #[error(
-        "{url}: the signed Release lists no Packages index for {component}/binary-{arch}; check the suite, component and architecture names"
+        "{inrelease_url}: the signed Release lists no Packages index for {component}/binary-{arch} (looked for Packages.xz, Packages.gz, Packages); check the recipe's suites and components"
     )]
     NoIndex {
-        url: String,
+        inrelease_url: String,
         component: String,
         arch: Arch,
     },
     #[error(
-        "{url}: {path} sha256 mismatch: the signed Release says {expected} ({expected_size} bytes), got {actual} ({actual_size} bytes)"
+        "index {path} size mismatch: Release says {expected} bytes, got {actual} from {url}; the mirror may be mid-update or tampered, retry later"
     )]
-    IndexHash {
-        url: String,
+    SizeMismatch {
         path: String,
-        expected: Sha256Digest,
-        expected_size: u64,
-        actual: Sha256Digest,
-        actual_size: u64,
+        url: String,
+        expected: u64,
+        actual: u64,
     },
-    #[error("{url}: cannot decompress {path}: {message}")]
-    Decompress {
-        url: String,
+    #[error(
+        "index {path} sha256 mismatch: Release says {expected}, got {actual} from {url}; the mirror may be mid-update or tampered, retry later"
+    )]
+    DigestMismatch {
         path: String,
-        message: String,
+        url: String,
+        expected: Sha256Digest,
+        actual: Sha256Digest,
+    },
+    #[error("index {path} from {url}: cannot decompress: {problem}")]
+    Decompress {
+        path: String,
+        url: String,
+        problem: String,
     },
 }
 
-/// The compressed forms apt tries, best first.
-const INDEX_FORMS: [&str; 3] = ["Packages.xz", "Packages.gz", "Packages"];
+/// Index file names in order of preference, as apt's default
+/// `Acquire::CompressionTypes::Order` tries them.
+const INDEX_NAMES: [&str; 3] = ["Packages.xz", "Packages.gz", "Packages"];
 
+/// Fetches and verifies `<archive_url>/dists/<suite>/InRelease` and the
+/// `Packages` index of every component and architecture. Nothing is cached.
 pub async fn fetch_suite(
     client: &reqwest::Client,
     archive_url: &str,
@@ -69,24 +117,25 @@ pub async fn fetch_suite(
     keyring: &Keyring,
     policy: ValidUntilPolicy,
 ) -> Result<SuiteIndex, ArchiveError> {
-    let dists = format!("{}/dists/{suite}", archive_url.trim_end_matches('/'));
+    let archive_url = archive_url.trim_end_matches('/').to_string();
+    let dists = format!("{archive_url}/dists/{suite}");
     let inrelease_url = format!("{dists}/InRelease");
     let inrelease = get(client, &inrelease_url).await?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let release = verify_inrelease(&inrelease, &inrelease_url, keyring, now, policy)?;
+    let release = verify_inrelease(&inrelease_url, &inrelease, keyring, now, policy)?;
 
-    let mut packages = BTreeMap::new();
+    let mut packages = Vec::new();
     for component in components {
         for &arch in arches {
             let dir = format!("{component}/binary-{}", arch.debian());
-            let Some((name, entry)) = INDEX_FORMS.iter().find_map(|form| {
-                let path = format!("{dir}/{form}");
+            let Some((path, entry)) = INDEX_NAMES.iter().find_map(|name| {
+                let path = format!("{dir}/{name}");
                 release.sha256.get(&path).map(|e| (path, e.clone()))
             }) else {
                 return Err(ArchiveError::NoIndex {
-                    url: inrelease_url.clone(),
+                    inrelease_url,
                     component: component.clone(),
                     arch,
                 });
@@ -94,87 +143,146 @@ pub async fn fetch_suite(
             let url = if release.acquire_by_hash {
                 format!("{dists}/{dir}/by-hash/SHA256/{}", entry.sha256.hex())
             } else {
-                format!("{dists}/{name}")
+                format!("{dists}/{path}")
             };
             let bytes = get(client, &url).await?;
-            check_index(&url, &name, &entry, &bytes)?;
-            let text = decompress(&url, &name, &bytes)?;
-            packages.insert((component.clone(), arch), text);
+            check(&path, &url, &entry, &bytes)?;
+            let text = decompress(&path, &bytes).map_err(|problem| ArchiveError::Decompress {
+                path: path.clone(),
+                url: url.clone(),
+                problem,
+            })?;
+            packages.push(PackagesIndex {
+                component: component.clone(),
+                arch,
+                path,
+                sha256: entry.sha256,
+                size: entry.size,
+                text,
+            });
         }
     }
     Ok(SuiteIndex {
-        inrelease_sha256: Sha256Digest::of(&inrelease),
+        archive_url,
+        suite: suite.to_string(),
+        inrelease_sha256: release.inrelease_sha256,
         release,
         packages,
     })
 }
 
-fn check_index(
-    url: &str,
-    path: &str,
-    entry: &IndexEntry,
-    bytes: &[u8],
-) -> Result<(), ArchiveError> {
-    let actual = Sha256Digest::of(bytes);
-    if actual != entry.sha256 || bytes.len() as u64 != entry.size {
-        return Err(ArchiveError::IndexHash {
+async fn get(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, ArchiveError> {
+    let http = |source| ArchiveError::Http {
+        url: url.to_string(),
+        source,
+    };
+    let response = client.get(url).send().await.map_err(http)?;
+    let status = response.status();
+    if !status.is_success() {
+        let hint = if status.as_u16() == 404 {
+            " (not found: check the suite, component and mirror URL)"
+        } else {
+            ""
+        };
+        return Err(ArchiveError::Status {
             url: url.to_string(),
+            status: status.as_u16(),
+            hint,
+        });
+    }
+    Ok(response.bytes().await.map_err(http)?.to_vec())
+}
+
+fn check(path: &str, url: &str, entry: &ReleaseEntry, bytes: &[u8]) -> Result<(), ArchiveError> {
+    let actual_size = bytes.len() as u64;
+    if actual_size != entry.size {
+        return Err(ArchiveError::SizeMismatch {
             path: path.to_string(),
+            url: url.to_string(),
+            expected: entry.size,
+            actual: actual_size,
+        });
+    }
+    let actual = Sha256Digest::of(bytes);
+    if actual != entry.sha256 {
+        return Err(ArchiveError::DigestMismatch {
+            path: path.to_string(),
+            url: url.to_string(),
             expected: entry.sha256,
-            expected_size: entry.size,
             actual,
-            actual_size: bytes.len() as u64,
         });
     }
     Ok(())
 }
 
-fn decompress(url: &str, path: &str, bytes: &[u8]) -> Result<String, ArchiveError> {
-    let mut text = String::new();
-    let fail = |e: std::io::Error| ArchiveError::Decompress {
-        url: url.to_string(),
-        path: path.to_string(),
-        message: e.to_string(),
-    };
-    if path.ends_with(".xz") {
-        liblzma::read::XzDecoder::new(bytes)
-            .read_to_string(&mut text)
-            .map_err(fail)?;
+fn decompress(path: &str, bytes: &[u8]) -> Result<String, String> {
+    let mut out = Vec::new();
+    let result = if path.ends_with(".xz") {
+        liblzma::read::XzDecoder::new(bytes).read_to_end(&mut out)
     } else if path.ends_with(".gz") {
-        flate2::read::GzDecoder::new(bytes)
-            .read_to_string(&mut text)
-            .map_err(fail)?;
+        flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out)
     } else {
-        text = String::from_utf8(bytes.to_vec())
-            .map_err(|e| fail(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
-    }
-    Ok(text)
+        out.extend_from_slice(bytes);
+        Ok(out.len())
+    };
+    result.map_err(|e| e.to_string())?;
+    String::from_utf8(out).map_err(|e| format!("not UTF-8 text: {e}"))
 }
 
-async fn get(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, ArchiveError> {
-    let fail = |message: String| ArchiveError::Http {
-        url: url.to_string(),
-        message,
-    };
-    let response = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let status = response.status();
-    if !status.is_success() {
-        return Err(fail(format!(
-            "HTTP {status}{}",
-            if status.as_u16() == 404 {
-                "; check the mirror URL and suite name"
-            } else {
-                ""
-            }
-        )));
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn xz_gz_and_plain_indexes_decompress_to_the_same_text() {
+        let text = "Package: a\nVersion: 1\n";
+        let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
+        xz.write_all(text.as_bytes()).unwrap();
+        let xz = xz.finish().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(text.as_bytes()).unwrap();
+        let gz = gz.finish().unwrap();
+        assert_eq!(
+            decompress("main/binary-amd64/Packages.xz", &xz).unwrap(),
+            text
+        );
+        assert_eq!(
+            decompress("main/binary-amd64/Packages.gz", &gz).unwrap(),
+            text
+        );
+        assert_eq!(
+            decompress("main/binary-amd64/Packages", text.as_bytes()).unwrap(),
+            text
+        );
     }
-    Ok(response
-        .bytes()
-        .await
-        .map_err(|e| fail(e.to_string()))?
-        .to_vec())
+
+    #[test]
+    fn a_corrupt_compressed_index_is_an_error_not_garbage() {
+        assert!(decompress("main/binary-amd64/Packages.xz", b"not xz").is_err());
+    }
+
+    #[test]
+    fn size_and_digest_are_checked_against_the_release_entry() {
+        let entry = ReleaseEntry {
+            sha256: Sha256Digest::of(b"abc"),
+            size: 3,
+        };
+        assert!(check("p", "u", &entry, b"abc").is_ok());
+        let err = check("main/binary-arm64/Packages.xz", "u", &entry, b"abd")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("main/binary-arm64/Packages.xz sha256 mismatch: Release says"),
+            "{err}"
+        );
+        assert!(matches!(
+            check("p", "u", &entry, b"ab"),
+            Err(ArchiveError::SizeMismatch {
+                expected: 3,
+                actual: 2,
+                ..
+            })
+        ));
+    }
 }

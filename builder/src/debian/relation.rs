@@ -113,10 +113,11 @@ pub fn parse_relations(text: &str, arch: Arch) -> Result<Vec<Alternatives>, Rela
 fn parse_one(text: &str, arch: Arch) -> Result<Option<Relation>, String> {
     let mut rest = text;
     // Strip build profiles.
-    if let Some(pos) = rest.find('<') {
-        if !rest[pos..].starts_with("<<") && !rest[pos..].starts_with("<=") {
-            rest = rest[..pos].trim_end();
-        }
+    if let Some(pos) = rest.find('<')
+        && !rest[pos..].starts_with("<<")
+        && !rest[pos..].starts_with("<=")
+    {
+        rest = rest[..pos].trim_end();
     }
     if let Some(open) = rest.find('[') {
         let close = rest

@@ -1,237 +1,260 @@
-//! Signed `InRelease` files: the root of trust of a Debian suite.
+//! Signed `InRelease` files: the root of trust for everything fetched from a suite.
 //!
-//! As apt does: the file is accepted when any one of its signatures verifies
-//! with a trusted key that was valid when it signed; signatures by unknown
-//! keys are ignored. Only the signed text is read afterwards, so nothing
-//! outside the signature can inject an index hash.
+//! Follows apt's `InRelease` handling: the file is a cleartext-signed Release
+//! (RFC 9580 §7); it is accepted when any one signature comes from a trusted
+//! key, and only the text under the signature is read, so nothing an attacker
+//! adds around the signed block can reach the index list.
 
 use std::collections::BTreeMap;
 
 use pgp::composed::CleartextSignedMessage;
 
-use super::control::parse_single;
-use super::keyring::Keyring;
+use crate::debian::control::parse_paragraphs;
+use crate::debian::keyring::{Keyring, SignatureRejection};
 use crate::digest::Sha256Digest;
 
-/// What to do when `Valid-Until` has passed. Pinned snapshots and slow
-/// mirrors have old Release files; the signature still protects them, so by
-/// default kina warns, as `Acquire::Check-Valid-Until=false` would allow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What to do with a Release whose `Valid-Until` has passed.
+///
+/// apt refuses such files unless `Acquire::Check-Valid-Until=false`; kina
+/// warns by default because pinned snapshots of `-security` suites expire
+/// within a week, and the signature still proves where the file came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ValidUntilPolicy {
+    #[default]
     Warn,
     Enforce,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ReleaseError {
-    #[error("{origin} is not an OpenPGP cleartext-signed file: {message}")]
-    NotSigned { origin: String, message: String },
-    #[error(
-        "{origin}: no signature verifies with the recipe's keyring (signatures by key ids {seen}); the mirror may be tampered with, or the keyring lacks this suite's key"
-    )]
-    BadSignature { origin: String, seen: String },
-    #[error("{origin}: the signed Release is malformed: {message}")]
-    Malformed { origin: String, message: String },
-    #[error(
-        "{origin}: Valid-Until {valid_until} has passed; pass --enforce-valid-until only for live mirrors"
-    )]
-    Expired { origin: String, valid_until: String },
-}
-
-#[derive(Clone, Debug)]
-pub struct IndexEntry {
+/// One entry of the Release `SHA256:` list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReleaseEntry {
     pub sha256: Sha256Digest,
     pub size: u64,
 }
 
-/// A Release whose signature verified.
-#[derive(Clone, Debug)]
+/// A Release whose signature verified, with the fields kina uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedRelease {
-    date: String,
-    date_epoch: Option<u64>,
+    pub origin: Option<String>,
+    pub suite: Option<String>,
+    pub codename: Option<String>,
+    /// The `Date` field verbatim, as the lock records it.
+    pub date: String,
+    /// `Date` in unix seconds; the newest one becomes SOURCE_DATE_EPOCH.
+    pub date_epoch: u64,
     pub valid_until: Option<String>,
+    pub valid_until_epoch: Option<u64>,
     pub acquire_by_hash: bool,
-    pub codename: String,
-    pub suite: String,
-    signer: String,
-    /// `main/binary-arm64/Packages.xz` → digest and size.
-    pub sha256: BTreeMap<String, IndexEntry>,
+    /// `SHA256:` entries by path relative to `dists/<suite>/`.
+    pub sha256: BTreeMap<String, ReleaseEntry>,
+    /// Fingerprint (lowercase hex) of the key or subkey whose signature verified.
+    pub signed_by: String,
+    /// Fingerprint of that key's primary key.
+    pub signed_by_primary: String,
+    /// sha256 of the InRelease file exactly as fetched.
+    pub inrelease_sha256: Sha256Digest,
 }
 
-impl VerifiedRelease {
-    pub fn date(&self) -> &str {
-        &self.date
-    }
-
-    pub fn date_epoch(&self) -> Option<u64> {
-        self.date_epoch
-    }
-
-    pub fn signer_fingerprint(&self) -> &str {
-        &self.signer
-    }
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error("{source_name} is not a cleartext-signed InRelease file: {problem}")]
+    NotSigned {
+        source_name: String,
+        problem: String,
+    },
+    #[error("{source_name}: no signature by a trusted key verifies ({}); check that the recipe's `debian.keyring` names the keys that sign this suite, or the mirror serves a tampered file", join_rejections(.rejections))]
+    BadSignature {
+        source_name: String,
+        rejections: Vec<SignatureRejection>,
+    },
+    #[error("{source_name}: signed Release text is malformed: {problem}")]
+    Malformed {
+        source_name: String,
+        problem: String,
+    },
+    #[error(
+        "{source_name}: Release expired at {valid_until} (Valid-Until); the mirror is stale or the snapshot old; allow it with the Valid-Until `warn` policy"
+    )]
+    Expired {
+        source_name: String,
+        valid_until: String,
+    },
 }
 
-/// Verifies `bytes` (an InRelease file named `origin` in messages) and parses
-/// its signed text. `now` is seconds since the epoch.
+fn join_rejections(rejections: &[SignatureRejection]) -> String {
+    rejections
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Verifies an `InRelease` file fetched from `source_name` (its URL) and
+/// parses the signed Release. `now` is unix seconds, for `Valid-Until`.
 pub fn verify_inrelease(
+    source_name: &str,
     bytes: &[u8],
-    origin: &str,
     keyring: &Keyring,
     now: u64,
     policy: ValidUntilPolicy,
 ) -> Result<VerifiedRelease, ReleaseError> {
-    let text = std::str::from_utf8(bytes).map_err(|_| ReleaseError::NotSigned {
-        origin: origin.to_string(),
-        message: "not UTF-8".into(),
-    })?;
+    let not_signed = |problem: String| ReleaseError::NotSigned {
+        source_name: source_name.to_string(),
+        problem,
+    };
+    let text = std::str::from_utf8(bytes).map_err(|e| not_signed(format!("not UTF-8: {e}")))?;
     let (message, _) =
-        CleartextSignedMessage::from_string(text).map_err(|e| ReleaseError::NotSigned {
-            origin: origin.to_string(),
-            message: e.to_string(),
+        CleartextSignedMessage::from_string(text).map_err(|e| not_signed(e.to_string()))?;
+    let signed_text = message.signed_text();
+    let signer = keyring
+        .verify_any(message.signatures(), signed_text.as_bytes())
+        .map_err(|rejections| ReleaseError::BadSignature {
+            source_name: source_name.to_string(),
+            rejections,
         })?;
-    let signed = message.signed_text();
-    let mut seen = Vec::new();
-    let mut signer = None;
-    'signatures: for signature in message.signatures() {
-        let created = signature.created().map_or(0, |c| u64::from(c.as_secs()));
-        seen.extend(
-            signature
-                .issuer_key_id()
-                .iter()
-                .map(|id| hex_id(id.as_ref())),
-        );
-        for key in &keyring.keys {
-            if key.valid_at(created) && key.verify(signature, signed.as_bytes()) {
-                signer = Some(key.fingerprint.clone());
-                break 'signatures;
+
+    // The signed text is normalised to CRLF line ends for hashing.
+    let release_text = signed_text.replace("\r\n", "\n");
+    let mut release = parse_release(&release_text).map_err(|problem| ReleaseError::Malformed {
+        source_name: source_name.to_string(),
+        problem,
+    })?;
+    release.signed_by = signer.fingerprint;
+    release.signed_by_primary = signer.primary_fingerprint;
+    release.inrelease_sha256 = Sha256Digest::of(bytes);
+
+    if let (Some(until), Some(text)) = (release.valid_until_epoch, &release.valid_until)
+        && until < now
+    {
+        match policy {
+            ValidUntilPolicy::Enforce => {
+                return Err(ReleaseError::Expired {
+                    source_name: source_name.to_string(),
+                    valid_until: text.clone(),
+                });
             }
+            ValidUntilPolicy::Warn => tracing::warn!(
+                source = source_name,
+                valid_until = text.as_str(),
+                "Release is past its Valid-Until; using it because the signature verifies"
+            ),
         }
     }
-    let Some(signer) = signer else {
-        return Err(ReleaseError::BadSignature {
-            origin: origin.to_string(),
-            seen: if seen.is_empty() {
-                "none".into()
-            } else {
-                seen.join(", ")
-            },
-        });
-    };
+    Ok(release)
+}
 
-    // The signed text as the signer hashed it (CRLF-normalised) is what we parse.
-    let body = signed.replace("\r\n", "\n");
-    let malformed = |message: String| ReleaseError::Malformed {
-        origin: origin.to_string(),
-        message,
+/// Parses the (already verified) Release paragraph.
+fn parse_release(text: &str) -> Result<VerifiedRelease, String> {
+    let paragraphs = parse_paragraphs(text).map_err(|e| e.to_string())?;
+    let [paragraph] = paragraphs.as_slice() else {
+        return Err(format!(
+            "expected one paragraph, found {}",
+            paragraphs.len()
+        ));
     };
-    let p = parse_single(&body).map_err(|e| malformed(e.to_string()))?;
-    let date = p
-        .get("Date")
-        .ok_or_else(|| malformed("no Date field".into()))?
-        .to_string();
+    let field = |name: &str| paragraph.get(name).map(str::to_string);
+    let date = field("Date").ok_or("no `Date` field")?;
+    let date_epoch = parse_debian_date(&date).ok_or(format!("unreadable `Date: {date}`"))?;
+    let valid_until = field("Valid-Until");
+    let valid_until_epoch = match &valid_until {
+        Some(v) => Some(parse_debian_date(v).ok_or(format!("unreadable `Valid-Until: {v}`"))?),
+        None => None,
+    };
     let mut sha256 = BTreeMap::new();
-    for line in p.get("SHA256").unwrap_or_default().lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.is_empty() {
+    for line in paragraph.get("SHA256").unwrap_or_default().lines() {
+        let line = line.trim();
+        if line.is_empty() {
             continue;
         }
-        let [hash, size, path] = fields[..] else {
-            return Err(malformed(format!("bad SHA256 line `{line}`")));
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        let [digest, size, path] = parts.as_slice() else {
+            return Err(format!(
+                "SHA256 line `{line}` is not `<sha256> <size> <path>`"
+            ));
         };
-        let entry = IndexEntry {
-            sha256: hash
-                .parse()
-                .map_err(|e: crate::digest::DigestParseError| malformed(e.to_string()))?,
-            size: size
-                .parse()
-                .map_err(|_| malformed(format!("bad size in `{line}`")))?,
-        };
-        sha256.insert(path.to_string(), entry);
+        let sha256_digest = digest
+            .parse::<Sha256Digest>()
+            .map_err(|e| format!("SHA256 line `{line}`: {e}"))?;
+        let size = size
+            .parse::<u64>()
+            .map_err(|_| format!("SHA256 line `{line}`: size is not a number"))?;
+        sha256.insert(
+            (*path).to_string(),
+            ReleaseEntry {
+                sha256: sha256_digest,
+                size,
+            },
+        );
     }
     if sha256.is_empty() {
-        return Err(malformed("no SHA256 index list".into()));
-    }
-    let valid_until = p.get("Valid-Until").map(str::to_string);
-    if let Some(until) = &valid_until {
-        if let Some(until_epoch) = parse_debian_date(until) {
-            if until_epoch < now {
-                match policy {
-                    ValidUntilPolicy::Enforce => {
-                        return Err(ReleaseError::Expired {
-                            origin: origin.to_string(),
-                            valid_until: until.clone(),
-                        });
-                    }
-                    ValidUntilPolicy::Warn => tracing::warn!(
-                        "{origin}: Valid-Until {until} has passed; the signature is valid, continuing"
-                    ),
-                }
-            }
-        }
+        return Err("no `SHA256` index list; apt requires it since Debian 9".into());
     }
     Ok(VerifiedRelease {
-        date_epoch: parse_debian_date(&date),
+        origin: field("Origin"),
+        suite: field("Suite"),
+        codename: field("Codename"),
         date,
+        date_epoch,
         valid_until,
-        acquire_by_hash: p.get("Acquire-By-Hash") == Some("yes"),
-        codename: p.get("Codename").unwrap_or_default().to_string(),
-        suite: p.get("Suite").unwrap_or_default().to_string(),
-        signer,
+        valid_until_epoch,
+        acquire_by_hash: paragraph
+            .get("Acquire-By-Hash")
+            .is_some_and(|v| v.eq_ignore_ascii_case("yes")),
         sha256,
+        signed_by: String::new(),
+        signed_by_primary: String::new(),
+        inrelease_sha256: Sha256Digest::of(b""),
     })
 }
 
-fn hex_id(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
-}
-
-/// Parses the RFC 2822 dates of Release files (`Sat, 12 Sep 2026 07:55:41 UTC`)
-/// into seconds since the epoch. Only UTC/GMT/+0000 appear in Debian archives.
+/// Parses an RFC 2822 date as Debian's archive tools write them
+/// (`Sat, 12 Sep 2026 07:55:41 UTC`) into unix seconds. The weekday is
+/// optional and not checked; the zone may be `UTC`, `GMT`, `Z` or `±hhmm`.
 pub fn parse_debian_date(text: &str) -> Option<u64> {
-    let parts: Vec<&str> = text.split_whitespace().collect();
-    let rest = if parts.first()?.ends_with(',') {
-        &parts[1..]
-    } else {
-        &parts[..]
+    let text = text.trim();
+    let text = match text.split_once(',') {
+        Some((_, rest)) => rest.trim(),
+        None => text,
     };
-    let [day, month, year, time, zone] = rest[..] else {
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    let [day, month, year, time, zone] = parts.as_slice() else {
         return None;
     };
-    if !matches!(zone, "UTC" | "GMT" | "+0000" | "Z") {
+    let day: u32 = day.parse().ok()?;
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(month))? + 1;
+    let year: i64 = year.parse().ok()?;
+    let mut hms = time.split(':').map(|p| p.parse::<u32>().ok());
+    let (h, m, s) = (hms.next()??, hms.next()??, hms.next().unwrap_or(Some(0))?);
+    if hms.next().is_some() || h > 23 || m > 59 || s > 60 || day == 0 || day > 31 {
         return None;
     }
-    let day: u64 = day.parse().ok()?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| *m == month)? as u64
-        + 1;
-    let year: i64 = year.parse().ok()?;
-    let hms: Vec<u64> = time
-        .split(':')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
-    let [h, m, s] = hms[..] else {
-        return None;
+    let offset: i64 = match *zone {
+        "UTC" | "GMT" | "Z" | "UT" => 0,
+        z if z.len() == 5 && (z.starts_with('+') || z.starts_with('-')) => {
+            let hh: i64 = z[1..3].parse().ok()?;
+            let mm: i64 = z[3..5].parse().ok()?;
+            let secs = hh * 3600 + mm * 60;
+            if z.starts_with('-') { -secs } else { secs }
+        }
+        _ => return None,
     };
-    let days = days_from_civil(year, month, day)?;
-    Some(days * 86_400 + h * 3_600 + m * 60 + s)
+    let days = days_from_civil(year, month as u32, day);
+    let secs = days * 86400 + i64::from(h) * 3600 + i64::from(m) * 60 + i64::from(s) - offset;
+    u64::try_from(secs).ok()
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: u64, day: u64) -> Option<u64> {
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
-        return None;
-    }
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
-    let mp = (month as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day as i64 - 1;
+    let mp = i64::from((month + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    u64::try_from(era * 146_097 + doe - 719_468).ok()
+    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -239,35 +262,84 @@ mod tests {
     use super::*;
 
     #[test]
-    fn release_dates_parse_to_unix_time() {
+    fn debian_dates_parse_to_unix_seconds() {
+        // `date -u -d 'Sat, 09 Aug 2025 09:09:45 UTC' +%s` = 1754730585
+        assert_eq!(
+            parse_debian_date("Sat, 09 Aug 2025 09:09:45 UTC"),
+            Some(1_754_730_585)
+        );
         assert_eq!(parse_debian_date("Thu, 01 Jan 1970 00:00:00 UTC"), Some(0));
+        // Leap day and a century leap year.
         assert_eq!(
-            parse_debian_date("Sat, 12 Sep 2026 07:55:41 UTC"),
-            Some(1_789_199_741)
+            parse_debian_date("Tue, 29 Feb 2000 12:00:00 +0000"),
+            Some(951_825_600)
         );
-        assert_eq!(
-            parse_debian_date("Sat, 29 Feb 2020 12:00:00 UTC"),
-            Some(1_582_977_600)
-        );
-        assert_eq!(parse_debian_date("Sat, 12 Sep 2026 07:55:41 CEST"), None);
-        assert_eq!(parse_debian_date("garbage"), None);
     }
 
     #[test]
-    fn an_unsigned_file_is_refused() {
-        let ring = Keyring::load(
-            &["debian-archive-trixie-stable".into()],
-            std::path::Path::new("."),
+    fn a_numeric_zone_offset_is_applied() {
+        assert_eq!(
+            parse_debian_date("01 Jan 2026 02:00:00 +0200"),
+            parse_debian_date("01 Jan 2026 00:00:00 UTC")
+        );
+        assert_eq!(
+            parse_debian_date("31 Dec 2025 22:00:00 -0200"),
+            parse_debian_date("01 Jan 2026 00:00:00 GMT")
+        );
+    }
+
+    #[test]
+    fn malformed_dates_are_rejected() {
+        for bad in [
+            "",
+            "Sat, 09 Aug 2025",
+            "Sat, 09 Foo 2025 09:09:45 UTC",
+            "Sat, 09 Aug 2025 25:09:45 UTC",
+            "Sat, 09 Aug 2025 09:09:45 CEST",
+            "Sat, 32 Aug 2025 09:09:45 UTC",
+        ] {
+            assert_eq!(parse_debian_date(bad), None, "{bad}");
+        }
+    }
+
+    const RELEASE: &str = "Origin: Debian\nSuite: stable\nCodename: trixie\nDate: Sat, 09 Aug 2025 09:09:45 UTC\nValid-Until: Sat, 16 Aug 2025 09:09:45 UTC\nAcquire-By-Hash: yes\nNo-Support-for-Architecture-all: Packages\nSHA256:\n 0000000000000000000000000000000000000000000000000000000000000001 10 main/binary-amd64/Packages\n 0000000000000000000000000000000000000000000000000000000000000002   7 main/binary-amd64/Packages.xz\n";
+
+    #[test]
+    fn release_fields_and_sha256_entries_are_read() {
+        let r = parse_release(RELEASE).unwrap();
+        assert_eq!(r.origin.as_deref(), Some("Debian"));
+        assert_eq!(r.codename.as_deref(), Some("trixie"));
+        assert_eq!(r.date_epoch, 1_754_730_585);
+        assert_eq!(r.valid_until_epoch, Some(1_754_730_585 + 7 * 86400));
+        assert!(r.acquire_by_hash);
+        assert_eq!(r.sha256.len(), 2);
+        assert_eq!(r.sha256["main/binary-amd64/Packages.xz"].size, 7);
+    }
+
+    #[test]
+    fn a_release_without_date_or_sha256_is_malformed() {
+        let no_date = RELEASE.replace("Date: Sat, 09 Aug 2025 09:09:45 UTC\n", "");
+        assert!(parse_release(&no_date).unwrap_err().contains("Date"));
+        let no_sha = RELEASE.split("SHA256:").next().unwrap().to_string();
+        assert!(parse_release(&no_sha).unwrap_err().contains("SHA256"));
+    }
+
+    #[test]
+    fn a_file_without_a_cleartext_signature_is_rejected() {
+        let keyring = Keyring::load(
+            &["debian-archive-trixie-automatic".to_string()],
+            std::path::Path::new("/"),
         )
         .unwrap();
         let err = verify_inrelease(
-            b"Origin: Debian\n",
-            "test",
-            &ring,
+            "http://mirror.invalid/debian/dists/trixie/InRelease",
+            RELEASE.as_bytes(),
+            &keyring,
             0,
             ValidUntilPolicy::Warn,
         )
         .unwrap_err();
         assert!(matches!(err, ReleaseError::NotSigned { .. }), "{err}");
+        assert!(err.to_string().contains("dists/trixie/InRelease"), "{err}");
     }
 }

@@ -116,10 +116,10 @@ impl<'a> Universe<'a> {
 
     /// What `rel` would install if nothing selected satisfies it yet.
     fn choose(&self, rel: &Relation) -> Option<&'a PackageRecord> {
-        if let Some(c) = self.candidates.get(rel.name.as_str()) {
-            if rel.satisfied_by(&c.name, &c.version) {
-                return Some(c);
-            }
+        if let Some(c) = self.candidates.get(rel.name.as_str())
+            && rel.satisfied_by(&c.name, &c.version)
+        {
+            return Some(c);
         }
         let mut providers: Vec<&PackageRecord> = self
             .providers
@@ -158,10 +158,10 @@ struct Selection<'a> {
 
 impl<'a> Selection<'a> {
     fn satisfies(&self, rel: &Relation) -> bool {
-        if let Some(c) = self.chosen.get(rel.name.as_str()) {
-            if rel.satisfied_by(&c.name, &c.version) {
-                return true;
-            }
+        if let Some(c) = self.chosen.get(rel.name.as_str())
+            && rel.satisfied_by(&c.name, &c.version)
+        {
+            return true;
         }
         self.chosen.values().any(|c| {
             c.provides

@@ -173,13 +173,13 @@ fn write_group(tree: &mut Tree, name: &str, group: &Group, epoch: u64) {
             format!("etc/alternatives/{alt_name}"),
             Node::symlink(target.to_string()).with_mtime(epoch),
         );
-        if let Ok(p) = normalize_node_path(link_path) {
-            if let Ok(p) = super::path::canonicalize(tree, &p, false) {
-                tree.insert(
-                    p,
-                    Node::symlink(format!("/etc/alternatives/{alt_name}")).with_mtime(epoch),
-                );
-            }
+        if let Ok(p) = normalize_node_path(link_path)
+            && let Ok(p) = super::path::canonicalize(tree, &p, false)
+        {
+            tree.insert(
+                p,
+                Node::symlink(format!("/etc/alternatives/{alt_name}")).with_mtime(epoch),
+            );
         }
     };
     link(tree, &group.link, name, &best.path);

@@ -199,14 +199,16 @@ impl Unpacker {
                 ));
             }
             (Some(existing), _) => {
-                if let Some(owner) = self.owners.get(path) {
-                    if owner != package && !replaces.contains(owner) && *existing != node {
-                        return Err(UnpackError::Overwrite {
-                            origin: origin.to_string(),
-                            path: path.to_string(),
-                            owner: owner.clone(),
-                        });
-                    }
+                if let Some(owner) = self.owners.get(path)
+                    && owner != package
+                    && !replaces.contains(owner)
+                    && *existing != node
+                {
+                    return Err(UnpackError::Overwrite {
+                        origin: origin.to_string(),
+                        path: path.to_string(),
+                        owner: owner.clone(),
+                    });
                 }
             }
             (None, _) => {}

@@ -1,6 +1,8 @@
 //! Helpers for driving the real `kina` binary the way a user does.
 
 #![allow(dead_code)]
+// Test support: a failed step should stop the test with what went wrong.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
