@@ -44,7 +44,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
     /// Build a node image from a recipe and its lockfile.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Resolve a recipe into its lockfile (every .deb, artifact and image digest).
     Lock(LockArgs),
     /// List node images in the local image store.

@@ -2,6 +2,9 @@
 //! host's apt mirror), for both node architectures, read back by independent
 //! tools: skopeo, umoci and dpkg.
 
+// Integration test: helpers outside #[test] functions fail the test by panicking too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::os::unix::fs::MetadataExt;

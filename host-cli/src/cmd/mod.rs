@@ -15,7 +15,7 @@ use crate::cli::{Cli, Command, ImageCommand};
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let quiet = cli.global.quiet;
     match cli.command {
-        Command::Image(ImageCommand::Build(args)) => image_build::run(args, quiet).await,
+        Command::Image(ImageCommand::Build(args)) => image_build::run(*args, quiet).await,
         Command::Image(ImageCommand::Lock(args)) => image_lock::run(args).await,
         Command::Image(ImageCommand::List { json }) => image_list::run(json),
         Command::Image(ImageCommand::Inspect { reference, json }) => {
