@@ -112,8 +112,8 @@ impl HttpServer {
         faults.extend(std::iter::repeat_n(Fault::Status(status), times));
     }
 
-    /// The next request for `path` announces the full length but the
-    /// connection closes after `bytes` bytes of body, like a dropped download.
+    /// The next request for `path` gets only the first `bytes` bytes of the
+    /// body (sent without a length), like a download that was cut off.
     pub fn cut_next_after(&self, path: &str, bytes: usize) {
         lock(&self.state)
             .faults
@@ -198,6 +198,11 @@ fn handle(root: &Path, state: &Mutex<State>, request: Request) {
         ),
     };
     let length = body.len();
+    // tiny_http keeps the connection open after a short body, so a client
+    // would wait for the missing bytes until its read timeout. A cut response
+    // is therefore sent without a length: the body simply ends early, which
+    // the client must notice from the size it expects.
+    let cut = matches!(fault, Some(Fault::CutAfter(_)));
     let reader: Box<dyn Read + Send> = match fault {
         Some(Fault::CutAfter(n)) => Box::new(CutReader {
             inner: Cursor::new(body),
@@ -207,11 +212,12 @@ fn handle(root: &Path, state: &Mutex<State>, request: Request) {
     };
     let mut headers = vec![header("Accept-Ranges", "bytes")];
     headers.push(content_range.and_then(|v| header("Content-Range", &v)));
+
     let response = Response::new(
         StatusCode(status),
         headers.into_iter().flatten().collect(),
         reader,
-        Some(length),
+        if cut { None } else { Some(length) },
         None,
     );
     let _ = request.respond(response);

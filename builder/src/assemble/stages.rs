@@ -105,8 +105,12 @@ pub fn build_layers(
             // The effects are recomputed over every package installed so far,
             // as dpkg's databases describe the whole system.
             if layer == LayerName::DebianBase {
-                accounts::write_accounts(&mut rootfs, epoch)
-                    .map_err(|e| effects_err(e.to_string()))?;
+                // Without base-passwd (a minimal test repository) there are
+                // no account masters to copy; dpkg would leave none either.
+                if rootfs.contains(accounts::PASSWD_MASTER) {
+                    accounts::write_accounts(&mut rootfs, epoch)
+                        .map_err(|e| effects_err(e.to_string()))?;
+                }
                 rootfs.insert(
                     "etc/machine-id",
                     Node::file(Vec::new(), 0o444).with_mtime(epoch),

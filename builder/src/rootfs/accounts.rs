@@ -24,7 +24,7 @@ pub enum AccountsError {
     NoShadowGroup,
 }
 
-const PASSWD_MASTER: &str = "usr/share/base-passwd/passwd.master";
+pub const PASSWD_MASTER: &str = "usr/share/base-passwd/passwd.master";
 const GROUP_MASTER: &str = "usr/share/base-passwd/group.master";
 
 fn read_lines(
