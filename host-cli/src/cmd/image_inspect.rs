@@ -21,6 +21,8 @@ pub struct PlatformSummary {
     pub created: String,
     pub labels: serde_json::Value,
     pub layers: Vec<LayerSummary>,
+    /// Components listed in the platform's SBOM, counted by kind.
+    pub components: std::collections::BTreeMap<String, usize>,
 }
 
 #[derive(Serialize)]
@@ -58,6 +60,11 @@ pub fn summarize(store: &ImageStore, entry: &LayoutEntry) -> anyhow::Result<Imag
                 size: l["size"].as_u64().unwrap_or(0),
             })
             .collect();
+        let components = layers
+            .last()
+            .map(|l| sbom_components(store, &l.digest))
+            .transpose()?
+            .unwrap_or_default();
         platforms.push(PlatformSummary {
             platform: format!(
                 "{}/{}",
@@ -69,6 +76,7 @@ pub fn summarize(store: &ImageStore, entry: &LayoutEntry) -> anyhow::Result<Imag
             created: config["created"].as_str().unwrap_or_default().to_string(),
             labels: config["config"]["Labels"].clone(),
             layers,
+            components,
         });
     }
     Ok(ImageSummary {
@@ -76,6 +84,36 @@ pub fn summarize(store: &ImageStore, entry: &LayoutEntry) -> anyhow::Result<Imag
         digest: entry.digest.oci(),
         platforms,
     })
+}
+
+/// Reads the SBOM kina puts in the top (kina-init) layer and counts its
+/// packages by kind; an image without one (not built by kina) counts nothing.
+fn sbom_components(
+    store: &ImageStore,
+    layer_digest: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, usize>> {
+    use std::io::Read;
+    let mut counts = std::collections::BTreeMap::new();
+    let digest: Sha256Digest = layer_digest.parse()?;
+    let file = std::fs::File::open(store.blobs().path(&digest))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if entry.path()?.to_string_lossy() != kina_builder::assemble::SBOM_PATH {
+            continue;
+        }
+        let mut text = String::new();
+        entry.read_to_string(&mut text)?;
+        let sbom: serde_json::Value = serde_json::from_str(&text)?;
+        for p in sbom["packages"].as_array().into_iter().flatten() {
+            let kind = p["comment"]
+                .as_str()
+                .and_then(|c| c.strip_prefix("kina component kind: "))
+                .unwrap_or("other");
+            *counts.entry(kind.to_string()).or_default() += 1;
+        }
+    }
+    Ok(counts)
 }
 
 pub fn run(reference: &str, as_json: bool) -> anyhow::Result<()> {
