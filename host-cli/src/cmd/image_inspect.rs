@@ -147,6 +147,18 @@ pub fn run(reference: &str, as_json: bool) -> anyhow::Result<()> {
             "    total {:>18}",
             super::image_build::human(p.compressed_size)
         );
+        if !p.components.is_empty() {
+            let parts: Vec<String> = p
+                .components
+                .iter()
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect();
+            println!(
+                "    sbom  {} in /{}",
+                parts.join(", "),
+                kina_builder::assemble::SBOM_PATH
+            );
+        }
     }
     Ok(())
 }
