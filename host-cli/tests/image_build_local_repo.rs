@@ -485,3 +485,38 @@ fn hostile_packages_are_refused_naming_the_package_and_the_entry() {
         );
     }
 }
+
+#[test]
+fn two_builds_at_once_share_the_cache_and_the_store_safely() {
+    let mut f = Fixture::new();
+    let (lib, hello) = hello_packages(&mut f);
+    f.publish(None);
+    let recipe = f.recipe(&["hello"]);
+    f.lock(&recipe);
+    let children: Vec<_> = (0..2)
+        .map(|i| {
+            let mut cmd = f.build(&recipe, &f.dir.path().join(format!("out{i}")));
+            cmd.args(["--tag", &format!("kina.local/node:concurrent-{i}")]);
+            cmd.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Each file was downloaded once, and both images are in the store.
+    assert_eq!(f.server().requests(&format!("/{}", hello.pool_path())), 1);
+    assert_eq!(f.server().requests(&format!("/{}", lib.pool_path())), 1);
+    let list = run_ok(f.kina().args(["image", "list"]));
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.contains("concurrent-0") && list.contains("concurrent-1"),
+        "{list}"
+    );
+}
