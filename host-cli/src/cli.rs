@@ -34,6 +34,9 @@ pub enum Command {
     /// Build, lock and manage node images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Check kernels against kina's feature profiles.
+    #[command(subcommand)]
+    Kernel(KernelCommand),
     /// Print a shell completion script.
     Completion {
         #[arg(value_enum)]
@@ -126,4 +129,20 @@ pub struct BuildArgs {
 pub enum CompressionArg {
     Gzip,
     Zstd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KernelCommand {
+    /// Check a kernel config file (plain or gzip) against feature profiles,
+    /// the same engine a node runs with live probes (`kina-init check-kernel`).
+    Check {
+        /// Kernel config: a `.config`, `/boot/config-*`, or a copy of `/proc/config.gz`.
+        #[arg(long)]
+        config: PathBuf,
+        /// Profiles to check (repeatable); default: kubernetes-base and ptp.
+        #[arg(long = "profile", value_name = "PROFILE")]
+        profiles: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }

@@ -6,11 +6,12 @@ mod image_inspect;
 mod image_list;
 mod image_lock;
 mod image_rm;
+mod kernel_check;
 mod sources;
 
 use clap::CommandFactory;
 
-use crate::cli::{Cli, Command, ImageCommand};
+use crate::cli::{Cli, Command, ImageCommand, KernelCommand};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let quiet = cli.global.quiet;
@@ -22,6 +23,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             image_inspect::run(&reference, json)
         }
         Command::Image(ImageCommand::Rm { references }) => image_rm::run(&references),
+        Command::Kernel(KernelCommand::Check {
+            config,
+            profiles,
+            json,
+        }) => kernel_check::run(&config, &profiles, json),
         Command::Completion { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "kina", &mut std::io::stdout());

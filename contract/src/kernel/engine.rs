@@ -1,0 +1,223 @@
+//! Evaluating profiles: runtime probes first where they exist and are
+//! permitted, the kernel config otherwise, each result labelled with its
+//! evidence.
+
+use super::config::{KernelConfig, Tristate};
+use super::profile::{OptionSpec, Probe, ProfileError, ProfileSet};
+use super::report::{OptionResult, Presence, ProfileReport, Report};
+
+/// What a runtime probe found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbeOutcome {
+    /// The feature answered: proven present.
+    Present(String),
+    /// A definite absence error (ENOENT, EOPNOTSUPP, EAFNOSUPPORT, ENOSYS,
+    /// EPROTONOSUPPORT): proven absent. The string names the error.
+    Absent(String),
+    /// EPERM, EACCES, EROFS, or no way to probe here: nothing is proven.
+    CannotVerify(String),
+}
+
+/// Runs probes inside a node. The host has none: it checks config files.
+pub trait ProbeRunner {
+    fn run(&self, probe: &Probe) -> ProbeOutcome;
+}
+
+/// Checks `profiles` with `probes` (inside a node) and/or `config`.
+pub fn check(
+    set: &ProfileSet,
+    profiles: &[String],
+    config: Option<&KernelConfig>,
+    probes: Option<&dyn ProbeRunner>,
+) -> Result<Report, ProfileError> {
+    let mut reports = Vec::new();
+    for name in profiles {
+        let options = set.expanded(name)?;
+        let results: Vec<OptionResult> = options
+            .iter()
+            .map(|(owner, option)| evaluate(owner, option, config, probes))
+            .collect();
+        reports.push(ProfileReport::new(name, results));
+    }
+    Ok(Report {
+        config_source: config.map(|c| c.source.clone()),
+        modules_supported: config.map(KernelConfig::modules_supported),
+        profiles: reports,
+    })
+}
+
+fn from_config(
+    option: &OptionSpec,
+    config: &KernelConfig,
+    note: Option<&str>,
+) -> (Presence, String) {
+    let states: Vec<(String, Tristate)> = option
+        .symbols
+        .iter()
+        .map(|s| (s.clone(), config.get(s)))
+        .collect();
+    let evidence = match note {
+        Some(n) => format!("config:{} ({n})", config.source),
+        None => format!("config:{}", config.source),
+    };
+    let present = |t: &Tristate| *t != Tristate::Unset;
+    let ok = if option.all {
+        states.iter().all(|(_, t)| present(t))
+    } else {
+        states.iter().any(|(_, t)| present(t))
+    };
+    if !ok {
+        return (Presence::Absent, evidence);
+    }
+    // Built in if every needed symbol is; a module otherwise.
+    let module = if option.all {
+        states.iter().any(|(_, t)| *t == Tristate::Module)
+    } else {
+        !states.iter().any(|(_, t)| *t == Tristate::Builtin)
+    };
+    (
+        if module {
+            Presence::Module
+        } else {
+            Presence::Builtin
+        },
+        evidence,
+    )
+}
+
+fn evaluate(
+    owner: &str,
+    option: &OptionSpec,
+    config: Option<&KernelConfig>,
+    probes: Option<&dyn ProbeRunner>,
+) -> OptionResult {
+    let (presence, evidence) = match (probes, &option.probe) {
+        (Some(runner), probe) if *probe != Probe::ConfigOnly => match runner.run(probe) {
+            ProbeOutcome::Present(how) => (Presence::Present, format!("probe:{how}")),
+            ProbeOutcome::Absent(how) => (Presence::Absent, format!("probe:{how}")),
+            ProbeOutcome::CannotVerify(why) => match config {
+                Some(c) => from_config(option, c, Some(&format!("probe could not verify: {why}"))),
+                None => (
+                    Presence::Unknown,
+                    format!("probe could not verify: {why}; no kernel config"),
+                ),
+            },
+        },
+        _ => match config {
+            Some(c) => from_config(option, c, None),
+            None => (
+                Presence::Unknown,
+                "no probe and no kernel config".to_string(),
+            ),
+        },
+    };
+    OptionResult {
+        profile: owner.to_string(),
+        symbols: option.symbols.clone(),
+        all: option.all,
+        required: option.required,
+        why: option.why.clone(),
+        modules: option.modules.clone(),
+        presence,
+        evidence,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> KernelConfig {
+        KernelConfig::from_bytes(text.as_bytes(), "test.config").unwrap()
+    }
+
+    /// A stand-in for a node's probes with fixed answers (test double: real
+    /// probes run in kina-init against the running kernel).
+    struct FixedProbes(ProbeOutcome);
+    impl ProbeRunner for FixedProbes {
+        fn run(&self, _: &Probe) -> ProbeOutcome {
+            self.0.clone()
+        }
+    }
+
+    fn option(symbols: &[&str], all: bool, probe: Probe) -> OptionSpec {
+        OptionSpec {
+            symbols: symbols.iter().map(|s| s.to_string()).collect(),
+            all,
+            required: true,
+            why: "test".into(),
+            modules: vec![],
+            probe,
+        }
+    }
+
+    #[test]
+    fn aliases_need_any_one_symbol_and_all_groups_need_every_one() {
+        let c = config("CONFIG_A=m\n# CONFIG_B is not set\nCONFIG_C=y\n");
+        assert_eq!(
+            evaluate(
+                "p",
+                &option(&["A", "B"], false, Probe::ConfigOnly),
+                Some(&c),
+                None
+            )
+            .presence,
+            Presence::Module
+        );
+        assert_eq!(
+            evaluate(
+                "p",
+                &option(&["A", "C"], false, Probe::ConfigOnly),
+                Some(&c),
+                None
+            )
+            .presence,
+            Presence::Builtin
+        );
+        assert_eq!(
+            evaluate(
+                "p",
+                &option(&["A", "B"], true, Probe::ConfigOnly),
+                Some(&c),
+                None
+            )
+            .presence,
+            Presence::Absent
+        );
+        assert_eq!(
+            evaluate(
+                "p",
+                &option(&["A", "C"], true, Probe::ConfigOnly),
+                Some(&c),
+                None
+            )
+            .presence,
+            Presence::Module
+        );
+    }
+
+    #[test]
+    fn a_probe_result_beats_the_config_and_a_permission_error_falls_back_labelled() {
+        let c = config("CONFIG_VETH=m\n");
+        let spec = option(
+            &["VETH"],
+            false,
+            Probe::NetlinkLink {
+                link_type: "veth".into(),
+            },
+        );
+        let absent = FixedProbes(ProbeOutcome::Absent("RTM_NEWLINK: EOPNOTSUPP".into()));
+        let r = evaluate("p", &spec, Some(&c), Some(&absent));
+        assert_eq!(r.presence, Presence::Absent);
+        assert!(r.evidence.starts_with("probe:"));
+        let denied = FixedProbes(ProbeOutcome::CannotVerify("EPERM".into()));
+        let r = evaluate("p", &spec, Some(&c), Some(&denied));
+        assert_eq!(r.presence, Presence::Module);
+        assert_eq!(
+            r.evidence,
+            "config:test.config (probe could not verify: EPERM)"
+        );
+        let r = evaluate("p", &spec, None, Some(&denied));
+        assert_eq!(r.presence, Presence::Unknown);
+    }
+}
