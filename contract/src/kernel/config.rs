@@ -64,10 +64,10 @@ impl KernelConfig {
                 }
                 continue;
             }
-            if let Some(rest) = line.strip_prefix("CONFIG_") {
-                if let Some((name, value)) = rest.split_once('=') {
-                    values.insert(name.to_string(), value.to_string());
-                }
+            if let Some(rest) = line.strip_prefix("CONFIG_")
+                && let Some((name, value)) = rest.split_once('=')
+            {
+                values.insert(name.to_string(), value.to_string());
             }
         }
         if values.is_empty() {
