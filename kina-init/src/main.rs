@@ -1,11 +1,12 @@
 //! kina-init: PID 1 of a kina node.
 //!
-//! This first version answers `--version` (the builder records it in the image
-//! labels and SBOM); the boot phases arrive with the node-boot work.
+//! This version answers `--version` (recorded in image labels and the SBOM)
+//! and `check-kernel`, the kernel verification a node runs; the boot phases
+//! arrive with the node-boot work.
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: kina-init [--version | --help]";
+const USAGE: &str = "usage: kina-init --version | check-kernel [--profile PROFILE]... [--json]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -18,15 +19,73 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             ExitCode::SUCCESS
         }
+        Some("check-kernel") => check_kernel(&args[1..]),
         Some(other) => {
             eprintln!("kina-init: unknown argument `{other}`\n{USAGE}");
             ExitCode::from(2)
         }
         None => {
-            eprintln!(
-                "kina-init: the node boot sequence is not part of this build; run `kina-init --version`\n{USAGE}"
-            );
+            eprintln!("kina-init: the node boot sequence is not part of this build\n{USAGE}");
             ExitCode::from(1)
         }
     }
+}
+
+#[cfg(target_os = "linux")]
+fn check_kernel(args: &[String]) -> ExitCode {
+    use kina_contract::kernel::report::Verdict;
+    use kina_init::kernel_probe::{LiveProbes, check_running_kernel};
+
+    let mut profiles = Vec::new();
+    let mut json = false;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--json" => json = true,
+            "--profile" => match rest.next() {
+                Some(p) => profiles.push(p.clone()),
+                None => {
+                    eprintln!("kina-init check-kernel: --profile needs a name\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            other => {
+                eprintln!("kina-init check-kernel: unknown argument `{other}`\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if profiles.is_empty() {
+        profiles.push("kubernetes-base".into());
+    }
+    let (report, took) = match check_running_kernel(&profiles, &LiveProbes) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kina-init check-kernel: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("kina-init check-kernel: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        print!("{}", report.render(&[]));
+        println!("checked in {:.1} ms", took.as_secs_f64() * 1000.0);
+    }
+    if report.profiles.iter().any(|p| p.verdict == Verdict::Fail) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn check_kernel(_args: &[String]) -> ExitCode {
+    eprintln!("kina-init check-kernel runs inside a Linux node");
+    ExitCode::from(2)
 }

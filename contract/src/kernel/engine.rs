@@ -94,7 +94,15 @@ fn evaluate(
     let (presence, evidence) = match (probes, &option.probe) {
         (Some(runner), probe) if *probe != Probe::ConfigOnly => match runner.run(probe) {
             ProbeOutcome::Present(how) => (Presence::Present, format!("probe:{how}")),
-            ProbeOutcome::Absent(how) => (Presence::Absent, format!("probe:{how}")),
+            // Before the modules phase a `=m` feature is not loaded yet: the
+            // probe cannot see it, and the config says it will be there.
+            ProbeOutcome::Absent(how) => match config.map(|c| (c, from_config(option, c, None))) {
+                Some((c, (Presence::Module, _))) if c.modules_supported() => (
+                    Presence::Module,
+                    format!("config:{} (module not loaded yet; probe: {how})", c.source),
+                ),
+                _ => (Presence::Absent, format!("probe:{how}")),
+            },
             ProbeOutcome::CannotVerify(why) => match config {
                 Some(c) => from_config(option, c, Some(&format!("probe could not verify: {why}"))),
                 None => (
@@ -198,7 +206,7 @@ mod tests {
 
     #[test]
     fn a_probe_result_beats_the_config_and_a_permission_error_falls_back_labelled() {
-        let c = config("CONFIG_VETH=m\n");
+        let c = config("CONFIG_VETH=y\n");
         let spec = option(
             &["VETH"],
             false,
@@ -212,12 +220,34 @@ mod tests {
         assert!(r.evidence.starts_with("probe:"));
         let denied = FixedProbes(ProbeOutcome::CannotVerify("EPERM".into()));
         let r = evaluate("p", &spec, Some(&c), Some(&denied));
-        assert_eq!(r.presence, Presence::Module);
+        assert_eq!(r.presence, Presence::Builtin);
         assert_eq!(
             r.evidence,
             "config:test.config (probe could not verify: EPERM)"
         );
         let r = evaluate("p", &spec, None, Some(&denied));
         assert_eq!(r.presence, Presence::Unknown);
+    }
+
+    #[test]
+    fn a_module_not_loaded_yet_counts_as_a_module_where_modules_work() {
+        let spec = option(
+            &["VETH"],
+            false,
+            Probe::NetlinkLink {
+                link_type: "veth".into(),
+            },
+        );
+        let absent = FixedProbes(ProbeOutcome::Absent("Unknown device type".into()));
+        let with_modules = config("CONFIG_MODULES=y\nCONFIG_VETH=m\n");
+        assert_eq!(
+            evaluate("p", &spec, Some(&with_modules), Some(&absent)).presence,
+            Presence::Module
+        );
+        let without = config("CONFIG_VETH=m\n");
+        assert_eq!(
+            evaluate("p", &spec, Some(&without), Some(&absent)).presence,
+            Presence::Absent
+        );
     }
 }

@@ -1,0 +1,232 @@
+//! Runtime probes of the running kernel, for the profiles in `kernels/`.
+//!
+//! Each probe asks the kernel for the feature itself and reads the answer as
+//! the engine needs it: success proves presence, a definite absence error
+//! (ENOENT, EOPNOTSUPP, EAFNOSUPPORT, EPROTONOSUPPORT, ENOSYS) proves
+//! absence, and a permission error (EPERM, EACCES, EROFS: a masked /proc in
+//! Apple's default container, a missing capability) proves nothing, so the
+//! engine falls back to the kernel config and says so. Probes change nothing
+//! in the caller: namespace work happens on a scratch thread that unshares
+//! its own network namespace, which disappears with the thread.
+
+use std::io::ErrorKind;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use kina_contract::kernel::{
+    KernelConfig, Probe, ProbeOutcome, ProbeRunner, ProfileSet, Report, check,
+};
+use nix::errno::Errno;
+
+/// Probes against the kernel this process runs on.
+pub struct LiveProbes;
+
+fn classify_errno(errno: Errno, what: &str) -> ProbeOutcome {
+    match errno {
+        Errno::ENOENT
+        | Errno::EOPNOTSUPP
+        | Errno::EAFNOSUPPORT
+        | Errno::EPROTONOSUPPORT
+        | Errno::ENOSYS
+        | Errno::ENODEV => ProbeOutcome::Absent(format!("{what}: {}", errno.desc())),
+        other => ProbeOutcome::CannotVerify(format!("{what}: {}", other.desc())),
+    }
+}
+
+fn classify_io(err: &std::io::Error, what: &str) -> ProbeOutcome {
+    match err.raw_os_error() {
+        Some(code) => classify_errno(Errno::from_raw(code), what),
+        None if err.kind() == ErrorKind::NotFound => {
+            ProbeOutcome::Absent(format!("{what}: not found"))
+        }
+        None => ProbeOutcome::CannotVerify(format!("{what}: {err}")),
+    }
+}
+
+fn proc_file(path: &str) -> ProbeOutcome {
+    match std::fs::metadata(path) {
+        Ok(_) => ProbeOutcome::Present(format!("{path} exists")),
+        Err(e) => classify_io(&e, path),
+    }
+}
+
+fn filesystem(name: &str) -> ProbeOutcome {
+    match std::fs::read_to_string("/proc/filesystems") {
+        Ok(text) => {
+            if text
+                .lines()
+                .any(|l| l.split_whitespace().last() == Some(name))
+            {
+                ProbeOutcome::Present(format!("{name} in /proc/filesystems"))
+            } else {
+                ProbeOutcome::Absent(format!("{name} not in /proc/filesystems"))
+            }
+        }
+        Err(e) => classify_io(&e, "/proc/filesystems"),
+    }
+}
+
+/// cgroup v2 controllers available to this process's cgroup: those its
+/// parent delegates (`cgroup.controllers` of its own cgroup).
+fn cgroup_controller(name: &str) -> ProbeOutcome {
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+        })
+        .unwrap_or_else(|| "/".to_string());
+    let path = Path::new("/sys/fs/cgroup")
+        .join(own.trim_start_matches('/'))
+        .join("cgroup.controllers");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            if text.split_whitespace().any(|c| c == name) {
+                ProbeOutcome::Present(format!("{name} in {}", path.display()))
+            } else {
+                // Not delegated to us says nothing about the kernel itself.
+                ProbeOutcome::CannotVerify(format!("{name} not delegated in {}", path.display()))
+            }
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            ProbeOutcome::CannotVerify(format!("no cgroup v2 hierarchy at {}", path.display()))
+        }
+        Err(e) => classify_io(&e, &path.display().to_string()),
+    }
+}
+
+fn socket(family: &str, socket_type: Option<&str>, protocol: Option<&str>) -> ProbeOutcome {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockProtocol, SockType, socket};
+    let af = match family {
+        "inet" => AddressFamily::Inet,
+        "inet6" => AddressFamily::Inet6,
+        "netlink" => AddressFamily::Netlink,
+        "alg" => AddressFamily::Alg,
+        "packet" => AddressFamily::Packet,
+        other => {
+            return ProbeOutcome::CannotVerify(format!("kina does not know socket family {other}"));
+        }
+    };
+    let ty = match socket_type.unwrap_or(if af == AddressFamily::Netlink {
+        "raw"
+    } else {
+        "seqpacket"
+    }) {
+        "stream" => SockType::Stream,
+        "dgram" => SockType::Datagram,
+        "raw" => SockType::Raw,
+        _ => SockType::SeqPacket,
+    };
+    let proto = match protocol {
+        Some("netfilter") => Some(SockProtocol::NetlinkNetFilter),
+        Some("route") => Some(SockProtocol::NetlinkRoute),
+        _ => None,
+    };
+    let what = format!(
+        "socket({family}{})",
+        protocol.map(|p| format!(", {p}")).unwrap_or_default()
+    );
+    match socket(af, ty, SockFlag::SOCK_CLOEXEC, proto) {
+        Ok(_fd) => ProbeOutcome::Present(what),
+        Err(e) => classify_errno(e, &what),
+    }
+}
+
+/// Creates a link of `link_type` in a scratch network namespace with `ip`
+/// (iproute2 is part of every node image), on a thread that unshares its own
+/// network namespace so nothing outside it ever sees the link.
+fn netlink_link(link_type: &str) -> ProbeOutcome {
+    let link_type = link_type.to_string();
+    let handle = std::thread::spawn(move || {
+        if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
+            return classify_errno(e, "unshare(CLONE_NEWNET)");
+        }
+        let mut args = vec!["link", "add", "kina-probe0", "type", link_type.as_str()];
+        match link_type.as_str() {
+            "veth" => args.extend(["peer", "name", "kina-probe1"]),
+            "vxlan" => args.extend(["id", "42", "dstport", "4789"]),
+            _ => {}
+        }
+        let what = format!("ip link add type {link_type}");
+        match std::process::Command::new("ip").args(&args).output() {
+            Ok(out) if out.status.success() => ProbeOutcome::Present(what),
+            Ok(out) => {
+                let err = String::from_utf8_lossy(&out.stderr).to_string();
+                let lower = err.to_lowercase();
+                if lower.contains("not supported")
+                    || lower.contains("unknown device type")
+                    || lower.contains("no such")
+                {
+                    ProbeOutcome::Absent(format!("{what}: {}", err.trim()))
+                } else {
+                    ProbeOutcome::CannotVerify(format!("{what}: {}", err.trim()))
+                }
+            }
+            Err(e) => ProbeOutcome::CannotVerify(format!("{what}: cannot run ip: {e}")),
+        }
+    });
+    handle
+        .join()
+        .unwrap_or_else(|_| ProbeOutcome::CannotVerify("link probe thread failed".into()))
+}
+
+impl ProbeRunner for LiveProbes {
+    fn run(&self, probe: &Probe) -> ProbeOutcome {
+        match probe {
+            Probe::ConfigOnly => ProbeOutcome::CannotVerify("no runtime probe".into()),
+            Probe::ProcFile { path } => proc_file(path),
+            Probe::Filesystem { name } => filesystem(name),
+            Probe::CgroupController { name } => cgroup_controller(name),
+            Probe::Socket {
+                family,
+                socket_type,
+                protocol,
+            } => socket(family, socket_type.as_deref(), protocol.as_deref()),
+            Probe::NetlinkLink { link_type } => netlink_link(link_type),
+            // bpf(2) is compiled in exactly when this sysctl exists; calling
+            // it needs unsafe code kina-init does not carry.
+            Probe::Syscall { name } if name == "bpf" => {
+                proc_file("/proc/sys/kernel/unprivileged_bpf_disabled")
+            }
+            Probe::Syscall { name } => {
+                ProbeOutcome::CannotVerify(format!("no probe for syscall {name}"))
+            }
+            // net.core.bpf_jit_enable is registered only with CONFIG_BPF_JIT.
+            Probe::BpfJit => match std::fs::read_to_string("/proc/sys/net/core/bpf_jit_enable") {
+                Ok(v) if v.trim() != "0" => {
+                    ProbeOutcome::Present(format!("bpf_jit_enable={}", v.trim()))
+                }
+                Ok(_) => {
+                    ProbeOutcome::Absent("bpf_jit_enable=0 (JIT compiled in but disabled)".into())
+                }
+                Err(e) => classify_io(&e, "/proc/sys/net/core/bpf_jit_enable"),
+            },
+        }
+    }
+}
+
+/// The running kernel's config for fallbacks: /proc/config.gz, else
+/// /boot/config-$(uname -r), as moby's check-config and kubeadm look.
+pub fn running_kernel_config() -> Option<KernelConfig> {
+    if let Ok(c) = KernelConfig::read(Path::new("/proc/config.gz")) {
+        return Some(c);
+    }
+    let release = nix::sys::utsname::uname()
+        .ok()?
+        .release()
+        .to_string_lossy()
+        .into_owned();
+    KernelConfig::read(&Path::new("/boot").join(format!("config-{release}"))).ok()
+}
+
+/// Checks the running kernel; returns the report and how long it took.
+pub fn check_running_kernel(
+    profiles: &[String],
+    runner: &dyn ProbeRunner,
+) -> Result<(Report, Duration), String> {
+    let started = Instant::now();
+    let set = ProfileSet::shipped().map_err(|e| e.to_string())?;
+    let config = running_kernel_config();
+    let report = check(&set, profiles, config.as_ref(), Some(runner)).map_err(|e| e.to_string())?;
+    Ok((report, started.elapsed()))
+}

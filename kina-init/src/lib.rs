@@ -1,0 +1,5 @@
+//! kina-init's logic as a library: the binary is a thin dispatcher, and tests
+//! exercise the same code on the build host.
+
+#[cfg(target_os = "linux")]
+pub mod kernel_probe;
