@@ -65,8 +65,11 @@ pub enum ImageCommand {
     },
     /// Remove images from the local store.
     Rm {
-        #[arg(required = true)]
+        #[arg(required_unless_present = "all")]
         references: Vec<String>,
+        /// Remove every image in the store.
+        #[arg(long, conflicts_with = "references")]
+        all: bool,
     },
 }
 

@@ -520,3 +520,35 @@ fn two_builds_at_once_share_the_cache_and_the_store_safely() {
         "{list}"
     );
 }
+
+#[test]
+fn an_image_is_never_assembled_with_a_kina_init_for_another_architecture() {
+    let mut f = Fixture::new();
+    hello_packages(&mut f);
+    f.publish(None);
+    let recipe = f.recipe(&["hello"]);
+    f.lock(&recipe);
+    let amd64_init = workspace_root().join("target/x86_64-unknown-linux-gnu/release/kina-init");
+    let output = f.dir.path().join("out.tar");
+    let mut build = f.build(&recipe, &output);
+    build
+        .arg("--kina-init")
+        .arg(format!("arm64={}", amd64_init.display()));
+    let err = run_err(&mut build);
+    assert!(
+        err.contains("kina-init for arm64") && err.contains("built for amd64"),
+        "{err}"
+    );
+    assert!(!output.exists());
+    // And a recipe whose local kina-init does not exist says how to build it.
+    let mut build = f.kina();
+    build
+        .args(["image", "build", "--recipe"])
+        .arg(&recipe)
+        .args(["--platform", "linux/amd64"]);
+    let err = run_err(&mut build);
+    assert!(
+        err.contains("no kina-init for amd64") && err.contains("scripts/build-kina-init"),
+        "{err}"
+    );
+}

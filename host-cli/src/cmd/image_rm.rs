@@ -2,9 +2,8 @@
 
 use kina_builder::store::ImageStore;
 
-pub fn run(references: &[String]) -> anyhow::Result<()> {
+pub fn run(references: &[String], all: bool) -> anyhow::Result<()> {
     let store = ImageStore::open(ImageStore::default_root())?;
-    let all = references.iter().any(|r| r == "--all");
     let targets: Vec<String> = if all {
         store.list()?.into_iter().map(|e| e.reference).collect()
     } else {

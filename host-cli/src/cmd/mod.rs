@@ -22,7 +22,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(ImageCommand::Inspect { reference, json }) => {
             image_inspect::run(&reference, json)
         }
-        Command::Image(ImageCommand::Rm { references }) => image_rm::run(&references),
+        Command::Image(ImageCommand::Rm { references, all }) => image_rm::run(&references, all),
         Command::Kernel(KernelCommand::Check {
             config,
             profiles,
