@@ -5,6 +5,7 @@
 //! build gives the same digests on Linux and macOS, as root or not.
 
 pub mod assemble;
+pub mod civil_time;
 pub mod deb;
 pub mod debian;
 pub mod digest;

@@ -209,7 +209,7 @@ pub fn spdx_document(
         name: format!("{reference} ({})", arch.platform()),
         document_namespace: format!("https://spdx.kina.invalid/{}", namespace_digest.hex()),
         creation_info: CreationInfo {
-            created: crate::oci::image::rfc3339(epoch),
+            created: crate::civil_time::rfc3339(epoch),
             creators: vec![format!("Tool: kina-{}", crate::KINA_VERSION)],
         },
         packages,

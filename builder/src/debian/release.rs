@@ -221,10 +221,7 @@ pub fn parse_debian_date(text: &str) -> Option<u64> {
         return None;
     };
     let day: u32 = day.parse().ok()?;
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(month))? + 1;
+    let month = crate::civil_time::month_number(month)?;
     let year: i64 = year.parse().ok()?;
     let mut hms = time.split(':').map(|p| p.parse::<u32>().ok());
     let (h, m, s) = (hms.next()??, hms.next()??, hms.next().unwrap_or(Some(0))?);
@@ -241,20 +238,9 @@ pub fn parse_debian_date(text: &str) -> Option<u64> {
         }
         _ => return None,
     };
-    let days = days_from_civil(year, month as u32, day);
+    let days = crate::civil_time::days_from_civil(year, month, day);
     let secs = days * 86400 + i64::from(h) * 3600 + i64::from(m) * 60 + i64::from(s) - offset;
     u64::try_from(secs).ok()
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from((month + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

@@ -59,35 +59,13 @@ fn oci_arch(arch: Arch) -> OciArch {
     }
 }
 
-/// RFC 3339 UTC time of `epoch`, as image configs record `created`.
-pub fn rfc3339(epoch: u64) -> String {
-    let days = epoch / 86_400;
-    let secs = epoch % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60
-    )
-}
-
 /// Writes the config and manifest of one platform into `blobs`.
 pub fn write_platform_image(
     params: &ImageConfigParams,
     layers: &[(LayerName, LayerBlob)],
     blobs: &BlobStore,
 ) -> Result<PlatformManifest, ImageError> {
-    let created = rfc3339(params.created_epoch);
+    let created = crate::civil_time::rfc3339(params.created_epoch);
     let labels: HashMap<String, String> = params.labels.clone().into_iter().collect();
     let config = ConfigBuilder::default()
         .entrypoint(params.entrypoint.clone())
@@ -206,16 +184,4 @@ pub fn write_index(
         .map_err(|e| spec_err("index")(e.to_string()))?;
     let bytes = to_canonical_json(&index).map_err(|e| spec_err("index")(e.to_string()))?;
     Ok(blobs.put_bytes(&bytes)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_renders_unix_time() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_789_199_741), "2026-09-12T07:55:41Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-    }
 }
