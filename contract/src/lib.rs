@@ -3,3 +3,5 @@
 //! compiles it too.
 
 pub mod kernel;
+pub mod node_spec;
+pub mod status;

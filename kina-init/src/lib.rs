@@ -2,4 +2,6 @@
 //! exercise the same code on the build host.
 
 #[cfg(target_os = "linux")]
+pub mod boot;
+#[cfg(target_os = "linux")]
 pub mod kernel_probe;

@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: kina-init --version | check-kernel [--profile PROFILE]... [--json]";
+const USAGE: &str = "usage: kina-init --version | check-kernel [--profile PROFILE]... [--json] | status [--json] [--file PATH] | sysctls [--root DIR]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -20,6 +20,8 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("check-kernel") => check_kernel(&args[1..]),
+        Some("status") => status(&args[1..]),
+        Some("sysctls") => sysctls(&args[1..]),
         Some(other) => {
             eprintln!("kina-init: unknown argument `{other}`\n{USAGE}");
             ExitCode::from(2)
@@ -82,6 +84,91 @@ fn check_kernel(args: &[String]) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// `kina-init status`: the boot phases as the status file records them.
+fn status(args: &[String]) -> ExitCode {
+    use kina_contract::status::{NodeStatus, STATUS_PATH};
+    let json = args.iter().any(|a| a == "--json");
+    let path = args
+        .iter()
+        .position(|a| a == "--file")
+        .and_then(|i| args.get(i + 1))
+        .map_or(STATUS_PATH, String::as_str);
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!(
+                "kina-init status: cannot read {path}: {e} (has this node booted with kina-init?)"
+            );
+            return ExitCode::from(1);
+        }
+    };
+    if json {
+        println!("{}", String::from_utf8_lossy(&bytes));
+        return ExitCode::SUCCESS;
+    }
+    match serde_json::from_slice::<NodeStatus>(&bytes) {
+        Ok(s) => {
+            print!("{}", s.render());
+            if s.failed().is_some() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("kina-init status: {path} is not a kina status file: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `kina-init sysctls [--root DIR]`: the sysctls phase on its own, for
+/// debugging a node (and for testing against a read-only mount).
+#[cfg(target_os = "linux")]
+fn sysctls(args: &[String]) -> ExitCode {
+    use kina_contract::node_spec::{NodeSpec, Role};
+    use kina_init::boot::sysctls::SysctlsPhase;
+    use kina_init::boot::{BootContext, Phase};
+    let root = args
+        .iter()
+        .position(|a| a == "--root")
+        .and_then(|i| args.get(i + 1))
+        .map_or("/proc/sys", String::as_str);
+    let mut ctx = BootContext {
+        spec: NodeSpec {
+            version: kina_contract::node_spec::NODE_SPEC_VERSION,
+            name: String::new(),
+            cluster: String::new(),
+            role: Role::Worker,
+            pod_cidr: String::new(),
+            peers: vec![],
+            required_kernel_profiles: vec![],
+            kubernetes: None,
+        },
+        kernel_report: None,
+    };
+    match (SysctlsPhase { root: root.into() }).run(&mut ctx) {
+        Ok(message) => {
+            println!("sysctls ok: {message}");
+            ExitCode::SUCCESS
+        }
+        Err(f) => {
+            eprintln!(
+                "sysctls FAILED: {}
+  what to do: {}",
+                f.message, f.hint
+            );
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn sysctls(_args: &[String]) -> ExitCode {
+    eprintln!("kina-init sysctls runs inside a Linux node");
+    ExitCode::from(2)
 }
 
 #[cfg(not(target_os = "linux"))]

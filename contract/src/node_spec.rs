@@ -1,0 +1,121 @@
+//! The node spec: everything the host tells a node, in one versioned schema
+//! shared by the `kina` CLI (which writes it) and kina-init (which reads it).
+//!
+//! Providers deliver it as a file inside the node (never in argv or the
+//! environment, which the host can list), so the secrets added by later
+//! schema versions (bootstrap token, PKI) stay private.
+
+use serde::{Deserialize, Serialize};
+
+pub const NODE_SPEC_VERSION: u32 = 1;
+
+/// Where kina-init looks for the spec inside a node.
+pub const NODE_SPEC_PATH: &str = "/etc/kina/node.json";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    ControlPlane,
+    Worker,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    pub name: String,
+    /// The peer's node address on the cluster's L2 segment.
+    pub address: String,
+    pub pod_cidr: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    pub version: u32,
+    pub name: String,
+    pub cluster: String,
+    pub role: Role,
+    /// This node's pod CIDR; the ptp CNI's host-local range.
+    pub pod_cidr: String,
+    #[serde(default)]
+    pub peers: Vec<Peer>,
+    /// Kernel profiles the node must pass before it goes on booting.
+    #[serde(default = "default_profiles")]
+    pub required_kernel_profiles: Vec<String>,
+    /// Kubernetes settings; absent for nodes of a base image.
+    #[serde(default)]
+    pub kubernetes: Option<KubernetesSettings>,
+}
+
+fn default_profiles() -> Vec<String> {
+    vec!["kubernetes-base".into(), "ptp".into()]
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSettings {
+    pub pod_subnet: String,
+    pub service_subnet: String,
+    #[serde(default = "default_dns_domain")]
+    pub dns_domain: String,
+}
+
+fn default_dns_domain() -> String {
+    "cluster.local".into()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeSpecError {
+    #[error("node spec {source_name}: {message}")]
+    Invalid {
+        source_name: String,
+        message: String,
+    },
+    #[error(
+        "node spec {source_name} has version {found}; this kina-init reads version {NODE_SPEC_VERSION}: use a node image built by the same kina as the CLI"
+    )]
+    Version { source_name: String, found: u32 },
+}
+
+impl NodeSpec {
+    pub fn from_json(bytes: &[u8], source_name: &str) -> Result<Self, NodeSpecError> {
+        let spec: NodeSpec = serde_json::from_slice(bytes).map_err(|e| NodeSpecError::Invalid {
+            source_name: source_name.to_string(),
+            message: e.to_string(),
+        })?;
+        if spec.version != NODE_SPEC_VERSION {
+            return Err(NodeSpecError::Version {
+                source_name: source_name.to_string(),
+                found: spec.version,
+            });
+        }
+        Ok(spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_round_trips_and_defaults_its_kernel_profiles() {
+        let text = br#"{"version":1,"name":"kina-worker","cluster":"kina","role":"worker","pod_cidr":"10.244.1.0/24","peers":[{"name":"kina-control-plane","address":"192.168.64.2","pod_cidr":"10.244.0.0/24"}]}"#;
+        let spec = NodeSpec::from_json(text, "test").unwrap();
+        assert_eq!(spec.role, Role::Worker);
+        assert_eq!(spec.required_kernel_profiles, ["kubernetes-base", "ptp"]);
+        let again = NodeSpec::from_json(&serde_json::to_vec(&spec).unwrap(), "again").unwrap();
+        assert_eq!(again, spec);
+    }
+
+    #[test]
+    fn another_schema_version_or_unknown_fields_are_refused_by_name() {
+        let err = NodeSpec::from_json(
+            br#"{"version":2,"name":"n","cluster":"c","role":"worker","pod_cidr":"x"}"#,
+            "/etc/kina/node.json",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("version 2"), "{err}");
+        let err = NodeSpec::from_json(br#"{"version":1,"name":"n","cluster":"c","role":"worker","pod_cidr":"x","podCidr":"y"}"#, "spec").unwrap_err();
+        assert!(err.to_string().contains("podCidr"), "{err}");
+    }
+}

@@ -1,0 +1,211 @@
+//! Boot as an ordered list of phases (mount → … → ready), each logged on the
+//! console with its duration and recorded in the status file, like kind's
+//! create actions and Talos's sequencer. A failed phase records what failed,
+//! why and what to do, and the boot stops there: the node stays up for
+//! inspection instead of crash-looping.
+
+pub mod kernel;
+pub mod modules;
+pub mod sysctls;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use kina_contract::kernel::Report;
+use kina_contract::node_spec::NodeSpec;
+use kina_contract::status::{NodeStatus, PhaseState};
+
+/// What phases share: the spec, and what earlier phases learned.
+pub struct BootContext {
+    pub spec: NodeSpec,
+    /// The kernel phase's report; the modules phase loads what it marks `=m`.
+    pub kernel_report: Option<Report>,
+}
+
+/// Why a phase failed and the way out, for the console and the status file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhaseFailure {
+    pub message: String,
+    pub hint: String,
+}
+
+pub trait Phase {
+    fn name(&self) -> &'static str;
+    /// Does the work; returns a one-line summary.
+    fn run(&mut self, ctx: &mut BootContext) -> Result<String, PhaseFailure>;
+}
+
+/// Runs `phases` in order, writing `status` to `status_path` after every
+/// change. Returns the name of the failed phase, if one failed.
+pub fn run_phases(
+    phases: &mut [Box<dyn Phase>],
+    ctx: &mut BootContext,
+    status: &mut NodeStatus,
+    status_path: &Path,
+    console: &mut dyn Write,
+    stop_after: Option<&str>,
+) -> Option<String> {
+    let mut failed = None;
+    let mut stopped = false;
+    for phase in phases.iter_mut() {
+        let name = phase.name();
+        if failed.is_some() || stopped {
+            if let Some(p) = status.phase_mut(name) {
+                p.state = PhaseState::Skipped;
+            }
+            continue;
+        }
+        if let Some(p) = status.phase_mut(name) {
+            p.state = PhaseState::Running;
+        }
+        write_status(status, status_path, console);
+        let started = Instant::now();
+        let result = phase.run(ctx);
+        let ms = started.elapsed().as_millis() as u64;
+        if let Some(p) = status.phase_mut(name) {
+            p.duration_ms = ms;
+            match &result {
+                Ok(message) => {
+                    p.state = PhaseState::Ok;
+                    p.message = message.clone();
+                }
+                Err(f) => {
+                    p.state = PhaseState::Failed;
+                    p.message = f.message.clone();
+                    p.hint = Some(f.hint.clone());
+                }
+            }
+        }
+        let line = match &result {
+            Ok(message) => format!("kina-init: {name} ok ({ms} ms): {message}\n"),
+            Err(f) => format!(
+                "kina-init: {name} FAILED ({ms} ms): {}\nkina-init:   what to do: {}\n",
+                f.message, f.hint
+            ),
+        };
+        let _ = console.write_all(line.as_bytes());
+        if result.is_err() {
+            failed = Some(name.to_string());
+        }
+        if stop_after == Some(name) {
+            stopped = true;
+        }
+    }
+    write_status(status, status_path, console);
+    failed
+}
+
+/// Replaces the status file atomically, so readers never see half of it.
+fn write_status(status: &NodeStatus, path: &Path, console: &mut dyn Write) {
+    let result = (|| -> std::io::Result<()> {
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        std::fs::create_dir_all(&dir)?;
+        let tmp = dir.join(".status.json.tmp");
+        let bytes = serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?;
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = writeln!(console, "kina-init: cannot write {}: {e}", path.display());
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+    use kina_contract::node_spec::Role;
+
+    pub fn ctx() -> BootContext {
+        BootContext {
+            spec: NodeSpec {
+                version: 1,
+                name: "n1".into(),
+                cluster: "kina".into(),
+                role: Role::Worker,
+                pod_cidr: "10.244.1.0/24".into(),
+                peers: vec![],
+                required_kernel_profiles: vec![],
+                kubernetes: None,
+            },
+            kernel_report: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::ctx;
+    use super::*;
+
+    struct Fixed(&'static str, Result<&'static str, &'static str>);
+    impl Phase for Fixed {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn run(&mut self, _: &mut BootContext) -> Result<String, PhaseFailure> {
+            self.1.map(str::to_string).map_err(|m| PhaseFailure {
+                message: m.to_string(),
+                hint: "do this".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn a_failed_phase_is_recorded_with_its_hint_and_later_phases_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/kina/status.json");
+        let mut phases: Vec<Box<dyn Phase>> = vec![
+            Box::new(Fixed("mount", Ok("mounted 4"))),
+            Box::new(Fixed("kernel", Err("kernel lacks CONFIG_VETH"))),
+            Box::new(Fixed("modules", Ok("never"))),
+        ];
+        let mut status = NodeStatus::new("n1", "vm-pid1");
+        let mut console = Vec::new();
+        let failed = run_phases(
+            &mut phases,
+            &mut ctx(),
+            &mut status,
+            &path,
+            &mut console,
+            None,
+        );
+        assert_eq!(failed.as_deref(), Some("kernel"));
+        let written: NodeStatus = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(written.phase("mount").unwrap().state, PhaseState::Ok);
+        let kernel = written.phase("kernel").unwrap();
+        assert_eq!(kernel.state, PhaseState::Failed);
+        assert_eq!(kernel.hint.as_deref(), Some("do this"));
+        assert_eq!(written.phase("modules").unwrap().state, PhaseState::Skipped);
+        let console = String::from_utf8(console).unwrap();
+        assert!(
+            console.contains("kina-init: mount ok (") && console.contains("kernel FAILED"),
+            "{console}"
+        );
+    }
+
+    #[test]
+    fn stop_after_ends_the_boot_after_that_phase() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        let mut phases: Vec<Box<dyn Phase>> = vec![
+            Box::new(Fixed("mount", Ok("a"))),
+            Box::new(Fixed("cgroups", Ok("b"))),
+            Box::new(Fixed("identity", Ok("c"))),
+        ];
+        let mut status = NodeStatus::new("n1", "vm-pid1");
+        let failed = run_phases(
+            &mut phases,
+            &mut ctx(),
+            &mut status,
+            &path,
+            &mut Vec::new(),
+            Some("cgroups"),
+        );
+        assert_eq!(failed, None);
+        assert_eq!(status.phase("identity").unwrap().state, PhaseState::Skipped);
+    }
+}
