@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: kina-init --version | check-kernel [--profile PROFILE]... [--json] | status [--json] [--file PATH] | sysctls [--root DIR]";
+const USAGE: &str = "usage: kina-init --version | check-kernel [--profile PROFILE]... [--json] | status [--json] [--file PATH] | phase mount|sysctls [--root DIR]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         }
         Some("check-kernel") => check_kernel(&args[1..]),
         Some("status") => status(&args[1..]),
-        Some("sysctls") => sysctls(&args[1..]),
+        Some("phase") => phase(&args[1..]),
         Some(other) => {
             eprintln!("kina-init: unknown argument `{other}`\n{USAGE}");
             ExitCode::from(2)
@@ -124,18 +124,31 @@ fn status(args: &[String]) -> ExitCode {
     }
 }
 
-/// `kina-init sysctls [--root DIR]`: the sysctls phase on its own, for
-/// debugging a node (and for testing against a read-only mount).
+/// `kina-init phase NAME [--root DIR]`: one boot phase on its own, for
+/// debugging a node (and for testing phases in a scratch mount namespace).
 #[cfg(target_os = "linux")]
-fn sysctls(args: &[String]) -> ExitCode {
+fn phase(args: &[String]) -> ExitCode {
     use kina_contract::node_spec::{NodeSpec, Role};
+    use kina_init::boot::mount::MountPhase;
     use kina_init::boot::sysctls::SysctlsPhase;
     use kina_init::boot::{BootContext, Phase};
     let root = args
         .iter()
         .position(|a| a == "--root")
         .and_then(|i| args.get(i + 1))
-        .map_or("/proc/sys", String::as_str);
+        .cloned();
+    let mut phase: Box<dyn Phase> = match args.first().map(String::as_str) {
+        Some("sysctls") => Box::new(SysctlsPhase {
+            root: root.unwrap_or_else(|| "/proc/sys".into()).into(),
+        }),
+        Some("mount") => Box::new(MountPhase {
+            root: root.unwrap_or_else(|| "/".into()).into(),
+        }),
+        _ => {
+            eprintln!("kina-init phase: name one of mount, sysctls\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
     let mut ctx = BootContext {
         spec: NodeSpec {
             version: kina_contract::node_spec::NODE_SPEC_VERSION,
@@ -149,25 +162,22 @@ fn sysctls(args: &[String]) -> ExitCode {
         },
         kernel_report: None,
     };
-    match (SysctlsPhase { root: root.into() }).run(&mut ctx) {
+    let name = phase.name();
+    match phase.run(&mut ctx) {
         Ok(message) => {
-            println!("sysctls ok: {message}");
+            println!("{name} ok: {message}");
             ExitCode::SUCCESS
         }
         Err(f) => {
-            eprintln!(
-                "sysctls FAILED: {}
-  what to do: {}",
-                f.message, f.hint
-            );
+            eprintln!("{name} FAILED: {}\n  what to do: {}", f.message, f.hint);
             ExitCode::from(1)
         }
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn sysctls(_args: &[String]) -> ExitCode {
-    eprintln!("kina-init sysctls runs inside a Linux node");
+fn phase(_args: &[String]) -> ExitCode {
+    eprintln!("kina-init phase runs inside a Linux node");
     ExitCode::from(2)
 }
 

@@ -17,7 +17,7 @@ fn a_read_only_proc_sys_is_reported_precisely() {
         std::fs::write(p, "0\n").unwrap();
     }
     let script = format!(
-        "mount --bind {d} {d} && mount -o remount,bind,ro {d} && exec \"$0\" sysctls --root {d}",
+        "mount --bind {d} {d} && mount -o remount,bind,ro {d} && exec \"$0\" phase sysctls --root {d}",
         d = dir.path().display()
     );
     let out = Command::new("unshare")

@@ -6,6 +6,7 @@
 
 pub mod kernel;
 pub mod modules;
+pub mod mount;
 pub mod sysctls;
 
 use std::io::Write;
