@@ -4,6 +4,8 @@
 //! why and what to do, and the boot stops there: the node stays up for
 //! inspection instead of crash-looping.
 
+pub mod cgroups;
+pub mod identity;
 pub mod kernel;
 pub mod modules;
 pub mod mount;
