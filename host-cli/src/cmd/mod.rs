@@ -30,8 +30,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => kernel_check::run(&config, &profiles, json),
         Command::Completion { shell } => {
             let mut command = Cli::command();
-            clap_complete::generate(shell, &mut command, "kina", &mut std::io::stdout());
-            Ok(())
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "kina", &mut script);
+            use std::io::Write;
+            match std::io::stdout().write_all(&script) {
+                // A closed pipe (`| head`) is the reader's choice, not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => Ok(other?),
+            }
         }
     }
 }
