@@ -79,6 +79,12 @@ pub enum BuildError {
     },
     #[error("writing the image for {arch}: {message}")]
     Image { arch: Arch, message: String },
+    #[error("the lock cannot be serialised: {0}")]
+    Lock(#[from] crate::lock::LockError),
+    #[error("image store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("writing the image index: {0}")]
+    Index(#[from] crate::oci::image::ImageError),
     #[error("a build thread failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -94,14 +100,7 @@ pub async fn build_image(
     blobs: &BlobStore,
 ) -> Result<BuiltImage, BuildError> {
     let epoch = options.source_date_epoch.unwrap_or(lock.source_date_epoch);
-    let lock_digest = Sha256Digest::of(
-        lock.to_toml()
-            .map_err(|e| BuildError::Image {
-                arch: Arch::Amd64,
-                message: e.to_string(),
-            })?
-            .as_bytes(),
-    );
+    let lock_digest = Sha256Digest::of(lock.to_toml()?.as_bytes());
     for &arch in &options.platforms {
         if lock.packages_for(arch).next().is_none() {
             return Err(BuildError::PlatformNotLocked {
@@ -360,12 +359,7 @@ pub async fn build_to_store(
         reference: options.reference.clone(),
     };
     if let Some((digest, size)) = store.lookup_build(&key) {
-        store
-            .tag(entry(digest, size))
-            .map_err(|e| BuildError::Image {
-                arch: options.platforms.first().copied().unwrap_or(Arch::Amd64),
-                message: e.to_string(),
-            })?;
+        store.tag(entry(digest, size))?;
         return Ok(StoredBuild {
             reference: options.reference.clone(),
             index_digest: digest,
@@ -378,18 +372,9 @@ pub async fn build_to_store(
     let built = build_image(loaded, lock, options, fetcher, store.blobs()).await?;
     let manifests: Vec<PlatformManifest> =
         built.platforms.iter().map(|p| p.manifest.clone()).collect();
-    let store_err = |message: String| BuildError::Image {
-        arch: options.platforms.first().copied().unwrap_or(Arch::Amd64),
-        message,
-    };
-    let (digest, size) = crate::oci::image::write_index(&manifests, store.blobs())
-        .map_err(|e| store_err(e.to_string()))?;
-    store
-        .tag(entry(digest, size))
-        .map_err(|e| store_err(e.to_string()))?;
-    store
-        .record_build(&key, &digest, size)
-        .map_err(|e| store_err(e.to_string()))?;
+    let (digest, size) = crate::oci::image::write_index(&manifests, store.blobs())?;
+    store.tag(entry(digest, size))?;
+    store.record_build(&key, &digest, size)?;
     Ok(StoredBuild {
         reference: options.reference.clone(),
         index_digest: digest,
@@ -414,10 +399,7 @@ fn build_key(
         options.reference,
         options.compression
     );
-    text.push_str(&lock.to_toml().map_err(|e| BuildError::Image {
-        arch: Arch::Amd64,
-        message: e.to_string(),
-    })?);
+    text.push_str(&lock.to_toml()?);
     for &arch in &options.platforms {
         let init = kina_init::identity(loaded, options.kina_init_overrides.get(&arch), arch)?;
         text.push_str(&format!("platform {arch} kina-init {init}\n"));
