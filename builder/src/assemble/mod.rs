@@ -208,9 +208,7 @@ async fn gather_inputs(
         pulled.push(
             pull_platform(
                 &image.reference,
-                &image.digest,
                 &image.manifest_digest,
-                arch,
                 &options.registry_mirrors,
             )
             .await?,

@@ -236,11 +236,10 @@ pub struct PulledImage {
     pub blobs: Vec<(Sha256Digest, Vec<u8>)>,
 }
 
+/// Pulls one platform's manifest (pinned by the lock) and its blobs.
 pub async fn pull_platform(
     reference: &str,
-    _index_digest: &Sha256Digest,
     manifest_digest: &Sha256Digest,
-    _arch: Arch,
     mirrors: &RegistryMirrors,
 ) -> Result<PulledImage, RegistryError> {
     let client = mirrors.client();
