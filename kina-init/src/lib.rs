@@ -5,3 +5,5 @@
 pub mod boot;
 #[cfg(target_os = "linux")]
 pub mod kernel_probe;
+#[cfg(target_os = "linux")]
+pub mod supervise;

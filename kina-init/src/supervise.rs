@@ -1,0 +1,276 @@
+//! Supervision of the node's services (containerd now, kubelet later) and
+//! reaping of every other process, as PID 1 must.
+//!
+//! Each service has its own log file and restarts with exponential backoff
+//! (reset once it has stayed up a while), and stops in reverse start order:
+//! SIGTERM, then SIGKILL after a bounded grace period. Orphans re-parented to
+//! kina-init are reaped without stealing the exit status of a supervised
+//! child (waitid with WNOWAIT peeks first), the split Talos's machined makes
+//! between its reaper and its service runners.
+
+use std::collections::BTreeSet;
+use std::fs::OpenOptions;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
+use nix::unistd::Pid;
+
+#[derive(Clone, Debug)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// stdout and stderr go here, appended across restarts.
+    pub log: PathBuf,
+}
+
+/// Restart delays: `initial`, doubling up to `max`; a service that ran for
+/// `reset_after` starts over at `initial`.
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+    pub reset_after: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(250),
+            max: Duration::from_secs(30),
+            reset_after: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before restart number `n` (1-based) of a crash loop.
+    pub fn delay(&self, n: u32) -> Duration {
+        let factor = 1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX);
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServiceEvent {
+    Started {
+        name: String,
+        pid: u32,
+    },
+    Exited {
+        name: String,
+        status: String,
+        restart_in: Duration,
+    },
+    StartFailed {
+        name: String,
+        error: String,
+        restart_in: Duration,
+    },
+}
+
+struct Service {
+    spec: ServiceSpec,
+    child: Option<Child>,
+    started_at: Option<Instant>,
+    /// Restarts in the current crash loop.
+    crashes: u32,
+    next_start: Option<Instant>,
+    total_restarts: u32,
+}
+
+#[derive(Default)]
+pub struct Supervisor {
+    services: Vec<Service>,
+    backoff: Backoff,
+}
+
+impl Supervisor {
+    pub fn new(backoff: Backoff) -> Self {
+        Self {
+            services: Vec::new(),
+            backoff,
+        }
+    }
+
+    /// Adds a service; it starts on the next `poll`.
+    pub fn add(&mut self, spec: ServiceSpec) {
+        self.services.push(Service {
+            spec,
+            child: None,
+            started_at: None,
+            crashes: 0,
+            next_start: Some(Instant::now()),
+            total_restarts: 0,
+        });
+    }
+
+    /// Pids of running supervised processes (not for the orphan reaper).
+    pub fn pids(&self) -> BTreeSet<i32> {
+        self.services
+            .iter()
+            .filter_map(|s| s.child.as_ref().map(|c| c.id() as i32))
+            .collect()
+    }
+
+    pub fn restarts(&self, name: &str) -> Option<u32> {
+        self.services
+            .iter()
+            .find(|s| s.spec.name == name)
+            .map(|s| s.total_restarts)
+    }
+
+    /// Notices exits, schedules restarts, starts what is due.
+    pub fn poll(&mut self, now: Instant) -> Vec<ServiceEvent> {
+        let backoff = self.backoff;
+        let mut events = Vec::new();
+        for s in &mut self.services {
+            if let Some(child) = &mut s.child {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let ran = s
+                        .started_at
+                        .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+                    if ran >= backoff.reset_after {
+                        s.crashes = 0;
+                    }
+                    s.crashes += 1;
+                    let delay = backoff.delay(s.crashes);
+                    s.child = None;
+                    s.next_start = Some(now + delay);
+                    events.push(ServiceEvent::Exited {
+                        name: s.spec.name.clone(),
+                        status: status.to_string(),
+                        restart_in: delay,
+                    });
+                }
+            }
+            if s.child.is_none() && s.next_start.is_some_and(|t| t <= now) {
+                match start(&s.spec) {
+                    Ok(child) => {
+                        if s.started_at.is_some() {
+                            s.total_restarts += 1;
+                        }
+                        events.push(ServiceEvent::Started {
+                            name: s.spec.name.clone(),
+                            pid: child.id(),
+                        });
+                        s.child = Some(child);
+                        s.started_at = Some(now);
+                        s.next_start = None;
+                    }
+                    Err(error) => {
+                        s.crashes += 1;
+                        let delay = backoff.delay(s.crashes);
+                        s.next_start = Some(now + delay);
+                        events.push(ServiceEvent::StartFailed {
+                            name: s.spec.name.clone(),
+                            error,
+                            restart_in: delay,
+                        });
+                    }
+                }
+            }
+        }
+        events
+    }
+
+    /// Stops every service in reverse start order: SIGTERM, then SIGKILL
+    /// once `grace` has passed. Returns how each one ended.
+    pub fn stop_all(&mut self, grace: Duration) -> Vec<(String, String)> {
+        let mut ended = Vec::new();
+        for s in self.services.iter_mut().rev() {
+            s.next_start = None;
+            let Some(mut child) = s.child.take() else {
+                continue;
+            };
+            let pid = Pid::from_raw(child.id() as i32);
+            let _ = kill(pid, Signal::SIGTERM);
+            let deadline = Instant::now() + grace;
+            let mut how = None;
+            while Instant::now() < deadline {
+                if let Ok(Some(status)) = child.try_wait() {
+                    how = Some(format!("stopped ({status})"));
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let how = how.unwrap_or_else(|| {
+                let _ = child.kill();
+                let _ = child.wait();
+                format!("killed after {} ms", grace.as_millis())
+            });
+            ended.push((s.spec.name.clone(), how));
+        }
+        ended
+    }
+}
+
+fn start(spec: &ServiceSpec) -> Result<Child, String> {
+    if let Some(dir) = spec.log.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&spec.log)
+        .map_err(|e| format!("opening {}: {e}", spec.log.display()))?;
+    let err = log
+        .try_clone()
+        .map_err(|e| format!("{}: {e}", spec.log.display()))?;
+    Command::new(&spec.program)
+        .args(&spec.args)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", spec.program.display()))
+}
+
+/// Reaps every exited process that is not a supervised one; returns the
+/// reaped pids. Supervised children are left for their `Child::try_wait`.
+pub fn reap_orphans(supervised: &BTreeSet<i32>) -> Vec<i32> {
+    let mut reaped = Vec::new();
+    loop {
+        let peek = waitid(
+            Id::All,
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+        );
+        let pid = match peek {
+            Ok(WaitStatus::StillAlive) | Err(_) => break,
+            Ok(status) => match status.pid() {
+                Some(pid) => pid,
+                None => break,
+            },
+        };
+        if supervised.contains(&pid.as_raw()) {
+            // Its owner collects it; anything behind it waits for the next round.
+            break;
+        }
+        if waitpid(pid, Some(WaitPidFlag::WNOHANG)).is_ok() {
+            reaped.push(pid.as_raw());
+        } else {
+            break;
+        }
+    }
+    reaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum() {
+        let b = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+            reset_after: Duration::from_secs(10),
+        };
+        let delays: Vec<u128> = (1..=6).map(|n| b.delay(n).as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(b.delay(200), Duration::from_secs(1));
+    }
+}
