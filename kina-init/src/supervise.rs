@@ -128,24 +128,24 @@ impl Supervisor {
         let backoff = self.backoff;
         let mut events = Vec::new();
         for s in &mut self.services {
-            if let Some(child) = &mut s.child {
-                if let Ok(Some(status)) = child.try_wait() {
-                    let ran = s
-                        .started_at
-                        .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
-                    if ran >= backoff.reset_after {
-                        s.crashes = 0;
-                    }
-                    s.crashes += 1;
-                    let delay = backoff.delay(s.crashes);
-                    s.child = None;
-                    s.next_start = Some(now + delay);
-                    events.push(ServiceEvent::Exited {
-                        name: s.spec.name.clone(),
-                        status: status.to_string(),
-                        restart_in: delay,
-                    });
+            if let Some(child) = &mut s.child
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                let ran = s
+                    .started_at
+                    .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+                if ran >= backoff.reset_after {
+                    s.crashes = 0;
                 }
+                s.crashes += 1;
+                let delay = backoff.delay(s.crashes);
+                s.child = None;
+                s.next_start = Some(now + delay);
+                events.push(ServiceEvent::Exited {
+                    name: s.spec.name.clone(),
+                    status: status.to_string(),
+                    restart_in: delay,
+                });
             }
             if s.child.is_none() && s.next_start.is_some_and(|t| t <= now) {
                 match start(&s.spec) {
