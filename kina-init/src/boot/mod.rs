@@ -5,6 +5,8 @@
 //! inspection instead of crash-looping.
 
 pub mod cgroups;
+pub mod cni_config;
+pub mod containerd_config;
 pub mod identity;
 pub mod kernel;
 pub mod modules;

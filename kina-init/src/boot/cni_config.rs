@@ -1,0 +1,58 @@
+//! The pod network's CNI configuration: the ptp plugin (a veth pair per pod
+//! and host routes, so no bridge and no br_netfilter are needed, which is
+//! what makes it work on Apple's kernels), host-local IPAM over this node's
+//! pod CIDR, the MTU of eth0, IP masquerade for traffic leaving the pod
+//! network, and portmap for hostPorts.
+
+use serde_json::json;
+
+pub const CNI_CONF_DIR: &str = "/etc/cni/net.d";
+pub const CNI_CONF_FILE: &str = "10-kina-ptp.conflist";
+
+/// The conflist for `pod_cidr`, with pods' MTU equal to the node's uplink
+/// MTU (ptp routes, it does not encapsulate).
+pub fn ptp_conflist(pod_cidr: &str, mtu: u32) -> String {
+    let conf = json!({
+        "cniVersion": "1.0.0",
+        "name": "kina",
+        "plugins": [
+            {
+                "type": "ptp",
+                "ipMasq": true,
+                "mtu": mtu,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{ "subnet": pod_cidr }]],
+                    "routes": [{ "dst": "0.0.0.0/0" }],
+                    "dataDir": "/run/cni/kina-ipam"
+                }
+            },
+            {
+                "type": "portmap",
+                "capabilities": { "portMappings": true }
+            }
+        ]
+    });
+    let mut text = serde_json::to_string_pretty(&conf).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_conflist_carries_the_pod_cidr_mtu_masquerade_and_portmap() {
+        let v: serde_json::Value =
+            serde_json::from_str(&ptp_conflist("10.244.1.0/24", 1450)).unwrap();
+        assert_eq!(v["cniVersion"], "1.0.0");
+        let ptp = &v["plugins"][0];
+        assert_eq!(ptp["type"], "ptp");
+        assert_eq!(ptp["mtu"], 1450);
+        assert_eq!(ptp["ipMasq"], true);
+        assert_eq!(ptp["ipam"]["ranges"][0][0]["subnet"], "10.244.1.0/24");
+        assert_eq!(v["plugins"][1]["type"], "portmap");
+        assert_eq!(v["plugins"][1]["capabilities"]["portMappings"], true);
+    }
+}
