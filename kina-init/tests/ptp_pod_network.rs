@@ -62,8 +62,8 @@ fn two_pods_on_the_ptp_network_reach_each_other_and_the_node_and_del_cleans_up()
         "GW=$(ip netns exec pod1 ip -4 route show default | awk '{print $3}')".into(),
         "ip netns exec pod1 ping -c1 -W5 \"$P2\" >/dev/null && echo pod-to-pod-ok".into(),
         "ip netns exec pod1 ping -c1 -W5 \"$GW\" >/dev/null && echo pod-to-node-ok".into(),
-        format!("{}", cni("DEL", "pod1")),
-        format!("{}", cni("DEL", "pod2")),
+        cni("DEL", "pod1"),
+        cni("DEL", "pod2"),
         "echo links-after: $(ip -o link show | grep -c veth || true)".into(),
         "echo routes-after: $(ip -4 route show | grep -c 10.244.7 || true)".into(),
     ]
