@@ -228,19 +228,15 @@ fn artifacts_and_preloaded_images_come_through_the_upstream_code_paths() {
     let index_digest = Sha256Digest::of(&raw);
 
     let sha = |k: &str| sums[k].hex();
-    let mut recipe = format!(
-        r#"schema = 1
-name = "k8s-path-test"
-tag = "kina.local/node:k8s-path-test"
-architectures = ["amd64", "arm64"]
-
-[debian]
-mirror = "{deb_url}"
-security_mirror = "{deb_url}"
-sources = [{{ archive = "debian", suites = ["kina-test"], components = ["main"] }}]
-keyring = ["{key}"]
-packages = ["node-tools"]
-
+    let mut recipe = recipe_head(
+        "k8s-path-test",
+        debian.url(),
+        "kina-test",
+        repo.keyring_path(),
+        &["node-tools"],
+    );
+    recipe.push_str(&format!(
+        r#"
 [[runtime.artifacts]]
 name = "containerd"
 version = "2.2.1"
@@ -253,12 +249,10 @@ install = {{ kind = "tar-gz", dest = "/usr/local", files = ["bin/containerd", "b
 version = "{version}"
 images = [{{ reference = "{reference}", digest = "{index}" }}]
 "#,
-        deb_url = debian.url(),
-        key = repo.keyring_path().display(),
         ca = sha("containerd-amd64"),
         cb = sha("containerd-arm64"),
         index = index_digest.hex(),
-    );
+    ));
     for bin in ["kubeadm", "kubelet", "kubectl"] {
         recipe.push_str(&format!(
             "\n[[kubernetes.artifacts]]\nname = \"{bin}\"\nversion = \"{version}\"\nurl = \"https://dl.k8s.io/release/{{version}}/bin/linux/{{arch}}/{bin}\"\nsha256.amd64 = \"{}\"\nsha256.arm64 = \"{}\"\ninstall = {{ kind = \"file\", path = \"/usr/bin/{bin}\" }}\n",

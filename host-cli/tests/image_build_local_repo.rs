@@ -59,31 +59,14 @@ impl Fixture {
 
     /// Writes a recipe installing `packages` from the repository and returns its path.
     fn recipe(&self, packages: &[&str]) -> PathBuf {
-        let list = packages
-            .iter()
-            .map(|p| format!("\"{p}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let text = format!(
-            r#"schema = 1
-name = "local-test"
-tag = "kina.local/node:local-test"
-architectures = ["amd64", "arm64"]
-
-[debian]
-mirror = "{url}"
-security_mirror = "{url}"
-sources = [{{ archive = "debian", suites = ["{SUITE}"], components = ["main"] }}]
-keyring = ["{key}"]
-packages = [{list}]
-
-[kina_init]
-source = "local"
-path = "kina-init.{{rust_target}}"
-"#,
-            url = self.server().url(),
-            key = self.repo.keyring_path().display(),
+        let mut text = recipe_head(
+            "local-test",
+            self.server().url(),
+            SUITE,
+            self.repo.keyring_path(),
+            packages,
         );
+        text.push_str("\n[kina_init]\nsource = \"local\"\npath = \"kina-init.{rust_target}\"\n");
         let path = self.dir.path().join("local.toml");
         std::fs::write(&path, text).unwrap();
         path

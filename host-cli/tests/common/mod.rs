@@ -91,3 +91,34 @@ pub fn copy_recipe(name: &str, dir: &Path) -> PathBuf {
     std::fs::copy(&src, &dst).expect("copy recipe");
     dst
 }
+
+/// The head of a test recipe: name, tag, both architectures, and a Debian
+/// section reading `suite` of a loopback repository signed by `keyring`.
+pub fn recipe_head(
+    name: &str,
+    mirror: &str,
+    suite: &str,
+    keyring: &Path,
+    packages: &[&str],
+) -> String {
+    let list = packages
+        .iter()
+        .map(|p| format!("\"{p}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"schema = 1
+name = "{name}"
+tag = "kina.local/node:{name}"
+architectures = ["amd64", "arm64"]
+
+[debian]
+mirror = "{mirror}"
+security_mirror = "{mirror}"
+sources = [{{ archive = "debian", suites = ["{suite}"], components = ["main"] }}]
+keyring = ["{key}"]
+packages = [{list}]
+"#,
+        key = keyring.display()
+    )
+}
