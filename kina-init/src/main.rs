@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: kina-init --version | check-kernel [--profile PROFILE]... [--json] | status [--json] [--file PATH] | phase mount|sysctls [--root DIR]";
+const USAGE: &str = "usage: kina-init --version | check-kernel [--profile PROFILE]... [--json] | status [--json] [--file PATH] | phase mount|network|sysctls [--root DIR] [--spec FILE]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -130,6 +130,7 @@ fn status(args: &[String]) -> ExitCode {
 fn phase(args: &[String]) -> ExitCode {
     use kina_contract::node_spec::{NodeSpec, Role};
     use kina_init::boot::mount::MountPhase;
+    use kina_init::boot::network::NetworkPhase;
     use kina_init::boot::sysctls::SysctlsPhase;
     use kina_init::boot::{BootContext, Phase};
     let root = args
@@ -144,13 +145,31 @@ fn phase(args: &[String]) -> ExitCode {
         Some("mount") => Box::new(MountPhase {
             root: root.unwrap_or_else(|| "/".into()).into(),
         }),
+        Some("network") => Box::new(NetworkPhase {
+            uplink: "eth0".into(),
+            cni_conf_dir: std::path::Path::new(&root.unwrap_or_else(|| "/".into()))
+                .join("etc/cni/net.d"),
+        }),
         _ => {
-            eprintln!("kina-init phase: name one of mount, sysctls\n{USAGE}");
+            eprintln!("kina-init phase: name one of mount, network, sysctls\n{USAGE}");
             return ExitCode::from(2);
         }
     };
-    let mut ctx = BootContext {
-        spec: NodeSpec {
+    let spec_path = args
+        .iter()
+        .position(|a| a == "--spec")
+        .and_then(|i| args.get(i + 1))
+        .map_or(kina_contract::node_spec::NODE_SPEC_PATH, String::as_str);
+    let spec = match std::fs::read(spec_path) {
+        Ok(bytes) => match NodeSpec::from_json(&bytes, spec_path) {
+            Ok(spec) => spec,
+            Err(e) => {
+                eprintln!("kina-init phase: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        // Phases that need no spec (mount, sysctls) run without one.
+        Err(_) => NodeSpec {
             version: kina_contract::node_spec::NODE_SPEC_VERSION,
             name: String::new(),
             cluster: String::new(),
@@ -160,6 +179,9 @@ fn phase(args: &[String]) -> ExitCode {
             required_kernel_profiles: vec![],
             kubernetes: None,
         },
+    };
+    let mut ctx = BootContext {
+        spec,
         kernel_report: None,
     };
     let name = phase.name();

@@ -11,6 +11,7 @@ pub mod identity;
 pub mod kernel;
 pub mod modules;
 pub mod mount;
+pub mod network;
 pub mod sysctls;
 
 use std::io::Write;
