@@ -302,21 +302,19 @@ images = [{{ reference = "{reference}", digest = "{index}" }}]
     assert!(http.requests("/dl/release/v1.35.1/bin/linux/arm64/kubeadm") >= 1);
 
     for arch in ["amd64", "arm64"] {
-        let copy = w.join(format!("copy-{arch}"));
-        run_ok(
-            Command::new("skopeo")
-                .args(["--override-arch", arch, "copy"])
-                .arg(format!(
-                    "oci-archive:{}:kina.local/node:k8s-path-test",
-                    output.display()
-                ))
-                .arg(format!("oci:{}:x", copy.display())),
+        let unpacked = unpack_platform(
+            &format!(
+                "oci-archive:{}:kina.local/node:k8s-path-test",
+                output.display()
+            ),
+            arch,
+            w,
         );
         let config: serde_json::Value = serde_json::from_slice(
             &run_ok(
                 Command::new("skopeo")
                     .args(["inspect", "--config"])
-                    .arg(format!("oci:{}:x", copy.display())),
+                    .arg(&unpacked.layout),
             )
             .stdout,
         )
@@ -345,14 +343,7 @@ images = [{{ reference = "{reference}", digest = "{index}" }}]
                 "{arch}: no {layer} layer in {history:?}"
             );
         }
-        let bundle = w.join(format!("bundle-{arch}"));
-        run_ok(
-            Command::new("umoci")
-                .args(["unpack", "--image"])
-                .arg(format!("{}:x", copy.display()))
-                .arg(&bundle),
-        );
-        let root = bundle.join("rootfs");
+        let root = unpacked.rootfs;
         assert_eq!(
             std::fs::read_to_string(root.join("usr/bin/kubeadm")).unwrap(),
             format!("test kubeadm {arch}\n")

@@ -163,22 +163,7 @@ fn a_signed_local_repository_builds_an_image_that_independent_tools_read() {
     run_ok(&mut f.build(&recipe, &output));
     let layout = format!("{}:kina.local/node:local-test", output.display());
     for arch in ["amd64", "arm64"] {
-        let copy = f.dir.path().join(format!("copy-{arch}"));
-        run_ok(Command::new("skopeo").args([
-            "--override-arch",
-            arch,
-            "copy",
-            &format!("oci:{layout}"),
-            &format!("oci:{}:x", copy.display()),
-        ]));
-        let bundle = f.dir.path().join(format!("bundle-{arch}"));
-        run_ok(
-            Command::new("umoci")
-                .args(["unpack", "--image"])
-                .arg(format!("{}:x", copy.display()))
-                .arg(&bundle),
-        );
-        let root = bundle.join("rootfs");
+        let root = unpack_platform(&format!("oci:{layout}"), arch, f.dir.path()).rootfs;
         use std::os::unix::fs::MetadataExt;
         assert_eq!(
             std::fs::metadata(root.join("usr/bin/hello-admin"))

@@ -122,3 +122,37 @@ packages = [{list}]
         key = keyring.display()
     )
 }
+
+/// One platform of an image, copied out by skopeo and unpacked by umoci:
+/// independent readers of what kina wrote.
+pub struct Unpacked {
+    /// `oci:<dir>:node`, the single-platform copy.
+    pub layout: String,
+    pub rootfs: PathBuf,
+}
+
+/// `source` is a skopeo image name such as `oci-archive:<file>:<ref>`.
+pub fn unpack_platform(source: &str, arch: &str, dir: &Path) -> Unpacked {
+    let copy = dir.join(format!("layout-{arch}"));
+    let layout = format!("oci:{}:node", copy.display());
+    run_ok(Command::new("skopeo").args([
+        "--override-os",
+        "linux",
+        "--override-arch",
+        arch,
+        "copy",
+        source,
+        &layout,
+    ]));
+    let bundle = dir.join(format!("bundle-{arch}"));
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:node", copy.display()))
+            .arg(&bundle),
+    );
+    Unpacked {
+        layout,
+        rootfs: bundle.join("rootfs"),
+    }
+}
