@@ -27,27 +27,11 @@ impl Arch {
         }
     }
 
-    /// Debian's multiarch tuple, as in `/usr/lib/<triplet>`.
-    pub fn multiarch_triplet(self) -> &'static str {
-        match self {
-            Arch::Amd64 => "x86_64-linux-gnu",
-            Arch::Arm64 => "aarch64-linux-gnu",
-        }
-    }
-
     /// Rust's target triple for a static Linux binary of this architecture.
     pub fn rust_target(self) -> &'static str {
         match self {
             Arch::Amd64 => "x86_64-unknown-linux-gnu",
             Arch::Arm64 => "aarch64-unknown-linux-gnu",
-        }
-    }
-
-    /// `uname -m` of a machine of this architecture.
-    pub fn uname_machine(self) -> &'static str {
-        match self {
-            Arch::Amd64 => "x86_64",
-            Arch::Arm64 => "aarch64",
         }
     }
 

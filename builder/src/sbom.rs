@@ -167,7 +167,7 @@ pub fn spdx_document(
     arch: Arch,
     epoch: u64,
     components: &[SbomComponent],
-) -> Vec<u8> {
+) -> Result<Vec<u8>, serde_json::Error> {
     let mut sorted: Vec<&SbomComponent> = components.iter().collect();
     sorted.sort();
     let packages: Vec<Package> = sorted
@@ -215,9 +215,9 @@ pub fn spdx_document(
         packages,
         relationships,
     };
-    let mut bytes = crate::oci::canonical::to_canonical_json(&doc).unwrap_or_default();
+    let mut bytes = crate::oci::canonical::to_canonical_json(&doc)?;
     bytes.push(b'\n');
-    bytes
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -235,8 +235,8 @@ mod tests {
             purl: format!("pkg:deb/debian/{n}@{}", encode("1:2.3-4")),
             supplier: "Organization: Debian".into(),
         };
-        let a = spdx_document("kina.local/node:t", Arch::Arm64, 0, &[c("b"), c("a")]);
-        let b = spdx_document("kina.local/node:t", Arch::Arm64, 0, &[c("a"), c("b")]);
+        let a = spdx_document("kina.local/node:t", Arch::Arm64, 0, &[c("b"), c("a")]).unwrap();
+        let b = spdx_document("kina.local/node:t", Arch::Arm64, 0, &[c("a"), c("b")]).unwrap();
         assert_eq!(a, b);
         let doc: serde_json::Value = serde_json::from_slice(&a).unwrap();
         assert_eq!(doc["spdxVersion"], "SPDX-2.3");

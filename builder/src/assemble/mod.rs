@@ -51,7 +51,6 @@ pub struct BuiltPlatform {
     pub arch: Arch,
     pub manifest: PlatformManifest,
     pub layers: Vec<(LayerName, LayerBlob)>,
-    pub sbom: Vec<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -232,7 +231,12 @@ async fn gather_inputs(
         &init.origin,
         init.digest,
     ));
-    let sbom = spdx_document(&options.reference, arch, epoch, &components);
+    let sbom = spdx_document(&options.reference, arch, epoch, &components).map_err(|e| {
+        BuildError::Image {
+            arch,
+            message: format!("writing the SBOM: {e}"),
+        }
+    })?;
     Ok(GatheredInputs {
         kina_init_digest: init.digest,
         stage: stages::PlatformInputs {
@@ -311,18 +315,10 @@ fn assemble_platform(
             arch,
             message: e.to_string(),
         })?;
-    let sbom = gathered
-        .stage
-        .extra_files
-        .iter()
-        .find(|(p, _)| p == SBOM_PATH)
-        .map(|(_, b)| b.clone())
-        .unwrap_or_default();
     Ok(BuiltPlatform {
         arch,
         manifest,
         layers: written,
-        sbom,
     })
 }
 

@@ -121,19 +121,6 @@ impl Cache {
         file.lock().map_err(io_err(&path))?;
         Ok(file)
     }
-
-    /// Total bytes of verified entries, for `kina image list`-style reports.
-    pub fn size(&self) -> u64 {
-        std::fs::read_dir(self.root.join("blobs/sha256"))
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .filter_map(|e| e.metadata().ok())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0)
-    }
 }
 
 #[cfg(test)]

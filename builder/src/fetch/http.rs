@@ -101,18 +101,6 @@ impl Fetcher {
         })
     }
 
-    pub fn cache(&self) -> &Cache {
-        &self.cache
-    }
-
-    pub fn progress(&self) -> &Progress {
-        &self.progress
-    }
-
-    pub fn rewrites(&self) -> &UrlRewrites {
-        &self.rewrites
-    }
-
     /// Fetches all items (at most `concurrency` at once) and returns their
     /// cache paths in the same order. Fails with the first error.
     pub async fn fetch_all(&self, items: &[FetchItem]) -> Result<Vec<PathBuf>, FetchError> {

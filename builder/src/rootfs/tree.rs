@@ -127,17 +127,6 @@ impl Tree {
         self.entries.is_empty()
     }
 
-    /// Total bytes of regular file contents: the uncompressed payload of a layer.
-    pub fn content_size(&self) -> u64 {
-        self.entries
-            .values()
-            .map(|n| match &n.kind {
-                NodeKind::File(data) => data.len() as u64,
-                _ => 0,
-            })
-            .sum()
-    }
-
     /// The layer that turns `lower` into `self`: every path that is new or
     /// changed, plus the ancestors of those paths, so tools that expect parents
     /// in each layer (and a case-insensitive unpacker) see complete paths.

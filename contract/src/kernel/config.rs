@@ -94,11 +94,6 @@ impl KernelConfig {
     pub fn modules_supported(&self) -> bool {
         self.get("MODULES") == Tristate::Builtin
     }
-
-    /// The kernel version from the config header comment, when present.
-    pub fn release(&self) -> Option<&str> {
-        self.values.get("LOCALVERSION").map(String::as_str)
-    }
 }
 
 #[cfg(test)]

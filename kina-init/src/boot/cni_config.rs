@@ -33,9 +33,8 @@ pub fn ptp_conflist(pod_cidr: &str, mtu: u32) -> String {
             }
         ]
     });
-    let mut text = serde_json::to_string_pretty(&conf).unwrap_or_default();
-    text.push('\n');
-    text
+    // A Value's pretty Display cannot fail, unlike serialising arbitrary types.
+    format!("{conf:#}\n")
 }
 
 #[cfg(test)]
