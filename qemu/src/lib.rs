@@ -1,0 +1,10 @@
+//! The QEMU provider: how a Linux host runs a kina node as a VM.
+//!
+//! A node is a Debian cloud kernel (from a pinned kernel recipe), a small
+//! initramfs that loads the virtio modules the kernel needs to reach its
+//! root disk, and an ext4 root disk made from the node image's OCI layers,
+//! the way Apple's `container` turns an image into a block device.
+
+pub mod disk;
+pub mod initramfs;
+pub mod kernel;
