@@ -45,6 +45,23 @@ pub struct NodeSpec {
     /// Kubernetes settings; absent for nodes of a base image.
     #[serde(default)]
     pub kubernetes: Option<KubernetesSettings>,
+    /// The node's own address, for providers whose VMs come up with an
+    /// unconfigured interface (QEMU). Apple's vminitd configures eth0
+    /// itself, so its specs leave this out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<InterfaceConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceConfig {
+    /// IPv4 address with prefix length, e.g. `10.0.2.15/24`.
+    pub address: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    /// Written to /etc/resolv.conf when not empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nameservers: Vec<String>,
 }
 
 fn default_profiles() -> Vec<String> {
@@ -78,6 +95,22 @@ pub enum NodeSpecError {
 }
 
 impl NodeSpec {
+    /// A spec naming no node, for running single phases by hand (and for
+    /// the phases before the spec has been read).
+    pub fn unnamed() -> Self {
+        Self {
+            version: NODE_SPEC_VERSION,
+            name: String::new(),
+            cluster: String::new(),
+            role: Role::Worker,
+            pod_cidr: String::new(),
+            peers: vec![],
+            required_kernel_profiles: vec![],
+            kubernetes: None,
+            interface: None,
+        }
+    }
+
     pub fn from_json(bytes: &[u8], source_name: &str) -> Result<Self, NodeSpecError> {
         let spec: NodeSpec = serde_json::from_slice(bytes).map_err(|e| NodeSpecError::Invalid {
             source_name: source_name.to_string(),

@@ -148,7 +148,7 @@ fn netlink_link(link_type: &str) -> ProbeOutcome {
             _ => {}
         }
         let what = format!("ip link add type {link_type}");
-        match std::process::Command::new("ip").args(&args).output() {
+        match crate::children::output(std::process::Command::new("ip").args(&args)) {
             Ok(out) if out.status.success() => ProbeOutcome::Present(what),
             Ok(out) => {
                 let err = String::from_utf8_lossy(&out.stderr).to_string();

@@ -4,6 +4,14 @@
 #[cfg(target_os = "linux")]
 pub mod boot;
 #[cfg(target_os = "linux")]
+pub mod children;
+#[cfg(target_os = "linux")]
+pub mod exec_server;
+#[cfg(target_os = "linux")]
+pub mod first_stage;
+#[cfg(target_os = "linux")]
 pub mod kernel_probe;
+#[cfg(target_os = "linux")]
+pub mod pid1;
 #[cfg(target_os = "linux")]
 pub mod supervise;

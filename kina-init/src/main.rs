@@ -1,12 +1,11 @@
 //! kina-init: PID 1 of a kina node.
 //!
-//! This version answers `--version` (recorded in image labels and the SBOM)
-//! and `check-kernel`, the kernel verification a node runs; the boot phases
-//! arrive with the node-boot work.
+//! Without arguments it boots the node (the image's entrypoint, or `/init`
+//! of the QEMU provider's initramfs); the subcommands inspect a running node.
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: kina-init --version | check-kernel [--profile PROFILE]... [--json] | status [--json] [--file PATH] | phase mount|network|sysctls [--root DIR] [--spec FILE]";
+const USAGE: &str = "usage: kina-init (no arguments: boot the node) | --version | check-kernel [--profile PROFILE]... [--json] | status [--json] [--file PATH] | phase mount|network|sysctls [--root DIR] [--spec FILE]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -26,10 +25,7 @@ fn main() -> ExitCode {
             eprintln!("kina-init: unknown argument `{other}`\n{USAGE}");
             ExitCode::from(2)
         }
-        None => {
-            eprintln!("kina-init: the node boot sequence is not part of this build\n{USAGE}");
-            ExitCode::from(1)
-        }
+        None => boot(),
     }
 }
 
@@ -128,7 +124,7 @@ fn status(args: &[String]) -> ExitCode {
 /// debugging a node (and for testing phases in a scratch mount namespace).
 #[cfg(target_os = "linux")]
 fn phase(args: &[String]) -> ExitCode {
-    use kina_contract::node_spec::{NodeSpec, Role};
+    use kina_contract::node_spec::NodeSpec;
     use kina_init::boot::mount::MountPhase;
     use kina_init::boot::network::NetworkPhase;
     use kina_init::boot::sysctls::SysctlsPhase;
@@ -145,11 +141,14 @@ fn phase(args: &[String]) -> ExitCode {
         Some("mount") => Box::new(MountPhase {
             root: root.unwrap_or_else(|| "/".into()).into(),
         }),
-        Some("network") => Box::new(NetworkPhase {
-            uplink: "eth0".into(),
-            cni_conf_dir: std::path::Path::new(&root.unwrap_or_else(|| "/".into()))
-                .join("etc/cni/net.d"),
-        }),
+        Some("network") => {
+            let root = std::path::PathBuf::from(root.unwrap_or_else(|| "/".into()));
+            Box::new(NetworkPhase {
+                uplink: "eth0".into(),
+                cni_conf_dir: root.join("etc/cni/net.d"),
+                resolv_conf: root.join("etc/resolv.conf"),
+            })
+        }
         _ => {
             eprintln!("kina-init phase: name one of mount, network, sysctls\n{USAGE}");
             return ExitCode::from(2);
@@ -169,16 +168,7 @@ fn phase(args: &[String]) -> ExitCode {
             }
         },
         // Phases that need no spec (mount, sysctls) run without one.
-        Err(_) => NodeSpec {
-            version: kina_contract::node_spec::NODE_SPEC_VERSION,
-            name: String::new(),
-            cluster: String::new(),
-            role: Role::Worker,
-            pod_cidr: String::new(),
-            peers: vec![],
-            required_kernel_profiles: vec![],
-            kubernetes: None,
-        },
+        Err(_) => NodeSpec::unnamed(),
     };
     let mut ctx = BootContext {
         spec,
@@ -195,6 +185,22 @@ fn phase(args: &[String]) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// No arguments: kina-init is a node's init (the image's entrypoint).
+#[cfg(target_os = "linux")]
+fn boot() -> ExitCode {
+    if kina_init::first_stage::is_first_stage() {
+        kina_init::first_stage::run();
+        return ExitCode::from(1);
+    }
+    kina_init::pid1::run()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn boot() -> ExitCode {
+    eprintln!("kina-init boots Linux nodes only");
+    ExitCode::from(2)
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -4,19 +4,19 @@
 //! Each service has its own log file and restarts with exponential backoff
 //! (reset once it has stayed up a while), and stops in reverse start order:
 //! SIGTERM, then SIGKILL after a bounded grace period. Orphans re-parented to
-//! kina-init are reaped without stealing the exit status of a supervised
-//! child (waitid with WNOWAIT peeks first), the split Talos's machined makes
-//! between its reaper and its service runners.
+//! kina-init are reaped by `children::reap_orphans`, which leaves the exit
+//! status of a supervised child to its runner: the split Talos's machined
+//! makes between its reaper and its service runners.
 
-use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::Pid;
+
+use crate::children;
 
 #[derive(Clone, Debug)]
 pub struct ServiceSpec {
@@ -108,12 +108,9 @@ impl Supervisor {
         });
     }
 
-    /// Pids of running supervised processes (not for the orphan reaper).
-    pub fn pids(&self) -> BTreeSet<i32> {
-        self.services
-            .iter()
-            .filter_map(|s| s.child.as_ref().map(|c| c.id() as i32))
-            .collect()
+    /// Whether any supervised process is running.
+    pub fn is_running(&self) -> bool {
+        self.services.iter().any(|s| s.child.is_some())
     }
 
     pub fn restarts(&self, name: &str) -> Option<u32> {
@@ -139,6 +136,7 @@ impl Supervisor {
                 }
                 s.crashes += 1;
                 let delay = backoff.delay(s.crashes);
+                children::release(child.id());
                 s.child = None;
                 s.next_start = Some(now + delay);
                 events.push(ServiceEvent::Exited {
@@ -202,6 +200,7 @@ impl Supervisor {
                 let _ = child.wait();
                 format!("killed after {} ms", grace.as_millis())
             });
+            children::release(child.id());
             ended.push((s.spec.name.clone(), how));
         }
         ended
@@ -220,42 +219,14 @@ fn start(spec: &ServiceSpec) -> Result<Child, String> {
     let err = log
         .try_clone()
         .map_err(|e| format!("{}: {e}", spec.log.display()))?;
-    Command::new(&spec.program)
-        .args(&spec.args)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| format!("starting {}: {e}", spec.program.display()))
-}
-
-/// Reaps every exited process that is not a supervised one; returns the
-/// reaped pids. Supervised children are left for their `Child::try_wait`.
-pub fn reap_orphans(supervised: &BTreeSet<i32>) -> Vec<i32> {
-    let mut reaped = Vec::new();
-    loop {
-        let peek = waitid(
-            Id::All,
-            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
-        );
-        let pid = match peek {
-            Ok(WaitStatus::StillAlive) | Err(_) => break,
-            Ok(status) => match status.pid() {
-                Some(pid) => pid,
-                None => break,
-            },
-        };
-        if supervised.contains(&pid.as_raw()) {
-            // Its owner collects it; anything behind it waits for the next round.
-            break;
-        }
-        if waitpid(pid, Some(WaitPidFlag::WNOHANG)).is_ok() {
-            reaped.push(pid.as_raw());
-        } else {
-            break;
-        }
-    }
-    reaped
+    children::spawn(
+        Command::new(&spec.program)
+            .args(&spec.args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err),
+    )
+    .map_err(|e| format!("starting {}: {e}", spec.program.display()))
 }
 
 #[cfg(test)]

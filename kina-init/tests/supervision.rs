@@ -113,5 +113,6 @@ fn services_stop_in_reverse_order_and_a_stubborn_one_is_killed_after_the_grace_p
         std::fs::read_to_string(&order).unwrap(),
         "kubelet\ncontainerd\n"
     );
-    assert!(sup.pids().is_empty());
+    assert!(!sup.is_running());
+    assert!(kina_init::children::owned_pids().is_empty());
 }

@@ -286,7 +286,9 @@ fn image_params(
         arch,
         created_epoch: epoch,
         entrypoint: vec![format!("/{KINA_INIT_PATH}")],
-        stop_signal: "SIGRTMIN+3".to_string(),
+        // kina-init, not systemd, is the entrypoint: SIGTERM is its orderly
+        // shutdown (kind's SIGRTMIN+3 is systemd's convention).
+        stop_signal: "SIGTERM".to_string(),
         env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()],
         labels,
     }

@@ -6,12 +6,15 @@
 
 pub mod cgroups;
 pub mod cni_config;
+pub mod containerd;
 pub mod containerd_config;
 pub mod identity;
+pub mod images;
 pub mod kernel;
 pub mod modules;
 pub mod mount;
 pub mod network;
+pub mod sequence;
 pub mod sysctls;
 
 use std::io::Write;
@@ -136,6 +139,7 @@ pub(crate) mod tests_support {
                 peers: vec![],
                 required_kernel_profiles: vec![],
                 kubernetes: None,
+                interface: None,
             },
             kernel_report: None,
         }

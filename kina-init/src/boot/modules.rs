@@ -81,13 +81,14 @@ impl Phase for ModulesPhase {
         }
         let mut failed = Vec::new();
         for module in &missing {
-            let out = Command::new("modprobe")
-                .arg("-d")
-                .arg(self.modules_root.parent().unwrap_or(Path::new("/")))
-                .arg("-S")
-                .arg(&self.kernel_release)
-                .arg(module.as_str())
-                .output();
+            let out = crate::children::output(
+                Command::new("modprobe")
+                    .arg("-d")
+                    .arg(self.modules_root.parent().unwrap_or(Path::new("/")))
+                    .arg("-S")
+                    .arg(&self.kernel_release)
+                    .arg(module.as_str()),
+            );
             match out {
                 Ok(o) if o.status.success() => {}
                 Ok(o) => failed.push(format!(

@@ -22,6 +22,8 @@ pub struct NetworkPhase {
     pub uplink: String,
     /// `/etc/cni/net.d` under the node's root.
     pub cni_conf_dir: PathBuf,
+    /// Written when the spec names nameservers.
+    pub resolv_conf: PathBuf,
 }
 
 fn fail(message: String) -> PhaseFailure {
@@ -72,6 +74,41 @@ async fn configure(
         .execute()
         .await
         .map_err(|e| fail(format!("setting {uplink} up: {e}")))?;
+    if let Some(iface) = &ctx.spec.interface {
+        let (ip, len) = parse_cidr(&iface.address).ok_or_else(|| {
+            fail(format!(
+                "node spec interface address `{}` is not an IPv4 CIDR",
+                iface.address
+            ))
+        })?;
+        let added = handle
+            .address()
+            .add(link.header.index, ip.into(), len)
+            .execute()
+            .await;
+        // A restart of kina-init finds the address already there.
+        if let Err(e) = added
+            && !e.to_string().contains("File exists")
+        {
+            return Err(fail(format!("adding {} to {uplink}: {e}", iface.address)));
+        }
+        if let Some(gw) = &iface.gateway {
+            let gateway: Ipv4Addr = gw
+                .parse()
+                .map_err(|_| fail(format!("node spec gateway `{gw}` is not IPv4")))?;
+            let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                .gateway(gateway)
+                .output_interface(link.header.index)
+                .build();
+            handle
+                .route()
+                .add(route)
+                .replace()
+                .execute()
+                .await
+                .map_err(|e| fail(format!("default route via {gw}: {e}")))?;
+        }
+    }
     let mut routes = 0;
     for peer in &ctx.spec.peers {
         let (dest, len) = parse_cidr(&peer.pod_cidr).ok_or_else(|| {
@@ -126,10 +163,12 @@ impl Phase for NetworkPhase {
             configure(&handle, &uplink, ctx).await
         })?;
 
-        let tso = match Command::new("ethtool")
-            .args(["-K", &self.uplink, "tso", "off"])
-            .output()
-        {
+        let tso = match crate::children::output(Command::new("ethtool").args([
+            "-K",
+            &self.uplink,
+            "tso",
+            "off",
+        ])) {
             Ok(out) if out.status.success() => "TSO off".to_string(),
             Ok(out) => {
                 let err = String::from_utf8_lossy(&out.stderr);
@@ -159,16 +198,110 @@ impl Phase for NetworkPhase {
         let conf = self.cni_conf_dir.join(CNI_CONF_FILE);
         std::fs::write(&conf, ptp_conflist(&ctx.spec.pod_cidr, mtu))
             .map_err(|e| fail(format!("writing {}: {e}", conf.display())))?;
+        if let Some(iface) = &ctx.spec.interface
+            && !iface.nameservers.is_empty()
+        {
+            let text: String = iface
+                .nameservers
+                .iter()
+                .map(|n| format!("nameserver {n}\n"))
+                .collect();
+            std::fs::write(&self.resolv_conf, text)
+                .map_err(|e| fail(format!("writing {}: {e}", self.resolv_conf.display())))?;
+        }
+        let mut own_and_peers = vec![ctx.spec.pod_cidr.as_str()];
+        own_and_peers.extend(ctx.spec.peers.iter().map(|p| p.pod_cidr.as_str()));
+        masquerade(&ctx.spec.pod_cidr, &own_and_peers)?;
         Ok(format!(
-            "{} mtu {mtu}, {tso}, ptp over {}, {routes} peer route(s)",
+            "{} mtu {mtu}, {tso}, ptp over {}, {routes} peer route(s), masquerading what leaves the pod network",
             self.uplink, ctx.spec.pod_cidr
         ))
     }
 }
 
+/// The iptables rules (iptables-nft in the node image) that let pods reach
+/// beyond the cluster: traffic from this node's pods to anything but a pod
+/// network leaves with the node's address. Kept in a chain of its own so a
+/// second run (kina-init restarted) replaces rather than duplicates them.
+pub fn masquerade_rules(pod_cidr: &str, pod_networks: &[&str]) -> Vec<Vec<String>> {
+    let mut rules = vec![
+        vec!["-t", "nat", "-N", MASQ_CHAIN],
+        vec!["-t", "nat", "-F", MASQ_CHAIN],
+    ];
+    for net in pod_networks {
+        rules.push(vec![
+            "-t", "nat", "-A", MASQ_CHAIN, "-d", net, "-j", "RETURN",
+        ]);
+    }
+    rules.push(vec!["-t", "nat", "-A", MASQ_CHAIN, "-j", "MASQUERADE"]);
+    rules.push(vec![
+        "-t",
+        "nat",
+        "-A",
+        "POSTROUTING",
+        "-s",
+        pod_cidr,
+        "-j",
+        MASQ_CHAIN,
+    ]);
+    rules
+        .into_iter()
+        .map(|r| r.into_iter().map(str::to_string).collect())
+        .collect()
+}
+
+const MASQ_CHAIN: &str = "KINA-MASQ";
+
+fn masquerade(pod_cidr: &str, pod_networks: &[&str]) -> Result<(), PhaseFailure> {
+    let iptables = |args: &[String]| -> Result<std::process::Output, PhaseFailure> {
+        crate::children::output(Command::new("iptables").args(args)).map_err(|e| PhaseFailure {
+            message: format!("cannot run iptables: {e}"),
+            hint: "the node image needs iptables (recipes/base.toml installs it)".into(),
+        })
+    };
+    for rule in masquerade_rules(pod_cidr, pod_networks) {
+        let is_new_chain = rule.get(2).is_some_and(|a| a == "-N");
+        let is_jump = rule.get(3).is_some_and(|c| c == "POSTROUTING");
+        if is_jump {
+            // -C: already in place from an earlier run.
+            let mut check = rule.clone();
+            check[2] = "-C".into();
+            if iptables(&check)?.status.success() {
+                continue;
+            }
+        }
+        let out = iptables(&rule)?;
+        if !out.status.success() && !is_new_chain {
+            return Err(fail(format!(
+                "iptables {}: {}",
+                rule.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masquerading_spares_every_pod_network_and_is_hooked_once() {
+        let rules = masquerade_rules("10.244.1.0/24", &["10.244.1.0/24", "10.244.0.0/24"]);
+        let text: Vec<String> = rules.iter().map(|r| r.join(" ")).collect();
+        assert_eq!(
+            text,
+            [
+                "-t nat -N KINA-MASQ",
+                "-t nat -F KINA-MASQ",
+                "-t nat -A KINA-MASQ -d 10.244.1.0/24 -j RETURN",
+                "-t nat -A KINA-MASQ -d 10.244.0.0/24 -j RETURN",
+                "-t nat -A KINA-MASQ -j MASQUERADE",
+                "-t nat -A POSTROUTING -s 10.244.1.0/24 -j KINA-MASQ",
+            ]
+        );
+    }
 
     #[test]
     fn cidrs_parse_and_nonsense_does_not() {
