@@ -19,3 +19,9 @@ pub const FIRST_STAGE_MODULES: [&str; 4] =
 
 /// The virtio-serial port name of the exec channel (see `exec`).
 pub const EXEC_PORT_NAME: &str = "io.kina.exec";
+
+/// On the kernel command line: the first stage only says [`PROBE_OK`] and
+/// powers off. The host's accelerator probe boots with it, because KVM can
+/// exist yet hang a guest kernel.
+pub const PROBE_ARG: &str = "kina.probe";
+pub const PROBE_OK: &str = "accelerator probe: the kernel boots";

@@ -11,7 +11,7 @@ use std::ffi::CString;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use kina_contract::initramfs::MODULE_LIST;
+use kina_contract::initramfs::{MODULE_LIST, PROBE_ARG, PROBE_OK};
 use nix::errno::Errno;
 use nix::kmod::{ModuleInitFlags, finit_module};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
@@ -89,6 +89,15 @@ fn switch_root(started: Instant) -> Result<std::convert::Infallible, String> {
         mount(Some(fs), point, Some(fs), MsFlags::empty(), None::<&str>)
             .map_err(|e| format!("mounting {fs} on {point}: {e}"))?;
     }
+    let cmdline = std::fs::read_to_string("/proc/cmdline")
+        .map_err(|e| format!("reading /proc/cmdline: {e}"))?;
+    if cmdline.split_whitespace().any(|w| w == PROBE_ARG) {
+        // The host's accelerator probe: reaching this line proves the
+        // kernel boots; power off at once.
+        say(PROBE_OK);
+        let Err(e) = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
+        return Err(format!("power off after the probe: {e}"));
+    }
     let list =
         std::fs::read_to_string(MODULE_LIST).map_err(|e| format!("reading {MODULE_LIST}: {e}"))?;
     let mut loaded = 0;
@@ -100,8 +109,6 @@ fn switch_root(started: Instant) -> Result<std::convert::Infallible, String> {
             Err(e) => return Err(format!("loading {module}: {e}")),
         }
     }
-    let cmdline = std::fs::read_to_string("/proc/cmdline")
-        .map_err(|e| format!("reading /proc/cmdline: {e}"))?;
     let args = parse_cmdline(&cmdline)?;
     let waited = Instant::now();
     while !Path::new(&args.device).exists() {

@@ -5,6 +5,9 @@
 //! root disk, and an ext4 root disk made from the node image's OCI layers,
 //! the way Apple's `container` turns an image into a block device.
 
+pub mod accel;
 pub mod disk;
+pub mod exec;
 pub mod initramfs;
 pub mod kernel;
+pub mod vm;

@@ -1,0 +1,213 @@
+//! The QEMU command line for a node, and the running VM.
+//!
+//! One shape for both architectures: virtio-pci devices (q35 on amd64,
+//! `virt` on arm64), the serial console into a log file, the root disk as
+//! virtio-blk, one virtio-net interface, and the exec channel as a named
+//! virtio-serial port backed by a unix socket on the host. `-no-reboot`
+//! turns a guest reboot or panic into QEMU exiting, so a dead node is never
+//! a VM spinning in a reboot loop.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use kina_builder::platform::Arch;
+use kina_contract::initramfs::EXEC_PORT_NAME;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// How the node's eth0 is attached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetAttach {
+    /// QEMU's user-mode network: no host privileges, the node is 10.0.2.15
+    /// behind 10.0.2.2, and `host_forwards` map 127.0.0.1 ports to it.
+    User { host_forwards: Vec<(u16, u16)> },
+    /// No network device (the accelerator probe).
+    None,
+}
+
+#[derive(Clone, Debug)]
+pub struct VmConfig {
+    pub arch: Arch,
+    pub accel: Accel,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+    /// The root disk; `None` for the probe.
+    pub disk: Option<PathBuf>,
+    pub cmdline: String,
+    pub console_log: PathBuf,
+    /// The exec channel's socket; `None` for the probe.
+    pub exec_socket: Option<PathBuf>,
+    pub net: NetAttach,
+}
+
+/// The serial console device the kernel writes to on each architecture.
+pub fn console_device(arch: Arch) -> &'static str {
+    match arch {
+        Arch::Amd64 => "ttyS0",
+        Arch::Arm64 => "ttyAMA0",
+    }
+}
+
+/// The QEMU program and arguments for `cfg`.
+pub fn command_line(cfg: &VmConfig) -> (String, Vec<String>) {
+    let (program, machine) = match cfg.arch {
+        Arch::Amd64 => ("qemu-system-x86_64", "q35"),
+        Arch::Arm64 => ("qemu-system-aarch64", "virt"),
+    };
+    let cpu = match cfg.accel {
+        Accel::Kvm => "host",
+        Accel::Tcg => "max",
+    };
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
+    push(&[
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+    ]);
+    push(&["-machine", &format!("{machine},accel={}", cfg.accel.name())]);
+    push(&["-cpu", cpu]);
+    push(&[
+        "-smp",
+        &cfg.cpus.to_string(),
+        "-m",
+        &format!("{}M", cfg.memory_mib),
+    ]);
+    push(&["-kernel", &cfg.kernel.display().to_string()]);
+    push(&["-initrd", &cfg.initramfs.display().to_string()]);
+    push(&["-append", &cfg.cmdline]);
+    push(&[
+        "-chardev",
+        &format!("file,id=console,path={}", cfg.console_log.display()),
+        "-serial",
+        "chardev:console",
+    ]);
+    if let Some(disk) = &cfg.disk {
+        push(&[
+            "-drive",
+            &format!(
+                "file={},format=raw,if=none,id=root,discard=unmap",
+                disk.display()
+            ),
+            "-device",
+            "virtio-blk-pci,drive=root",
+        ]);
+    }
+    match &cfg.net {
+        NetAttach::User { host_forwards } => {
+            let mut netdev = "user,id=net0".to_string();
+            for (host, guest) in host_forwards {
+                netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+            }
+            push(&["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0"]);
+        }
+        NetAttach::None => {}
+    }
+    if let Some(sock) = &cfg.exec_socket {
+        push(&[
+            "-chardev",
+            &format!("socket,id=exec,path={},server=on,wait=off", sock.display()),
+            "-device",
+            "virtio-serial-pci",
+            "-device",
+            &format!("virtserialport,chardev=exec,name={EXEC_PORT_NAME}"),
+        ]);
+    }
+    (program.to_string(), a)
+}
+
+/// The kernel command line of a node booted from `/dev/vda`.
+pub fn node_cmdline(arch: Arch) -> String {
+    format!(
+        "console={} root=/dev/vda rootfstype=ext4 rw panic=-1 quiet loglevel=4",
+        console_device(arch)
+    )
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error(
+        "cannot run {program}: {source}; install QEMU (Debian: qemu-system-x86 / qemu-system-arm)"
+    )]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+}
+
+/// Starts QEMU for `cfg` as a child of this process, its own stdio closed.
+pub fn spawn(cfg: &VmConfig, stderr_log: &Path) -> Result<Child, VmError> {
+    let (program, args) = command_line(cfg);
+    let stderr = std::fs::File::create(stderr_log)
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null());
+    Command::new(&program)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .process_group(0)
+        .spawn()
+        .map_err(|source| VmError::Spawn { program, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(arch: Arch) -> VmConfig {
+        VmConfig {
+            arch,
+            accel: Accel::Tcg,
+            cpus: 2,
+            memory_mib: 2048,
+            kernel: "/k/vmlinuz".into(),
+            initramfs: "/k/initramfs".into(),
+            disk: Some("/n/disk.img".into()),
+            cmdline: node_cmdline(arch),
+            console_log: "/n/console.log".into(),
+            exec_socket: Some("/n/exec.sock".into()),
+            net: NetAttach::User {
+                host_forwards: vec![(16443, 6443)],
+            },
+        }
+    }
+
+    #[test]
+    fn both_architectures_get_virtio_pci_devices_and_their_own_console() {
+        let (prog, args) = command_line(&cfg(Arch::Amd64));
+        assert_eq!(prog, "qemu-system-x86_64");
+        let line = args.join(" ");
+        assert!(line.contains("-machine q35,accel=tcg -cpu max"), "{line}");
+        assert!(line.contains("console=ttyS0 root=/dev/vda"), "{line}");
+        assert!(line.contains("hostfwd=tcp:127.0.0.1:16443-:6443"), "{line}");
+        assert!(
+            line.contains("virtserialport,chardev=exec,name=io.kina.exec"),
+            "{line}"
+        );
+        assert!(line.contains("-no-reboot"), "{line}");
+        let (prog, args) = command_line(&cfg(Arch::Arm64));
+        assert_eq!(prog, "qemu-system-aarch64");
+        let line = args.join(" ");
+        assert!(line.contains("-machine virt,accel=tcg"), "{line}");
+        assert!(line.contains("console=ttyAMA0"), "{line}");
+    }
+}
