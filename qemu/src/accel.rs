@@ -112,14 +112,14 @@ pub fn choose(choice: AccelChoice, inputs: &ProbeInputs) -> Result<AccelDecision
     if let Some(path) = &cached
         && let Ok(bytes) = std::fs::read(path)
         && let Ok(decision) = serde_json::from_slice::<AccelDecision>(&bytes)
+        // A cached failure does not stop an explicit --accel kvm from retrying.
+        && (decision.accel == "kvm" || choice == AccelChoice::Auto)
     {
-        if decision.accel == "kvm" || choice == AccelChoice::Auto {
-            return if decision.accel == "kvm" {
-                Ok(decision)
-            } else {
-                refuse(decision.reason)
-            };
-        }
+        return if decision.accel == "kvm" {
+            Ok(decision)
+        } else {
+            refuse(decision.reason)
+        };
     }
     let decision = match probe(inputs)? {
         Ok(took) => AccelDecision {
