@@ -34,9 +34,12 @@ pub enum Command {
     /// Build, lock and manage node images.
     #[command(subcommand)]
     Image(ImageCommand),
-    /// Check kernels against kina's feature profiles.
+    /// Check kernels against kina's feature profiles; lock node kernels.
     #[command(subcommand)]
     Kernel(KernelCommand),
+    /// Boot and manage single nodes as QEMU VMs (Linux hosts).
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Print a shell completion script.
     Completion {
         #[arg(value_enum)]
@@ -136,6 +139,17 @@ pub enum CompressionArg {
 
 #[derive(Debug, Subcommand)]
 pub enum KernelCommand {
+    /// Resolve a kernel recipe (kernels/debian-cloud.toml) into its lockfile.
+    Lock {
+        /// Kernel recipe.
+        #[arg(long, default_value = "kernels/debian-cloud.toml", env = "KINA_KERNEL")]
+        recipe: PathBuf,
+        #[command(flatten)]
+        mirrors: MirrorArgs,
+        /// Refuse a Debian Release whose Valid-Until has passed (default: warn).
+        #[arg(long)]
+        enforce_valid_until: bool,
+    },
     /// Check a kernel config file (plain or gzip) against feature profiles,
     /// the same engine a node runs with live probes (`kina-init check-kernel`).
     Check {
@@ -148,4 +162,107 @@ pub enum KernelCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The Debian archive to fetch kernels from (default: the host's apt sources).
+#[derive(Debug, Args)]
+pub struct MirrorArgs {
+    /// Base URL of the Debian archive.
+    #[arg(long, env = "KINA_DEBIAN_MIRROR")]
+    pub mirror: Option<String>,
+    /// Base URL of the debian-security archive.
+    #[arg(long, env = "KINA_DEBIAN_SECURITY_MIRROR")]
+    pub security_mirror: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Make a node from a stored image and boot it.
+    Create(Box<NodeCreateArgs>),
+    /// Boot a stopped node again.
+    Start {
+        name: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Shut a node down in order (services, then power off).
+    Stop { name: String },
+    /// Stop and delete nodes and everything they own.
+    #[command(alias = "delete")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// List nodes.
+    #[command(alias = "ls")]
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The node's boot phases, as kina-init records them.
+    Status {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command in the node over its exec channel (works without the
+    /// node's network). Standard input is passed with -i.
+    Exec {
+        name: String,
+        /// Pass standard input to the command.
+        #[arg(short, long)]
+        interactive: bool,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Print the node's console log.
+    Logs { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Wait until this boot phase is done (e.g. containerd, ready; `none` to return at once).
+    #[arg(long, default_value = "ready")]
+    pub wait: String,
+    /// Give up waiting after this many seconds.
+    #[arg(long, default_value_t = 900)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeCreateArgs {
+    pub name: String,
+    /// Node image in the local store (see `kina image list`).
+    #[arg(long)]
+    pub image: String,
+    /// Node architecture: amd64 or arm64 (default: the host's).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Kernel recipe; its lockfile pins the kernel.
+    #[arg(long, default_value = "kernels/debian-cloud.toml", env = "KINA_KERNEL")]
+    pub kernel: PathBuf,
+    #[command(flatten)]
+    pub mirrors: MirrorArgs,
+    /// auto (KVM when a boot probe passes), kvm or tcg.
+    #[arg(long, default_value = "auto", env = "KINA_ACCEL")]
+    pub accel: String,
+    #[arg(long, default_value_t = 2)]
+    pub cpus: u32,
+    /// Memory in MiB.
+    #[arg(long, default_value_t = 2048)]
+    pub memory: u32,
+    /// Root disk size in GiB (sparse).
+    #[arg(long, default_value_t = 8)]
+    pub disk_size: u64,
+    /// The node's pod CIDR.
+    #[arg(long, default_value = "10.244.0.0/24")]
+    pub pod_cidr: String,
+    /// Kernel profiles the node must pass (repeatable; default kubernetes-base and ptp).
+    #[arg(long = "profile", value_name = "PROFILE")]
+    pub profiles: Vec<String>,
+    /// Forward 127.0.0.1:HOST to the node's PORT (HOST:PORT; repeatable).
+    #[arg(long = "forward", value_name = "HOST:PORT")]
+    pub forwards: Vec<String>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
 }

@@ -10,4 +10,5 @@ pub mod disk;
 pub mod exec;
 pub mod initramfs;
 pub mod kernel;
+pub mod node;
 pub mod vm;

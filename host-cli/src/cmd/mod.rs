@@ -7,6 +7,8 @@ mod image_list;
 mod image_lock;
 mod image_rm;
 mod kernel_check;
+mod kernel_lock;
+mod node;
 mod sources;
 
 use clap::CommandFactory;
@@ -28,6 +30,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             profiles,
             json,
         }) => kernel_check::run(&config, &profiles, json),
+        Command::Kernel(KernelCommand::Lock {
+            recipe,
+            mirrors,
+            enforce_valid_until,
+        }) => kernel_lock::run(&recipe, &mirrors, enforce_valid_until).await,
+        Command::Node(command) => node::run(command).await,
         Command::Completion { shell } => {
             let mut command = Cli::command();
             let mut script = Vec::new();

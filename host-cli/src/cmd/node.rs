@@ -1,0 +1,201 @@
+//! `kina node …`: single nodes as QEMU VMs, the building block `kina up`
+//! will use for clusters.
+
+use std::io::{IsTerminal, Read, Write};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use kina_builder::fetch::cache::Cache;
+use kina_builder::fetch::mirror::DebianMirrors;
+use kina_builder::platform::Arch;
+use kina_contract::exec::{Request, STDOUT};
+use kina_contract::node_spec::{NODE_SPEC_VERSION, NodeSpec, Role};
+use kina_qemu::accel::AccelChoice;
+use kina_qemu::kernel::KernelRecipe;
+use kina_qemu::node::{self, CreateOptions, NodePaths};
+
+use crate::cli::{MirrorArgs, NodeCommand, NodeCreateArgs, WaitArgs};
+
+pub fn kernel_mirrors(args: &MirrorArgs, recipe: &KernelRecipe) -> anyhow::Result<DebianMirrors> {
+    DebianMirrors::resolve(
+        args.mirror.as_deref(),
+        args.security_mirror.as_deref(),
+        &recipe.debian_spec(),
+    )
+    .context("choosing the Debian mirror for the kernel")
+}
+
+pub async fn run(command: NodeCommand) -> anyhow::Result<()> {
+    let data = node::data_dir();
+    match command {
+        NodeCommand::Create(args) => create(*args).await,
+        NodeCommand::Start { name, wait } => {
+            let (paths, record) = node::load(&data, &name)?;
+            node::start(&paths, &record).map_err(anyhow::Error::msg)?;
+            wait_for(&paths, &name, &wait)
+        }
+        NodeCommand::Stop { name } => {
+            let (paths, _) = node::load(&data, &name)?;
+            let how = node::stop(&paths, Duration::from_secs(60)).map_err(anyhow::Error::msg)?;
+            println!("{name}: {how}");
+            Ok(())
+        }
+        NodeCommand::Rm { names } => {
+            for name in names {
+                node::remove(&data, &name)?;
+                println!("removed {name}");
+            }
+            Ok(())
+        }
+        NodeCommand::List { json } => {
+            let nodes = node::list(&data);
+            if json {
+                let rows: Vec<serde_json::Value> = nodes
+                    .iter()
+                    .map(|(r, running)| {
+                        serde_json::json!({"node": r, "running": running})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!("{:<20} {:<8} {:<6} {:<5} IMAGE", "NAME", "STATE", "ARCH", "ACCEL");
+                for (r, running) in nodes {
+                    let state = if running { "running" } else { "stopped" };
+                    println!("{:<20} {state:<8} {:<6} {:<5} {}", r.name, r.arch, r.accel, r.image);
+                }
+            }
+            Ok(())
+        }
+        NodeCommand::Status { name, json } => {
+            let (paths, _) = node::load(&data, &name)?;
+            let status = node::status(&paths, &name, Duration::from_secs(30))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", status.render());
+            }
+            Ok(())
+        }
+        NodeCommand::Exec { name, interactive, command } => {
+            let (paths, _) = node::load(&data, &name)?;
+            exec(&paths, &command, interactive)
+        }
+        NodeCommand::Logs { name } => {
+            let (paths, _) = node::load(&data, &name)?;
+            let text = std::fs::read(&paths.console_log)
+                .with_context(|| format!("reading {}", paths.console_log.display()))?;
+            std::io::stdout().write_all(&text)?;
+            Ok(())
+        }
+    }
+}
+
+fn parse_forward(text: &str) -> anyhow::Result<(u16, u16)> {
+    let parsed = text
+        .split_once(':')
+        .and_then(|(h, g)| Some((h.parse().ok()?, g.parse().ok()?)));
+    parsed.with_context(|| format!("--forward {text}: expected HOST_PORT:NODE_PORT, e.g. 16443:6443"))
+}
+
+async fn create(args: NodeCreateArgs) -> anyhow::Result<()> {
+    let arch = match &args.platform {
+        Some(p) => p.trim_start_matches("linux/").parse::<Arch>().map_err(anyhow::Error::msg)?,
+        None => match std::env::consts::ARCH {
+            "aarch64" => Arch::Arm64,
+            _ => Arch::Amd64,
+        },
+    };
+    let accel: AccelChoice = args.accel.parse().map_err(anyhow::Error::msg)?;
+    let (recipe, _) = KernelRecipe::load(&args.kernel)?;
+    let mirrors = kernel_mirrors(&args.mirrors, &recipe)?;
+    let forwards = args
+        .forwards
+        .iter()
+        .map(|f| parse_forward(f))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut spec = NodeSpec::unnamed();
+    spec.version = NODE_SPEC_VERSION;
+    spec.name = args.name.clone();
+    spec.cluster = args.name.clone();
+    spec.role = Role::ControlPlane;
+    spec.pod_cidr = args.pod_cidr.clone();
+    spec.interface = Some(node::user_network_interface());
+    spec.required_kernel_profiles = if args.profiles.is_empty() {
+        vec!["kubernetes-base".into(), "ptp".into()]
+    } else {
+        args.profiles.clone()
+    };
+    let cache = Cache::open(Cache::default_root()).context("opening the download cache")?;
+    let data = node::data_dir();
+    eprintln!("Creating node {} ({arch}) from {}", args.name, args.image);
+    let record = node::create(
+        &data,
+        CreateOptions {
+            name: args.name.clone(),
+            image: args.image.clone(),
+            arch,
+            kernel_recipe: args.kernel.clone(),
+            mirrors,
+            cache,
+            accel,
+            cpus: args.cpus,
+            memory_mib: args.memory,
+            disk_size: args.disk_size << 30,
+            spec,
+            host_forwards: forwards,
+        },
+    )
+    .await?;
+    eprintln!(
+        " ✓ booting kernel {} under {} ({})",
+        record.kernel_release, record.accel, record.accel_reason
+    );
+    let paths = NodePaths::new(&data, &args.name);
+    wait_for(&paths, &args.name, &args.wait)
+}
+
+fn wait_for(paths: &NodePaths, name: &str, wait: &WaitArgs) -> anyhow::Result<()> {
+    if wait.wait == "none" {
+        return Ok(());
+    }
+    if !kina_contract::status::PHASES.contains(&wait.wait.as_str()) {
+        bail!(
+            "--wait {}: not a boot phase (one of {}, or none)",
+            wait.wait,
+            kina_contract::status::PHASES.join(", ")
+        );
+    }
+    let status = node::wait_for_phase(paths, name, &wait.wait, Duration::from_secs(wait.timeout))?;
+    print!("{}", status.render());
+    Ok(())
+}
+
+fn exec(paths: &NodePaths, command: &[String], interactive: bool) -> anyhow::Result<()> {
+    let mut stdin = Vec::new();
+    if interactive && !std::io::stdin().is_terminal() {
+        std::io::stdin().read_to_end(&mut stdin).context("reading standard input")?;
+    }
+    let exit = kina_qemu::exec::call(
+        &paths.exec_socket,
+        &Request::Exec { argv: command.to_vec() },
+        &stdin,
+        Duration::from_secs(24 * 3600),
+        |kind, data| {
+            // Output is streamed as it arrives; a closed pipe ends nothing
+            // in the node.
+            let _ = if kind == STDOUT {
+                std::io::stdout().write_all(data)
+            } else {
+                std::io::stderr().write_all(data)
+            };
+        },
+    )?;
+    if let Some(error) = exit.error {
+        bail!("{error}");
+    }
+    match exit.code {
+        Some(0) => Ok(()),
+        Some(code) => std::process::exit(code),
+        None => bail!("the command was killed by signal {}", exit.signal.unwrap_or(0)),
+    }
+}

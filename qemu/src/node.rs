@@ -1,0 +1,479 @@
+//! A QEMU node's life: create (kernel, disk, initramfs, accelerator), boot,
+//! wait for a phase, exec, stop, remove. Everything a node owns lives in its
+//! directory under `$KINA_DATA_DIR/nodes/<name>`, so removing the directory
+//! after stopping the VM leaves nothing behind.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kina_builder::fetch::cache::Cache;
+use kina_builder::fetch::mirror::DebianMirrors;
+use kina_builder::platform::Arch;
+use kina_contract::exec::Request;
+use kina_contract::node_spec::{NODE_SPEC_PATH, NodeSpec};
+use kina_contract::status::{NodeStatus, PhaseState, STATUS_PATH};
+use serde::{Deserialize, Serialize};
+
+use crate::accel::{AccelChoice, ProbeInputs, choose};
+use crate::disk::{DiskExtras, build_stored_root_disk, image_store_layout};
+use crate::exec;
+use crate::initramfs::build_initramfs;
+use crate::kernel::{KernelLock, fetch_kernel, kernel_lock_path};
+use crate::vm::{Accel, NetAttach, VmConfig, command_line, node_cmdline};
+
+/// Where kina-init sits on every node image.
+const KINA_INIT_IN_IMAGE: &str = "/usr/local/bin/kina-init";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("node {name} already exists at {dir}; remove it first (`kina node rm {name}`)")]
+    Exists { name: String, dir: PathBuf },
+    #[error("no node {name} (looked in {dir})")]
+    NotFound { name: String, dir: PathBuf },
+    #[error("node {name}: {phase}: {message}")]
+    Create {
+        name: String,
+        phase: &'static str,
+        message: String,
+    },
+    #[error("node {name}: {0}", name = .1)]
+    Exec(#[source] exec::ExecError, String),
+    #[error("node {name}: phase {phase} failed: {message}\n  what to do: {hint}\n  console: {console}")]
+    BootFailed {
+        name: String,
+        phase: String,
+        message: String,
+        hint: String,
+        console: PathBuf,
+    },
+    #[error("node {name} did not reach phase {phase} within {secs} s (last: {last}); console: {console}")]
+    Timeout {
+        name: String,
+        phase: String,
+        secs: u64,
+        last: String,
+        console: PathBuf,
+    },
+    #[error("node {name}: the VM exited (console: {console}):\n{tail}")]
+    VmExited {
+        name: String,
+        console: PathBuf,
+        tail: String,
+    },
+}
+
+/// The files of one node.
+#[derive(Clone, Debug)]
+pub struct NodePaths {
+    pub dir: PathBuf,
+    pub disk: PathBuf,
+    pub initramfs: PathBuf,
+    pub console_log: PathBuf,
+    pub qemu_log: PathBuf,
+    pub exec_socket: PathBuf,
+    pub pid_file: PathBuf,
+    pub record: PathBuf,
+}
+
+impl NodePaths {
+    pub fn new(data_dir: &Path, name: &str) -> Self {
+        let dir = data_dir.join("nodes").join(name);
+        Self {
+            disk: dir.join("disk.img"),
+            initramfs: dir.join("initramfs.img"),
+            console_log: dir.join("console.log"),
+            qemu_log: dir.join("qemu.log"),
+            exec_socket: dir.join("exec.sock"),
+            pid_file: dir.join("qemu.pid"),
+            record: dir.join("vm.json"),
+            dir,
+        }
+    }
+}
+
+/// `$KINA_DATA_DIR`, next to the image store.
+pub fn data_dir() -> PathBuf {
+    image_store_layout()
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".kina-data"))
+}
+
+/// What `kina node list` shows and `start` needs again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub name: String,
+    pub image: String,
+    pub arch: Arch,
+    pub kernel_release: String,
+    pub accel: String,
+    pub accel_reason: String,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    /// 127.0.0.1 port → node port.
+    #[serde(default)]
+    pub host_forwards: Vec<(u16, u16)>,
+}
+
+pub struct CreateOptions {
+    pub name: String,
+    pub image: String,
+    pub arch: Arch,
+    pub kernel_recipe: PathBuf,
+    pub mirrors: DebianMirrors,
+    pub cache: Cache,
+    pub accel: AccelChoice,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    pub disk_size: u64,
+    pub spec: NodeSpec,
+    pub host_forwards: Vec<(u16, u16)>,
+}
+
+/// The node spec a single QEMU node boots with: QEMU's user network puts
+/// it at 10.0.2.15 behind 10.0.2.2, with DNS at 10.0.2.3.
+pub fn user_network_interface() -> kina_contract::node_spec::InterfaceConfig {
+    kina_contract::node_spec::InterfaceConfig {
+        address: "10.0.2.15/24".into(),
+        gateway: Some("10.0.2.2".into()),
+        nameservers: vec!["10.0.2.3".into()],
+    }
+}
+
+/// Makes the node's kernel, disk and initramfs and boots it. On any error
+/// the node's directory is removed: a failed create leaves nothing.
+pub async fn create(data_dir: &Path, opts: CreateOptions) -> Result<NodeRecord, NodeError> {
+    let paths = NodePaths::new(data_dir, &opts.name);
+    if paths.dir.exists() {
+        return Err(NodeError::Exists {
+            name: opts.name.clone(),
+            dir: paths.dir.clone(),
+        });
+    }
+    let result = create_in(&paths, &opts).await;
+    if result.is_err() {
+        kill_vm(&paths);
+        let _ = std::fs::remove_dir_all(&paths.dir);
+    }
+    result
+}
+
+async fn create_in(paths: &NodePaths, opts: &CreateOptions) -> Result<NodeRecord, NodeError> {
+    let fail = |phase: &'static str| {
+        let name = opts.name.clone();
+        move |e: &dyn std::fmt::Display| NodeError::Create {
+            name: name.clone(),
+            phase,
+            message: e.to_string(),
+        }
+    };
+    std::fs::create_dir_all(&paths.dir).map_err(|e| fail("node directory")(&e))?;
+    let lock_path = kernel_lock_path(&opts.kernel_recipe);
+    let lock = KernelLock::read(&lock_path, &opts.kernel_recipe).map_err(|e| fail("kernel")(&e))?;
+    let kernel = fetch_kernel(&lock, opts.arch, &opts.cache, &opts.mirrors)
+        .await
+        .map_err(|e| fail("kernel")(&e))?;
+
+    let spec_json = serde_json::to_vec_pretty(&opts.spec).map_err(|e| fail("node spec")(&e))?;
+    let extras = DiskExtras {
+        kernel_modules: Some((kernel.release.clone(), kernel.modules_dir.clone())),
+        // 0600: later spec versions carry the cluster's secrets.
+        files: vec![(PathBuf::from(NODE_SPEC_PATH), spec_json, 0o600)],
+        size_bytes: opts.disk_size,
+    };
+    build_stored_root_disk(
+        &image_store_layout(),
+        &opts.image,
+        opts.arch,
+        &extras,
+        &paths.disk,
+    )
+    .map_err(|e| fail("root disk")(&e))?;
+    let kina_init = read_from_disk(&paths.disk, KINA_INIT_IN_IMAGE, &paths.dir)
+        .map_err(|e| fail("initramfs")(&e))?;
+    build_initramfs(&kernel, &kina_init, &paths.initramfs).map_err(|e| fail("initramfs")(&e))?;
+
+    let decision = tokio::task::block_in_place(|| {
+        choose(
+            opts.accel,
+            &ProbeInputs {
+                arch: opts.arch,
+                kernel: &kernel.vmlinuz,
+                initramfs: &paths.initramfs,
+                cache_dir: &data_dir_of(paths).join("qemu"),
+                timeout: Duration::from_secs(15),
+            },
+        )
+    })
+    .map_err(|e| fail("accelerator")(&e))?;
+    // The kernel stays where the cache keeps it; the node points at a copy
+    // so cache pruning never breaks a node.
+    let vmlinuz = paths.dir.join("vmlinuz");
+    std::fs::copy(&kernel.vmlinuz, &vmlinuz).map_err(|e| fail("kernel")(&e))?;
+    let record = NodeRecord {
+        name: opts.name.clone(),
+        image: opts.image.clone(),
+        arch: opts.arch,
+        kernel_release: kernel.release.clone(),
+        accel: decision.accel.clone(),
+        accel_reason: decision.reason.clone(),
+        cpus: opts.cpus,
+        memory_mib: opts.memory_mib,
+        host_forwards: opts.host_forwards.clone(),
+    };
+    let text = serde_json::to_vec_pretty(&record).map_err(|e| fail("node record")(&e))?;
+    kina_builder::fsutil::write_atomic(&paths.record, &text).map_err(|e| fail("node record")(&e))?;
+    start(paths, &record).map_err(|e| fail("start")(&e))?;
+    Ok(record)
+}
+
+fn data_dir_of(paths: &NodePaths) -> PathBuf {
+    paths
+        .dir
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// A file of the node's disk, read with e2fsprogs' debugfs (no mount, no
+/// privileges needed beyond reading the image).
+fn read_from_disk(disk: &Path, path: &str, scratch: &Path) -> Result<Vec<u8>, String> {
+    let out_path = scratch.join(".extract.tmp");
+    let out = Command::new("debugfs")
+        .args(["-R", &format!("dump {path} {}", out_path.display())])
+        .arg(disk)
+        .output()
+        .map_err(|e| format!("cannot run debugfs (install e2fsprogs): {e}"))?;
+    let bytes = std::fs::read(&out_path).map_err(|e| {
+        format!(
+            "{path} is not on the node disk {} ({e}): {}",
+            disk.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    })?;
+    let _ = std::fs::remove_file(&out_path);
+    if bytes.is_empty() {
+        return Err(format!("{path} on {} is empty", disk.display()));
+    }
+    Ok(bytes)
+}
+
+fn vm_config(paths: &NodePaths, record: &NodeRecord) -> VmConfig {
+    VmConfig {
+        arch: record.arch,
+        accel: if record.accel == "kvm" {
+            Accel::Kvm
+        } else {
+            Accel::Tcg
+        },
+        cpus: record.cpus,
+        memory_mib: record.memory_mib,
+        kernel: paths.dir.join("vmlinuz"),
+        initramfs: paths.initramfs.clone(),
+        disk: Some(paths.disk.clone()),
+        cmdline: node_cmdline(record.arch),
+        console_log: paths.console_log.clone(),
+        exec_socket: Some(paths.exec_socket.clone()),
+        net: NetAttach::User {
+            host_forwards: record.host_forwards.clone(),
+        },
+    }
+}
+
+/// Boots the node's VM in the background (QEMU daemonizes once its devices
+/// are set up, so a bad configuration is reported here, not later).
+pub fn start(paths: &NodePaths, record: &NodeRecord) -> Result<(), String> {
+    if running_pid(paths).is_some() {
+        return Err(format!("node {} is already running", record.name));
+    }
+    let _ = std::fs::remove_file(&paths.exec_socket);
+    let _ = std::fs::remove_file(&paths.pid_file);
+    let (program, mut args) = command_line(&vm_config(paths, record));
+    args.extend([
+        "-daemonize".to_string(),
+        "-pidfile".to_string(),
+        paths.pid_file.display().to_string(),
+    ]);
+    let out = Command::new(&program)
+        .args(&args)
+        .output()
+        .map_err(|e| format!("cannot run {program} (install QEMU): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{program} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// The QEMU pid of a running node; checked against /proc so a stale pid
+/// file never names someone else's process.
+pub fn running_pid(paths: &NodePaths) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(&paths.pid_file).ok()?.trim().parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let disk = paths.disk.display().to_string();
+    String::from_utf8_lossy(&cmdline)
+        .contains(&disk)
+        .then_some(pid)
+}
+
+fn kill_vm(paths: &NodePaths) {
+    if let Some(pid) = running_pid(paths) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while running_pid(paths).is_some() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+pub fn load(data_dir: &Path, name: &str) -> Result<(NodePaths, NodeRecord), NodeError> {
+    let paths = NodePaths::new(data_dir, name);
+    let record = std::fs::read(&paths.record)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| NodeError::NotFound {
+            name: name.to_string(),
+            dir: paths.dir.clone(),
+        })?;
+    Ok((paths, record))
+}
+
+pub fn list(data_dir: &Path) -> Vec<(NodeRecord, bool)> {
+    let mut nodes: Vec<(NodeRecord, bool)> = std::fs::read_dir(data_dir.join("nodes"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let (paths, record) = load(data_dir, &name).ok()?;
+            Some((record, running_pid(&paths).is_some()))
+        })
+        .collect();
+    nodes.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    nodes
+}
+
+/// The last lines of the console, for errors.
+pub fn console_tail(paths: &NodePaths, lines: usize) -> String {
+    let text = std::fs::read_to_string(&paths.console_log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The node's status file, read through the exec channel.
+pub fn status(paths: &NodePaths, name: &str, timeout: Duration) -> Result<NodeStatus, NodeError> {
+    let out = exec::run(&paths.exec_socket, &["cat", STATUS_PATH], b"", timeout)
+        .map_err(|e| NodeError::Exec(e, name.to_string()))?;
+    serde_json::from_slice(&out.stdout).map_err(|e| NodeError::Create {
+        name: name.to_string(),
+        phase: "status",
+        message: format!(
+            "{STATUS_PATH} is not readable yet ({e}): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+    })
+}
+
+/// Waits until `phase` is done, failing early when a phase fails or the
+/// VM exits.
+pub fn wait_for_phase(
+    paths: &NodePaths,
+    name: &str,
+    phase: &str,
+    timeout: Duration,
+) -> Result<NodeStatus, NodeError> {
+    let started = Instant::now();
+    let mut last = "no answer yet".to_string();
+    loop {
+        if running_pid(paths).is_none() {
+            return Err(NodeError::VmExited {
+                name: name.to_string(),
+                console: paths.console_log.clone(),
+                tail: console_tail(paths, 30),
+            });
+        }
+        let left = timeout.saturating_sub(started.elapsed());
+        match status(paths, name, left.min(Duration::from_secs(30))) {
+            Ok(s) => {
+                if let Some(f) = s.failed() {
+                    return Err(NodeError::BootFailed {
+                        name: name.to_string(),
+                        phase: f.name.clone(),
+                        message: f.message.clone(),
+                        hint: f.hint.clone().unwrap_or_default(),
+                        console: paths.console_log.clone(),
+                    });
+                }
+                if s.phase(phase).is_some_and(|p| p.state == PhaseState::Ok) {
+                    return Ok(s);
+                }
+                last = s
+                    .phases
+                    .iter()
+                    .rfind(|p| p.state != PhaseState::Pending)
+                    .map(|p| format!("{} {:?}", p.name, p.state))
+                    .unwrap_or(last);
+            }
+            Err(e) => last = e.to_string(),
+        }
+        if started.elapsed() > timeout {
+            return Err(NodeError::Timeout {
+                name: name.to_string(),
+                phase: phase.to_string(),
+                secs: timeout.as_secs(),
+                last,
+                console: paths.console_log.clone(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Asks kina-init to shut down in order and waits for the VM to exit; a
+/// node that does not answer in time is killed.
+pub fn stop(paths: &NodePaths, timeout: Duration) -> Result<&'static str, String> {
+    if running_pid(paths).is_none() {
+        return Ok("not running");
+    }
+    let asked = exec::call(
+        &paths.exec_socket,
+        &Request::Poweroff,
+        b"",
+        Duration::from_secs(10),
+        |_, _| {},
+    );
+    let deadline = Instant::now() + timeout;
+    while running_pid(paths).is_some() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if running_pid(paths).is_none() && asked.is_ok() {
+        return Ok("powered off");
+    }
+    kill_vm(paths);
+    Ok("killed (it did not power off in time)")
+}
+
+/// Stops the node if it runs and removes everything it owns.
+pub fn remove(data_dir: &Path, name: &str) -> Result<(), NodeError> {
+    let paths = NodePaths::new(data_dir, name);
+    if !paths.dir.exists() {
+        return Err(NodeError::NotFound {
+            name: name.to_string(),
+            dir: paths.dir,
+        });
+    }
+    let _ = stop(&paths, Duration::from_secs(30));
+    std::fs::remove_dir_all(&paths.dir).map_err(|e| NodeError::Create {
+        name: name.to_string(),
+        phase: "remove",
+        message: format!("removing {}: {e}", paths.dir.display()),
+    })
+}
