@@ -18,7 +18,8 @@ use kina_builder::debian::release::ValidUntilPolicy;
 use kina_builder::fetch::cache::Cache;
 use kina_builder::fetch::mirror::DebianMirrors;
 use kina_builder::platform::Arch;
-use kina_qemu::initramfs::build_initramfs;
+use kina_qemu::disk::{DiskExtras, build_root_disk, build_stored_root_disk};
+use kina_qemu::initramfs::{InitramfsError, build_initramfs};
 use kina_qemu::kernel::{
     KernelArtifacts, KernelLock, KernelLockOptions, KernelRecipe, fetch_kernel, lock_kernel,
     write_kernel_lock,
@@ -233,4 +234,182 @@ fn a_lock_with_a_wrong_sha256_is_refused_and_leaves_no_kernel_directory() {
         .unwrap_or_default();
     assert!(left.is_empty(), "left behind: {left:?}");
     assert!(cache.get(&wrong).unwrap().is_none());
+}
+
+// ---------------------------------------------------------------- initramfs
+
+/// Stand-in init bytes: the archive layout is under test, not kina-init.
+const FAKE_INIT: &[u8] = b"\x7fELF stand-in for kina-init";
+
+fn gunzip(path: &Path) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+fn cpio_with_stdin(args: &[&str], dir: &Path, stdin: &[u8]) -> String {
+    use std::io::Write;
+    require_tool("cpio");
+    let mut child = Command::new("cpio")
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "cpio {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// modules.dep of the fetched kernel: module path → its dependencies.
+fn modules_dep(kernel: &KernelArtifacts) -> Vec<(String, Vec<String>)> {
+    std::fs::read_to_string(kernel.modules_dir.join("modules.dep"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (m, d) = l.split_once(':').unwrap();
+            (
+                m.to_string(),
+                d.split_whitespace().map(str::to_string).collect(),
+            )
+        })
+        .collect()
+}
+
+fn plain(path: &str) -> &str {
+    path.strip_suffix(".xz").unwrap_or(path)
+}
+
+#[test]
+fn the_initramfs_holds_init_a_console_and_virtio_blk_after_its_dependencies() {
+    let (_, kernel) = amd64_kernel();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("initramfs.gz");
+    let info = build_initramfs(kernel, FAKE_INIT, &out).unwrap();
+    let archive = gunzip(&out);
+
+    let listing = cpio_with_stdin(&["-itv", "--quiet"], dir.path(), &archive);
+    let console = listing
+        .lines()
+        .find(|l| l.ends_with(" dev/console"))
+        .unwrap_or_else(|| panic!("no dev/console in\n{listing}"));
+    assert!(console.starts_with("crw-------"), "{console}");
+    assert!(console.contains("5,"), "{console}");
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("-rwxr-xr-x") && l.ends_with(" init"))
+    );
+
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    cpio_with_stdin(&["-idm", "--quiet"], &root, &archive);
+    assert_eq!(std::fs::read(root.join("init")).unwrap(), FAKE_INIT);
+    for d in ["dev", "proc", "sys", "run", "newroot", "etc/kina"] {
+        assert!(root.join(d).is_dir(), "{d}");
+    }
+    let list = std::fs::read_to_string(root.join("etc/kina/initramfs-modules")).unwrap();
+    let order: Vec<&str> = list.lines().collect();
+    assert_eq!(order, info.modules);
+    let prefix = format!("/lib/modules/{}/", kernel.release);
+    let position = |module: &str| {
+        order
+            .iter()
+            .position(|p| p.strip_prefix(&prefix) == Some(plain(module)))
+    };
+    let dep = modules_dep(kernel);
+    let (blk, blk_deps) = dep
+        .iter()
+        .find(|(m, _)| m.contains("/virtio_blk.ko"))
+        .unwrap();
+    let blk_at = position(blk).expect("virtio_blk in the load order");
+    for d in blk_deps {
+        assert!(position(d).unwrap() < blk_at, "{d} after virtio_blk");
+    }
+    // Every listed module: after its dependencies, stored decompressed.
+    for (i, path) in order.iter().enumerate() {
+        let (_, deps) = dep
+            .iter()
+            .find(|(m, _)| format!("{prefix}{}", plain(m)) == *path)
+            .unwrap();
+        for d in deps {
+            assert!(position(d).unwrap() < i, "{d} after {path}");
+        }
+        let bytes = std::fs::read(root.join(path.trim_start_matches('/'))).unwrap();
+        assert_eq!(&bytes[..4], b"\x7fELF", "{path} is not a plain ELF module");
+    }
+    eprintln!(
+        "initramfs: {} bytes, {} modules",
+        info.size,
+        info.modules.len()
+    );
+}
+
+#[test]
+fn two_initramfs_builds_of_the_same_inputs_are_byte_identical() {
+    let (_, kernel) = amd64_kernel();
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.gz");
+    let b = dir.path().join("b.gz");
+    build_initramfs(kernel, FAKE_INIT, &a).unwrap();
+    build_initramfs(kernel, FAKE_INIT, &b).unwrap();
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+}
+
+/// A copy of the kernel's module indexes with virtio_blk removed from
+/// modules.dep, and `extra_builtin` added to modules.builtin.
+fn kernel_without_virtio_blk(dir: &Path, extra_builtin: &str) -> KernelArtifacts {
+    let (_, kernel) = amd64_kernel();
+    let modules = dir.join("lib/modules").join(&kernel.release);
+    std::fs::create_dir_all(&modules).unwrap();
+    let dep: String = std::fs::read_to_string(kernel.modules_dir.join("modules.dep"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("/virtio_blk.ko"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(modules.join("modules.dep"), dep).unwrap();
+    let mut builtin = std::fs::read_to_string(kernel.modules_dir.join("modules.builtin")).unwrap();
+    assert!(!builtin.contains("/virtio_blk.ko"));
+    builtin.push_str(extra_builtin);
+    std::fs::write(modules.join("modules.builtin"), builtin).unwrap();
+    std::os::unix::fs::symlink(kernel.modules_dir.join("kernel"), modules.join("kernel")).unwrap();
+    KernelArtifacts {
+        modules_dir: modules,
+        root: dir.to_path_buf(),
+        ..kernel.clone()
+    }
+}
+
+#[test]
+fn a_first_stage_module_the_kernel_lacks_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = kernel_without_virtio_blk(dir.path(), "");
+    let out = dir.path().join("initramfs.gz");
+    let err = build_initramfs(&kernel, FAKE_INIT, &out).unwrap_err();
+    assert!(
+        matches!(err, InitramfsError::UnknownModule { ref module, .. } if module == "virtio_blk")
+    );
+    assert!(err.to_string().contains("virtio_blk"), "{err}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_built_in_first_stage_module_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = kernel_without_virtio_blk(dir.path(), "kernel/drivers/block/virtio_blk.ko\n");
+    let out = dir.path().join("initramfs.gz");
+    let info = build_initramfs(&kernel, FAKE_INIT, &out).unwrap();
+    assert!(info.modules.iter().all(|m| !m.contains("virtio_blk")));
+    assert!(info.modules.iter().any(|m| m.contains("virtio_net")));
 }
