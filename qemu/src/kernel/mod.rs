@@ -1,0 +1,298 @@
+//! The node kernel: a recipe naming Debian's cloud-kernel metapackage, a lock
+//! pinning the concrete kernel package it depends on, and a verified fetch
+//! that unpacks vmlinuz and the modules into the download cache.
+//!
+//! It follows the node-image pipeline on purpose (recipe → lock → verified,
+//! content-addressed download): the kernel is as much a pinned input of a
+//! node as its userland, and reuses the same signed-archive code and mirrors.
+
+mod fetch;
+mod lockgen;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use kina_builder::digest::Sha256Digest;
+use kina_builder::lock::LockedRelease;
+use kina_builder::platform::Arch;
+use kina_builder::recipe::{DebianArchive, DebianSource, DebianSpec};
+use serde::{Deserialize, Serialize};
+
+pub use fetch::{KernelArtifacts, fetch_kernel};
+pub use lockgen::{KernelLockOptions, lock_kernel};
+
+pub const KERNEL_RECIPE_SCHEMA: u32 = 1;
+pub const KERNEL_LOCK_SCHEMA: u32 = 1;
+
+/// `kernels/<name>.toml`: which kernel a node boots, as a person writes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelRecipe {
+    pub schema: u32,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub architectures: Vec<Arch>,
+    pub debian: KernelDebianSpec,
+    /// Per architecture, the metapackage that tracks the current kernel ABI
+    /// (`linux-image-cloud-amd64`); the lock follows its `Depends` one level.
+    pub metapackage: BTreeMap<Arch, String>,
+}
+
+/// The `[debian]` table of an image recipe without its package list: the
+/// same archive, suite and keyring shapes, so mirrors resolve identically.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelDebianSpec {
+    pub mirror: Option<String>,
+    pub security_mirror: Option<String>,
+    pub sources: Vec<DebianSource>,
+    pub keyring: Vec<String>,
+}
+
+impl KernelRecipe {
+    /// The image-recipe form of `[debian]`, for `DebianMirrors::resolve`.
+    pub fn debian_spec(&self) -> DebianSpec {
+        DebianSpec {
+            mirror: self.debian.mirror.clone(),
+            security_mirror: self.debian.security_mirror.clone(),
+            sources: self.debian.sources.clone(),
+            keyring: self.debian.keyring.clone(),
+            packages: Vec::new(),
+        }
+    }
+
+    /// Reads and validates a kernel recipe; returns it with the digest of its bytes.
+    pub fn load(path: &Path) -> Result<(Self, Sha256Digest), KernelError> {
+        let bytes = std::fs::read(path).map_err(|source| KernelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let invalid = |problem: String| KernelError::Recipe {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let text = std::str::from_utf8(&bytes).map_err(|e| invalid(format!("not UTF-8: {e}")))?;
+        let recipe: KernelRecipe = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        if recipe.schema != KERNEL_RECIPE_SCHEMA {
+            return Err(invalid(format!(
+                "schema {} is not one this kina reads ({KERNEL_RECIPE_SCHEMA}); update kina",
+                recipe.schema
+            )));
+        }
+        if recipe.architectures.is_empty() {
+            return Err(invalid("`architectures` is empty".into()));
+        }
+        if let Some(arch) = recipe
+            .architectures
+            .iter()
+            .find(|a| !recipe.metapackage.contains_key(a))
+        {
+            return Err(invalid(format!(
+                "no [metapackage] entry for {arch}, which `architectures` lists"
+            )));
+        }
+        Ok((recipe, Sha256Digest::of(&bytes)))
+    }
+}
+
+/// `kernels/<name>.lock`: the concrete kernel package per architecture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelLock {
+    pub schema: u32,
+    pub recipe: String,
+    pub recipe_sha256: Sha256Digest,
+    #[serde(default, rename = "release")]
+    pub releases: Vec<LockedRelease>,
+    #[serde(default, rename = "kernel")]
+    pub kernels: Vec<LockedKernel>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedKernel {
+    pub arch: Arch,
+    pub metapackage: String,
+    pub metapackage_version: String,
+    /// `linux-image-6.12.57+deb13-cloud-amd64`
+    pub package: String,
+    pub version: String,
+    /// `uname -r` of the kernel: the package name without `linux-image-`,
+    /// which Debian's kernel packaging guarantees and fetch re-checks.
+    pub kernel_release: String,
+    pub archive: DebianArchive,
+    pub suite: String,
+    /// Path of the .deb below the archive root (`pool/main/l/...`).
+    pub filename: String,
+    pub size: u64,
+    pub sha256: Sha256Digest,
+}
+
+impl KernelLock {
+    pub fn for_arch(&self, arch: Arch) -> Result<&LockedKernel, KernelError> {
+        self.kernels
+            .iter()
+            .find(|k| k.arch == arch)
+            .ok_or_else(|| KernelError::NotLocked {
+                arch,
+                recipe: self.recipe.clone(),
+                locked: self
+                    .kernels
+                    .iter()
+                    .map(|k| k.arch.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    pub fn to_toml(&self) -> Result<String, KernelError> {
+        let body = toml::to_string(self).map_err(|e| KernelError::Serialize(e.to_string()))?;
+        Ok(format!(
+            "# Generated by kina from the kernel recipe {}. Do not edit: relock instead.\n{body}",
+            self.recipe
+        ))
+    }
+
+    /// Reads a lock and refuses one made from a different recipe file.
+    pub fn read(path: &Path, recipe_path: &Path) -> Result<Self, KernelError> {
+        let text = std::fs::read_to_string(path).map_err(|source| KernelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let lock: KernelLock = toml::from_str(&text).map_err(|e| KernelError::LockParse {
+            path: path.to_path_buf(),
+            problem: e.to_string(),
+        })?;
+        if lock.schema != KERNEL_LOCK_SCHEMA {
+            return Err(KernelError::LockParse {
+                path: path.to_path_buf(),
+                problem: format!("schema {} is not {KERNEL_LOCK_SCHEMA}", lock.schema),
+            });
+        }
+        let (_, recipe_sha256) = KernelRecipe::load(recipe_path)?;
+        if recipe_sha256 != lock.recipe_sha256 {
+            return Err(KernelError::StaleLock {
+                lock: path.to_path_buf(),
+                recipe: recipe_path.to_path_buf(),
+            });
+        }
+        Ok(lock)
+    }
+}
+
+/// `kernels/debian-cloud.toml` → `kernels/debian-cloud.lock`.
+pub fn kernel_lock_path(recipe_path: &Path) -> PathBuf {
+    recipe_path.with_extension("lock")
+}
+
+/// Writes `lock` atomically unless `path` already holds exactly these bytes,
+/// so relocking an unchanged archive leaves the file (and its mtime) alone.
+/// Returns whether the file changed.
+pub fn write_kernel_lock(lock: &KernelLock, path: &Path) -> Result<bool, KernelError> {
+    let text = lock.to_toml()?;
+    if std::fs::read(path).ok().as_deref() == Some(text.as_bytes()) {
+        return Ok(false);
+    }
+    kina_builder::fsutil::write_atomic(path, text.as_bytes()).map_err(|source| {
+        KernelError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
+    Ok(true)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("kernel recipe {path} is not valid: {problem}")]
+    Recipe { path: PathBuf, problem: String },
+    #[error("kernel recipe {recipe}: {source}")]
+    Keyring {
+        recipe: PathBuf,
+        source: kina_builder::debian::keyring::KeyringError,
+    },
+    #[error("reading the {archive} archive, suite {suite}: {source}")]
+    Archive {
+        archive: &'static str,
+        suite: String,
+        source: kina_builder::debian::archive::ArchiveError,
+    },
+    #[error("parsing the Packages index of {suite} for {arch}: {source}")]
+    Packages {
+        suite: String,
+        arch: Arch,
+        source: kina_builder::debian::packages::PackagesError,
+    },
+    #[error(
+        "no package {name} for {arch} in the recipe's suites ({suites}); check the recipe's metapackage names and suites"
+    )]
+    NoMetapackage {
+        name: String,
+        arch: Arch,
+        suites: String,
+    },
+    #[error(
+        "{name} {version} ({arch}) depends on no linux-image-* package; Debian's kernel metapackages always do, so the archive or the recipe's metapackage name is wrong"
+    )]
+    NoKernelDependency {
+        name: String,
+        version: String,
+        arch: Arch,
+    },
+    #[error(
+        "{metapackage} depends on {dependency}, which no suite of the recipe holds for {arch}; the mirror may be mid-update: retry later"
+    )]
+    KernelPackageMissing {
+        metapackage: String,
+        dependency: String,
+        arch: Arch,
+    },
+    #[error("kernel lock {path} is not valid: {problem}; relock the kernel recipe")]
+    LockParse { path: PathBuf, problem: String },
+    #[error("kernel lock {lock} was made from another version of {recipe}; relock it")]
+    StaleLock { lock: PathBuf, recipe: PathBuf },
+    #[error("serialising the kernel lock: {0}")]
+    Serialize(String),
+    #[error("the kernel lock of {recipe} pins no kernel for {arch} (it has: {locked}); relock it")]
+    NotLocked {
+        arch: Arch,
+        recipe: String,
+        locked: String,
+    },
+    #[error(transparent)]
+    Fetch(#[from] kina_builder::fetch::http::FetchError),
+    #[error(transparent)]
+    Deb(#[from] kina_builder::deb::reader::DebError),
+    #[error("unpacking {package}: entry {entry}: {problem}")]
+    Unpack {
+        package: String,
+        entry: String,
+        problem: String,
+    },
+    #[error(
+        "{package} holds no boot/vmlinuz-{expected} (it has: {found}); the lock's kernel release does not match the package: relock it"
+    )]
+    ReleaseMismatch {
+        package: String,
+        expected: String,
+        found: String,
+    },
+    #[error("{package} holds no modules directory lib/modules/{release}")]
+    NoModules { package: String, release: String },
+    #[error(
+        "running depmod for {release} in {dir}: {problem}; install the host's kmod package (apt-get install kmod)"
+    )]
+    Depmod {
+        release: String,
+        dir: PathBuf,
+        problem: String,
+    },
+    #[error("a kernel task failed: {0}")]
+    Join(String),
+}
