@@ -92,7 +92,9 @@ pub enum DiskError {
         digest: Sha256Digest,
         media_type: String,
     },
-    #[error("layer {digest}, entry {entry}: refused: {problem}")]
+    #[error(
+        "layer {digest}, entry `{entry}`: {problem}; the image is broken or hostile: rebuild it from a trusted recipe"
+    )]
     Entry {
         digest: Sha256Digest,
         entry: String,

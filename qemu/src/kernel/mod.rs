@@ -221,7 +221,7 @@ pub enum KernelError {
     Archive {
         archive: &'static str,
         suite: String,
-        source: kina_builder::debian::archive::ArchiveError,
+        source: Box<kina_builder::debian::archive::ArchiveError>,
     },
     #[error("parsing the Packages index of {suite} for {arch}: {source}")]
     Packages {
