@@ -102,7 +102,11 @@ pub enum DiskError {
     },
     #[error("extra file {path}: {problem}")]
     Extra { path: PathBuf, problem: String },
-    #[error("mke2fs for {out} failed: {problem}; install e2fsprogs (apt-get install e2fsprogs)")]
+    #[error(
+        "cannot run mke2fs for {out}: {problem}; install e2fsprogs (apt-get install e2fsprogs)"
+    )]
+    MkfsMissing { out: PathBuf, problem: String },
+    #[error("mke2fs for {out} failed: {problem}")]
     Mkfs { out: PathBuf, problem: String },
 }
 
@@ -415,9 +419,9 @@ fn mke2fs(staging: &Path, image: &Path, size: u64, out: &Path) -> Result<(), Dis
         .arg(image)
         .arg(format!("{}k", size / 1024))
         .output()
-        .map_err(|e| DiskError::Mkfs {
+        .map_err(|e| DiskError::MkfsMissing {
             out: out.to_path_buf(),
-            problem: format!("running {}: {e}", binary.display()),
+            problem: format!("{}: {e}", binary.display()),
         })?;
     if !output.status.success() {
         return Err(DiskError::Mkfs {

@@ -188,6 +188,22 @@ fn fetching_unpacks_a_bzimage_and_a_modules_tree_with_virtio_blk() {
 }
 
 #[test]
+fn the_cloud_kernel_config_meets_the_kubernetes_base_and_ptp_profiles() {
+    use kina_contract::kernel::{KernelConfig, ProfileSet, check};
+    let (_, kernel) = amd64_kernel();
+    let config = KernelConfig::read(&kernel.config()).unwrap();
+    let set = ProfileSet::shipped().unwrap();
+    let report = check(
+        &set,
+        &["kubernetes-base".to_string(), "ptp".to_string()],
+        Some(&config),
+        None,
+    )
+    .unwrap();
+    assert!(report.passed(), "{}", report.render(&[]));
+}
+
+#[test]
 fn a_second_fetch_reuses_the_unpacked_kernel_without_the_network() {
     let (shared, _) = amd64_kernel();
     let locked = kernel_lock().for_arch(Arch::Amd64).unwrap();
@@ -349,9 +365,10 @@ fn the_initramfs_holds_init_a_console_and_virtio_blk_after_its_dependencies() {
         assert_eq!(&bytes[..4], b"\x7fELF", "{path} is not a plain ELF module");
     }
     eprintln!(
-        "initramfs: {} bytes, {} modules",
+        "initramfs: {} bytes, {} modules: {:?}",
         info.size,
-        info.modules.len()
+        info.modules.len(),
+        info.modules
     );
 }
 
@@ -780,4 +797,32 @@ fn a_layer_blob_that_does_not_match_its_digest_is_refused() {
     let err = build_root_disk(&layout, Arch::Amd64, &small_disk(), &out).unwrap_err();
     assert!(err.to_string().contains("sha256"), "{err}");
     assert!(!out.exists());
+}
+
+#[test]
+fn the_arm64_kernel_fetches_as_an_arm64_image_and_gets_an_initramfs() {
+    require_tool("file");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    let kernel = runtime()
+        .block_on(fetch_kernel(kernel_lock(), Arch::Arm64, &cache, &mirrors()))
+        .unwrap();
+    assert!(
+        kernel.release.ends_with("-cloud-arm64"),
+        "{}",
+        kernel.release
+    );
+    let out = run_ok(Command::new("file").arg("-bz").arg(&kernel.vmlinuz));
+    let description = String::from_utf8_lossy(&out.stdout);
+    eprintln!("arm64 vmlinuz: {description}");
+    assert!(
+        description.contains("ARM64") || description.contains("Aarch64"),
+        "{description}"
+    );
+    let info = build_initramfs(&kernel, FAKE_INIT, &dir.path().join("initramfs.gz")).unwrap();
+    assert!(
+        info.modules.iter().any(|m| m.ends_with("/virtio_blk.ko")),
+        "{:?}",
+        info.modules
+    );
 }

@@ -1,4 +1,5 @@
-//! Fetching a locked kernel and unpacking what a VM boot needs.
+//! Fetching a locked kernel and unpacking what a VM boot needs (vmlinuz,
+//! the modules tree) and the build config (for kernel profile checks).
 //!
 //! The .deb comes through the builder's verified, content-addressed download
 //! cache (sha256 from the lock). vmlinuz and the modules tree are unpacked
@@ -38,6 +39,14 @@ pub struct KernelArtifacts {
 }
 
 impl KernelArtifacts {
+    /// `<root>/boot/config-<release>`: the kernel's build configuration, for
+    /// `kina_contract::kernel::check` (which networks this kernel can run).
+    pub fn config(&self) -> PathBuf {
+        self.root
+            .join("boot")
+            .join(format!("config-{}", self.release))
+    }
+
     fn at(root: PathBuf, arch: Arch, release: &str) -> Self {
         Self {
             arch,
@@ -138,6 +147,8 @@ fn unpack_kernel(
                 continue;
             }
             format!("boot/vmlinuz-{release}")
+        } else if path == format!("boot/config-{release}") {
+            path.to_string()
         } else if path.starts_with(&modules_prefix) || path == modules_prefix.trim_end_matches('/')
         {
             have_modules = true;
