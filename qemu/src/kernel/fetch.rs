@@ -47,6 +47,14 @@ impl KernelArtifacts {
             .join(format!("config-{}", self.release))
     }
 
+    /// Everything fetch_kernel unpacks is there (the directory only ever
+    /// appears complete, but an older kina may have unpacked less).
+    fn complete(&self) -> bool {
+        self.vmlinuz.is_file()
+            && self.config().is_file()
+            && self.modules_dir.join("modules.dep").is_file()
+    }
+
     fn at(root: PathBuf, arch: Arch, release: &str) -> Self {
         Self {
             arch,
@@ -70,8 +78,12 @@ pub async fn fetch_kernel(
     let kernels_dir = cache.root().join("kernels");
     let root = kernels_dir.join(locked.sha256.hex());
     let artifacts = KernelArtifacts::at(root.clone(), arch, &locked.kernel_release);
-    if artifacts.vmlinuz.is_file() && artifacts.modules_dir.join("modules.dep").is_file() {
+    if artifacts.complete() {
         return Ok(artifacts);
+    }
+    // A directory from a kina that unpacked less (no config, say): redo it.
+    if root.exists() {
+        std::fs::remove_dir_all(&root).map_err(io_err(&root))?;
     }
     let fetcher = Fetcher::new(
         cache.clone(),
