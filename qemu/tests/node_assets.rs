@@ -155,6 +155,24 @@ fn locking_pins_the_cloud_kernel_the_metapackage_depends_on_with_the_signed_inde
 }
 
 #[test]
+fn the_shipped_kernel_lock_matches_the_shipped_recipe_and_pins_both_architectures() {
+    let shipped = KernelLock::shipped().unwrap();
+    let from_files = KernelLock::read(
+        &workspace().join("kernels/debian-cloud.lock"),
+        &recipe_path(),
+    )
+    .unwrap();
+    assert_eq!(shipped, from_files);
+    for arch in [Arch::Amd64, Arch::Arm64] {
+        let kernel = shipped.for_arch(arch).unwrap();
+        assert_eq!(
+            format!("linux-image-{}", kernel.kernel_release),
+            kernel.package
+        );
+    }
+}
+
+#[test]
 fn the_kernel_lock_is_written_only_when_its_bytes_change() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("debian-cloud.lock");
