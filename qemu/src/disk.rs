@@ -92,15 +92,27 @@ pub enum DiskError {
         digest: Sha256Digest,
         media_type: String,
     },
-    #[error("layer {digest}, entry {entry}: refused: {problem}")]
+    #[error(
+        "layer {digest}, entry `{entry}`: {problem}; the image is broken or hostile: rebuild it from a trusted recipe"
+    )]
     Entry {
         digest: Sha256Digest,
         entry: String,
         problem: String,
     },
+    #[error(
+        "building a root disk needs root (to keep the image's owners and setuid bits); run kina as root or with sudo"
+    )]
+    NotRoot,
     #[error("extra file {path}: {problem}")]
     Extra { path: PathBuf, problem: String },
-    #[error("mke2fs for {out} failed: {problem}; install e2fsprogs (apt-get install e2fsprogs)")]
+    #[error(
+        "cannot run mke2fs for {out}: {problem}; install e2fsprogs (apt-get install e2fsprogs)"
+    )]
+    MkfsMissing { out: PathBuf, problem: String },
+    #[error(
+        "mke2fs for {out} failed: {problem}; if the filesystem ran out of space, raise DiskExtras::size_bytes"
+    )]
     Mkfs { out: PathBuf, problem: String },
 }
 
@@ -148,6 +160,9 @@ fn build(
     extras: &DiskExtras,
     out: &Path,
 ) -> Result<DiskInfo, DiskError> {
+    if !running_as_root() {
+        return Err(DiskError::NotRoot);
+    }
     let (manifest_digest, layers) = platform_layers(layout, reference, arch)?;
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -188,6 +203,13 @@ fn build(
         manifest_digest,
         layers: layers.len(),
     })
+}
+
+/// /proc/self belongs to the process's effective uid (proc(5)); this avoids
+/// an unsafe geteuid call and a new nix feature.
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 #[derive(Debug)]
@@ -413,9 +435,9 @@ fn mke2fs(staging: &Path, image: &Path, size: u64, out: &Path) -> Result<(), Dis
         .arg(image)
         .arg(format!("{}k", size / 1024))
         .output()
-        .map_err(|e| DiskError::Mkfs {
+        .map_err(|e| DiskError::MkfsMissing {
             out: out.to_path_buf(),
-            problem: format!("running {}: {e}", binary.display()),
+            problem: format!("{}: {e}", binary.display()),
         })?;
     if !output.status.success() {
         return Err(DiskError::Mkfs {

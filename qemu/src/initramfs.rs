@@ -306,15 +306,13 @@ const S_IFCHR: u32 = 0o020000;
 /// path order from 1.
 fn write_newc(w: &mut impl Write, entries: &Entries) -> std::io::Result<()> {
     let mut offset = 0u64;
-    let mut ino = 1u32;
-    for (name, entry) in &entries.0 {
+    for (ino, (name, entry)) in (1u32..).zip(&entries.0) {
         let (mode, nlink, data, rdev): (u32, u32, &[u8], (u32, u32)) = match &entry.kind {
             Kind::Dir => (S_IFDIR | entry.mode, 2, &[], (0, 0)),
             Kind::File(data) => (S_IFREG | entry.mode, 1, data, (0, 0)),
             Kind::CharDevice { major, minor } => (S_IFCHR | entry.mode, 1, &[], (*major, *minor)),
         };
         offset += header(w, name, ino, mode, nlink, data, rdev, offset)?;
-        ino += 1;
     }
     offset += header(w, "TRAILER!!!", 0, 0, 1, &[], (0, 0), offset)?;
     // The kernel accepts any length; tools pad archives to 512 bytes.

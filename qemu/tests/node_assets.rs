@@ -155,6 +155,24 @@ fn locking_pins_the_cloud_kernel_the_metapackage_depends_on_with_the_signed_inde
 }
 
 #[test]
+fn the_shipped_kernel_lock_matches_the_shipped_recipe_and_pins_both_architectures() {
+    let shipped = KernelLock::shipped().unwrap();
+    let from_files = KernelLock::read(
+        &workspace().join("kernels/debian-cloud.lock"),
+        &recipe_path(),
+    )
+    .unwrap();
+    assert_eq!(shipped, from_files);
+    for arch in [Arch::Amd64, Arch::Arm64] {
+        let kernel = shipped.for_arch(arch).unwrap();
+        assert_eq!(
+            format!("linux-image-{}", kernel.kernel_release),
+            kernel.package
+        );
+    }
+}
+
+#[test]
 fn the_kernel_lock_is_written_only_when_its_bytes_change() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("debian-cloud.lock");
@@ -185,6 +203,22 @@ fn fetching_unpacks_a_bzimage_and_a_modules_tree_with_virtio_blk() {
         dep.lines().any(|l| l.contains("/virtio_blk.ko")),
         "modules.dep lacks virtio_blk"
     );
+}
+
+#[test]
+fn the_cloud_kernel_config_meets_the_kubernetes_base_and_ptp_profiles() {
+    use kina_contract::kernel::{KernelConfig, ProfileSet, check};
+    let (_, kernel) = amd64_kernel();
+    let config = KernelConfig::read(&kernel.config()).unwrap();
+    let set = ProfileSet::shipped().unwrap();
+    let report = check(
+        &set,
+        &["kubernetes-base".to_string(), "ptp".to_string()],
+        Some(&config),
+        None,
+    )
+    .unwrap();
+    assert!(report.passed(), "{}", report.render(&[]));
 }
 
 #[test]
@@ -349,9 +383,10 @@ fn the_initramfs_holds_init_a_console_and_virtio_blk_after_its_dependencies() {
         assert_eq!(&bytes[..4], b"\x7fELF", "{path} is not a plain ELF module");
     }
     eprintln!(
-        "initramfs: {} bytes, {} modules",
+        "initramfs: {} bytes, {} modules: {:?}",
         info.size,
-        info.modules.len()
+        info.modules.len(),
+        info.modules
     );
 }
 
@@ -412,4 +447,400 @@ fn a_built_in_first_stage_module_is_skipped() {
     let info = build_initramfs(&kernel, FAKE_INIT, &out).unwrap();
     assert!(info.modules.iter().all(|m| !m.contains("virtio_blk")));
     assert!(info.modules.iter().any(|m| m.contains("virtio_net")));
+}
+
+// ---------------------------------------------------------------- root disk
+
+const BASE_REFERENCE: &str = "kina.local/node:disk-test";
+
+/// `recipes/base.toml` built for amd64 into a store of this test binary,
+/// through the same code path as `kina image build`. kina-init is a
+/// stand-in (the host's /bin/true, an amd64 ELF): the disk tests read the
+/// filesystem and never run init. Downloads share the user's verified cache.
+fn base_image_store() -> &'static tempfile::TempDir {
+    use kina_builder::assemble::{BuildOptions, build_to_store};
+    use kina_builder::fetch::http::Fetcher;
+    use kina_builder::fetch::mirror::UrlRewrites;
+    use kina_builder::fetch::progress::{Progress, ProgressMode};
+    use kina_builder::lockgen::{LockOptions, lock_recipe};
+    use kina_builder::oci::layer::Compression;
+    use kina_builder::oci::registry::RegistryMirrors;
+    use kina_builder::recipe::LoadedRecipe;
+    use kina_builder::store::ImageStore;
+    static STORE: OnceLock<tempfile::TempDir> = OnceLock::new();
+    STORE.get_or_init(|| {
+        let loaded = LoadedRecipe::load(&workspace().join("recipes/base.toml")).unwrap();
+        let rt = runtime();
+        let client = kina_builder::fetch::http::http_client().unwrap();
+        let lock = rt
+            .block_on(lock_recipe(
+                &loaded,
+                &LockOptions {
+                    mirrors: mirrors(),
+                    valid_until: ValidUntilPolicy::Warn,
+                    registry_mirrors: RegistryMirrors::default(),
+                },
+                &client,
+            ))
+            .unwrap();
+        let options = BuildOptions {
+            platforms: vec![Arch::Amd64],
+            reference: BASE_REFERENCE.into(),
+            compression: Compression::Gzip,
+            source_date_epoch: None,
+            kina_init_overrides: [(Arch::Amd64, PathBuf::from("/bin/true"))].into(),
+            mirrors: mirrors(),
+            registry_mirrors: RegistryMirrors::default(),
+        };
+        let cache = Cache::open(Cache::default_root()).unwrap();
+        let fetcher = Fetcher::new(
+            cache,
+            UrlRewrites::default(),
+            Progress::new(ProgressMode::Quiet),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        rt.block_on(build_to_store(&loaded, &lock, &options, &fetcher, &store))
+            .unwrap();
+        dir
+    })
+}
+
+const NODE_JSON: &str = "/etc/kina/node.json";
+
+/// The base image's disk with the amd64 kernel's modules and a node.json.
+fn base_disk() -> &'static (tempfile::TempDir, PathBuf) {
+    static DISK: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    DISK.get_or_init(|| {
+        let store = base_image_store();
+        let (_, kernel) = amd64_kernel();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("root.ext4");
+        let extras = DiskExtras {
+            kernel_modules: Some((kernel.release.clone(), kernel.modules_dir.clone())),
+            files: vec![(NODE_JSON.into(), b"{\"name\":\"n1\"}".to_vec(), 0o600)],
+            ..DiskExtras::default()
+        };
+        let started = std::time::Instant::now();
+        let info = build_stored_root_disk(store.path(), BASE_REFERENCE, Arch::Amd64, &extras, &out)
+            .unwrap();
+        eprintln!(
+            "root disk of the base image: {} layers in {:.1?}",
+            info.layers,
+            started.elapsed()
+        );
+        (dir, out)
+    })
+}
+
+/// `debugfs -R "<request>"` on `disk`, stdout.
+fn debugfs(disk: &Path, request: &str) -> String {
+    require_tool("debugfs");
+    let out = run_ok(Command::new("debugfs").arg("-R").arg(request).arg(disk));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The token after `field` in debugfs `stat` output (`Mode:`, `User:`, `Group:`, `Type:`).
+fn stat_field(disk: &Path, path: &str, field: &str) -> String {
+    let stat = debugfs(disk, &format!("stat {path}"));
+    let mut tokens = stat.split_whitespace();
+    tokens
+        .find(|t| *t == field)
+        .and_then(|_| tokens.next())
+        .unwrap_or_else(|| panic!("no {field} for {path} in:\n{stat}"))
+        .to_string()
+}
+
+#[test]
+fn the_base_image_disk_is_a_clean_ext4_filesystem_labelled_kina_root() {
+    require_tool("e2fsck");
+    let (_, disk) = base_disk();
+    run_ok(Command::new("e2fsck").arg("-fn").arg(disk));
+    let out = run_ok(Command::new("dumpe2fs").arg("-h").arg(disk));
+    let header = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        header.contains("Filesystem volume name:   kina-root"),
+        "{header}"
+    );
+}
+
+#[test]
+fn etc_shadow_keeps_mode_0640_and_group_shadow() {
+    let (_, disk) = base_disk();
+    assert_eq!(stat_field(disk, "/etc/shadow", "Mode:"), "0640");
+    assert_eq!(stat_field(disk, "/etc/shadow", "User:"), "0");
+    assert_eq!(stat_field(disk, "/etc/shadow", "Group:"), "42");
+}
+
+#[test]
+fn setuid_binaries_keep_their_setuid_bit() {
+    let (_, disk) = base_disk();
+    assert_eq!(stat_field(disk, "/usr/bin/su", "Mode:"), "04755");
+}
+
+#[test]
+fn node_json_is_root_owned_0600() {
+    let (_, disk) = base_disk();
+    assert_eq!(stat_field(disk, NODE_JSON, "Mode:"), "0600");
+    assert_eq!(stat_field(disk, NODE_JSON, "User:"), "0");
+    assert_eq!(
+        debugfs(disk, &format!("cat {NODE_JSON}")),
+        "{\"name\":\"n1\"}"
+    );
+}
+
+#[test]
+fn kernel_modules_land_under_usr_lib_through_the_usrmerge_symlink() {
+    let (_, disk) = base_disk();
+    let (_, kernel) = amd64_kernel();
+    assert_eq!(stat_field(disk, "/lib", "Type:"), "symlink");
+    let dep = debugfs(
+        disk,
+        &format!("cat /usr/lib/modules/{}/modules.dep", kernel.release),
+    );
+    assert!(
+        dep.contains("/virtio_blk.ko"),
+        "modules.dep missing on disk"
+    );
+}
+
+// A hand-made OCI layout, to feed the disk builder layers no builder makes.
+
+enum E<'a> {
+    Dir(&'a str),
+    File(&'a str, &'a str),
+    Symlink(&'a str, &'a str),
+    /// A file with one extended attribute, as a PAX `SCHILY.xattr.` record.
+    FileWithXattr(&'a str, &'a str, &'a [u8]),
+}
+
+/// A tar stream whose names are written verbatim into the headers (the tar
+/// crate's path setters refuse `..`, which is the point of some tests).
+fn raw_tar(entries: &[E]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for entry in entries {
+        let mut header = tar::Header::new_gnu();
+        let (name, data, kind, mode) = match entry {
+            E::Dir(n) => (*n, "", tar::EntryType::Directory, 0o755),
+            E::File(n, d) => (*n, *d, tar::EntryType::Regular, 0o644),
+            E::FileWithXattr(n, key, value) => {
+                let key = format!("SCHILY.xattr.{key}");
+                builder
+                    .append_pax_extensions([(key.as_str(), *value)])
+                    .unwrap();
+                (*n, "", tar::EntryType::Regular, 0o755)
+            }
+            E::Symlink(n, target) => {
+                header.set_link_name(target).unwrap();
+                (*n, "", tar::EntryType::Symlink, 0o777)
+            }
+        };
+        header.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        header.set_size(data.len() as u64);
+        header.set_cksum();
+        builder.append(&header, data.as_bytes()).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+/// An OCI layout with one single-platform manifest of gzip layers.
+fn layout_of(dir: &Path, layers: &[Vec<u8>]) -> PathBuf {
+    use std::io::Write;
+    let layout = dir.join("layout");
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let digest = kina_builder::digest::Sha256Digest::of(bytes);
+        std::fs::write(blobs.join(digest.hex()), bytes).unwrap();
+        serde_json::json!({"digest": digest.oci(), "size": bytes.len()})
+    };
+    let mut descriptors = Vec::new();
+    for tar in layers {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(tar).unwrap();
+        let mut d = put(&gz.finish().unwrap());
+        d["mediaType"] = "application/vnd.oci.image.layer.v1.tar+gzip".into();
+        descriptors.push(d);
+    }
+    let mut config =
+        put(br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#);
+    config["mediaType"] = "application/vnd.oci.image.config.v1+json".into();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config,
+        "layers": descriptors,
+    });
+    let mut entry = put(&serde_json::to_vec(&manifest).unwrap());
+    entry["mediaType"] = "application/vnd.oci.image.manifest.v1+json".into();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [entry]});
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    layout
+}
+
+fn small_disk() -> DiskExtras {
+    DiskExtras {
+        size_bytes: 64 << 20,
+        ..DiskExtras::default()
+    }
+}
+
+#[test]
+fn whiteouts_and_opaque_directories_hide_lower_layer_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let lower = raw_tar(&[
+        E::Dir("a/"),
+        E::File("a/old", "x"),
+        E::File("b", "gone"),
+        E::File("c", "kept"),
+    ]);
+    let upper = raw_tar(&[
+        E::Dir("a/"),
+        E::File("a/new", "y"),
+        E::File("a/.wh..wh..opq", ""),
+        E::File(".wh.b", ""),
+    ]);
+    let layout = layout_of(dir.path(), &[lower, upper]);
+    let out = dir.path().join("disk.ext4");
+    build_root_disk(&layout, Arch::Amd64, &small_disk(), &out).unwrap();
+    let listing = debugfs(&out, "ls -l /a");
+    assert!(
+        listing.contains(" new") && !listing.contains(" old"),
+        "{listing}"
+    );
+    let root = debugfs(&out, "ls /");
+    assert!(root.split_whitespace().any(|w| w == "c"), "{root}");
+    assert!(!root.split_whitespace().any(|w| w == "b"), "{root}");
+}
+
+#[test]
+fn file_capabilities_in_a_layer_survive_onto_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let caps: &[u8] = &[
+        1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let layer = raw_tar(&[
+        E::Dir("usr/"),
+        E::Dir("usr/bin/"),
+        E::FileWithXattr("usr/bin/ping", "security.capability", caps),
+    ]);
+    let layout = layout_of(dir.path(), &[layer]);
+    let out = dir.path().join("disk.ext4");
+    build_root_disk(&layout, Arch::Amd64, &small_disk(), &out).unwrap();
+    let attrs = debugfs(&out, "ea_list /usr/bin/ping");
+    assert!(
+        attrs.contains("security.capability (20) = 01 00 00 02 00 20"),
+        "{attrs}"
+    );
+}
+
+/// Builds a disk from a layout whose single layer is `entries`; asserts it
+/// fails naming `entry`, with no disk and no staging directory left.
+fn assert_refused(entries: &[E], entry: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = layout_of(dir.path(), &[raw_tar(entries)]);
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("disk.ext4");
+    let err = build_root_disk(&layout, Arch::Amd64, &small_disk(), &out).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("layer ") && message.contains("refused"),
+        "{message}"
+    );
+    assert!(message.contains(entry), "{message}");
+    let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(!dir.path().join("escape").exists());
+}
+
+#[test]
+fn a_layer_entry_climbing_out_with_dotdot_is_refused_and_leaves_nothing() {
+    assert_refused(&[E::File("../escape", "boom")], "../escape");
+}
+
+#[test]
+fn a_layer_entry_with_an_absolute_path_is_refused() {
+    assert_refused(&[E::File("/tmp/escape", "boom")], "/tmp/escape");
+}
+
+#[test]
+fn a_layer_writing_through_a_symlink_that_leaves_the_root_is_refused() {
+    assert_refused(
+        &[E::Symlink("up", "../../.."), E::File("up/escape", "boom")],
+        "up/escape",
+    );
+}
+
+#[test]
+fn a_layer_blob_that_does_not_match_its_digest_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = layout_of(dir.path(), &[raw_tar(&[E::File("f", "data")])]);
+    let manifest_blob = std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            std::fs::read(p)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .is_some_and(|v| v.get("layers").is_some())
+        })
+        .unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_blob).unwrap()).unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    let layer_path = layout
+        .join("blobs/sha256")
+        .join(layer.trim_start_matches("sha256:"));
+    let mut bytes = std::fs::read(&layer_path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&layer_path, bytes).unwrap();
+    let out = dir.path().join("disk.ext4");
+    let err = build_root_disk(&layout, Arch::Amd64, &small_disk(), &out).unwrap_err();
+    assert!(err.to_string().contains("sha256"), "{err}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn the_arm64_kernel_fetches_as_an_arm64_image_and_gets_an_initramfs() {
+    require_tool("file");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    let kernel = runtime()
+        .block_on(fetch_kernel(kernel_lock(), Arch::Arm64, &cache, &mirrors()))
+        .unwrap();
+    assert!(
+        kernel.release.ends_with("-cloud-arm64"),
+        "{}",
+        kernel.release
+    );
+    let out = run_ok(Command::new("file").arg("-bz").arg(&kernel.vmlinuz));
+    let description = String::from_utf8_lossy(&out.stdout);
+    eprintln!("arm64 vmlinuz: {description}");
+    assert!(
+        description.contains("ARM64") || description.contains("Aarch64"),
+        "{description}"
+    );
+    let info = build_initramfs(&kernel, FAKE_INIT, &dir.path().join("initramfs.gz")).unwrap();
+    assert!(
+        info.modules.iter().any(|m| m.ends_with("/virtio_blk.ko")),
+        "{:?}",
+        info.modules
+    );
 }

@@ -32,9 +32,9 @@ pub fn entry_components(raw: &Path) -> Result<Vec<OsString>, EntryProblem> {
             Component::Normal(n) => out.push(n.to_os_string()),
             Component::CurDir => {}
             Component::RootDir | Component::Prefix(_) => {
-                return Err("absolute path".into());
+                return Err("refused: absolute path".into());
             }
-            Component::ParentDir => return Err("path contains `..`".into()),
+            Component::ParentDir => return Err("refused: path contains `..`".into()),
         }
     }
     Ok(out)
@@ -49,7 +49,9 @@ pub fn resolve_in_root(root: &Path, components: &[OsString]) -> Result<PathBuf, 
     while let Some(part) = pending.pop() {
         if part == ".." {
             if resolved.pop().is_none() {
-                return Err("a symlink in its path points outside the root filesystem".into());
+                return Err(
+                    "refused: a symlink in its path points outside the root filesystem".into(),
+                );
             }
             continue;
         }
@@ -153,7 +155,7 @@ fn apply_entry(
     }
     if let Some(hidden) = file_str.strip_prefix(WHITEOUT) {
         if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
-            return Err(format!("whiteout of `{hidden}`"));
+            return Err(format!("refused: whiteout of `{hidden}`"));
         }
         return remove_existing(&parent.join(hidden)).map_err(|e| e.to_string());
     }

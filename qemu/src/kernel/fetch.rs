@@ -1,4 +1,5 @@
-//! Fetching a locked kernel and unpacking what a VM boot needs.
+//! Fetching a locked kernel and unpacking what a VM boot needs (vmlinuz,
+//! the modules tree) and the build config (for kernel profile checks).
 //!
 //! The .deb comes through the builder's verified, content-addressed download
 //! cache (sha256 from the lock). vmlinuz and the modules tree are unpacked
@@ -38,6 +39,22 @@ pub struct KernelArtifacts {
 }
 
 impl KernelArtifacts {
+    /// `<root>/boot/config-<release>`: the kernel's build configuration, for
+    /// `kina_contract::kernel::check` (which networks this kernel can run).
+    pub fn config(&self) -> PathBuf {
+        self.root
+            .join("boot")
+            .join(format!("config-{}", self.release))
+    }
+
+    /// Everything fetch_kernel unpacks is there (the directory only ever
+    /// appears complete, but an older kina may have unpacked less).
+    fn complete(&self) -> bool {
+        self.vmlinuz.is_file()
+            && self.config().is_file()
+            && self.modules_dir.join("modules.dep").is_file()
+    }
+
     fn at(root: PathBuf, arch: Arch, release: &str) -> Self {
         Self {
             arch,
@@ -61,8 +78,12 @@ pub async fn fetch_kernel(
     let kernels_dir = cache.root().join("kernels");
     let root = kernels_dir.join(locked.sha256.hex());
     let artifacts = KernelArtifacts::at(root.clone(), arch, &locked.kernel_release);
-    if artifacts.vmlinuz.is_file() && artifacts.modules_dir.join("modules.dep").is_file() {
+    if artifacts.complete() {
         return Ok(artifacts);
+    }
+    // A directory from a kina that unpacked less (no config, say): redo it.
+    if root.exists() {
+        std::fs::remove_dir_all(&root).map_err(io_err(&root))?;
     }
     let fetcher = Fetcher::new(
         cache.clone(),
@@ -138,6 +159,8 @@ fn unpack_kernel(
                 continue;
             }
             format!("boot/vmlinuz-{release}")
+        } else if path == format!("boot/config-{release}") {
+            path.to_string()
         } else if path.starts_with(&modules_prefix) || path == modules_prefix.trim_end_matches('/')
         {
             have_modules = true;

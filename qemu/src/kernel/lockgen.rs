@@ -61,7 +61,7 @@ pub async fn lock_kernel(
             .map_err(|e| KernelError::Archive {
                 archive: source.archive.name(),
                 suite: suite.clone(),
-                source: e,
+                source: Box::new(e),
             })?;
             releases.push(LockedRelease {
                 archive: source.archive,

@@ -160,16 +160,7 @@ impl KernelLock {
             path: path.to_path_buf(),
             source,
         })?;
-        let lock: KernelLock = toml::from_str(&text).map_err(|e| KernelError::LockParse {
-            path: path.to_path_buf(),
-            problem: e.to_string(),
-        })?;
-        if lock.schema != KERNEL_LOCK_SCHEMA {
-            return Err(KernelError::LockParse {
-                path: path.to_path_buf(),
-                problem: format!("schema {} is not {KERNEL_LOCK_SCHEMA}", lock.schema),
-            });
-        }
+        let lock = Self::parse(&text, path)?;
         let (_, recipe_sha256) = KernelRecipe::load(recipe_path)?;
         if recipe_sha256 != lock.recipe_sha256 {
             return Err(KernelError::StaleLock {
@@ -179,7 +170,42 @@ impl KernelLock {
         }
         Ok(lock)
     }
+
+    /// The lock of `kernels/debian-cloud.toml` compiled into kina, so a node
+    /// boots the kernel this kina was tested with and no recipe file has to
+    /// be installed next to the binary.
+    pub fn shipped() -> Result<Self, KernelError> {
+        let origin = Path::new(SHIPPED_LOCK_NAME);
+        let lock = Self::parse(SHIPPED_LOCK, origin)?;
+        if lock.recipe_sha256 != Sha256Digest::of(SHIPPED_RECIPE.as_bytes()) {
+            return Err(KernelError::StaleLock {
+                lock: origin.to_path_buf(),
+                recipe: PathBuf::from(SHIPPED_RECIPE_NAME),
+            });
+        }
+        Ok(lock)
+    }
+
+    fn parse(text: &str, origin: &Path) -> Result<Self, KernelError> {
+        let lock: KernelLock = toml::from_str(text).map_err(|e| KernelError::LockParse {
+            path: origin.to_path_buf(),
+            problem: e.to_string(),
+        })?;
+        if lock.schema != KERNEL_LOCK_SCHEMA {
+            return Err(KernelError::LockParse {
+                path: origin.to_path_buf(),
+                problem: format!("schema {} is not {KERNEL_LOCK_SCHEMA}", lock.schema),
+            });
+        }
+        Ok(lock)
+    }
 }
+
+const SHIPPED_RECIPE_NAME: &str = "kernels/debian-cloud.toml";
+const SHIPPED_LOCK_NAME: &str = "kernels/debian-cloud.lock";
+/// The shipped kernel recipe; its mirrors resolve like any recipe's.
+pub const SHIPPED_RECIPE: &str = include_str!("../../../kernels/debian-cloud.toml");
+const SHIPPED_LOCK: &str = include_str!("../../../kernels/debian-cloud.lock");
 
 /// `kernels/debian-cloud.toml` → `kernels/debian-cloud.lock`.
 pub fn kernel_lock_path(recipe_path: &Path) -> PathBuf {
@@ -221,7 +247,7 @@ pub enum KernelError {
     Archive {
         archive: &'static str,
         suite: String,
-        source: kina_builder::debian::archive::ArchiveError,
+        source: Box<kina_builder::debian::archive::ArchiveError>,
     },
     #[error("parsing the Packages index of {suite} for {arch}: {source}")]
     Packages {
