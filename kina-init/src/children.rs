@@ -16,6 +16,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::Pid;
 
+/// The search path a Debian system gives root.
+pub const NODE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 static OWNED: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
 fn owned() -> MutexGuard<'static, BTreeSet<i32>> {
@@ -26,6 +29,12 @@ fn owned() -> MutexGuard<'static, BTreeSet<i32>> {
 /// Starts `cmd` as an owned child; the caller waits for it and then calls
 /// [`release`].
 pub fn spawn(cmd: &mut Command) -> io::Result<Child> {
+    // The kernel starts init with only HOME and TERM; without a PATH no
+    // tool would be found (and setting kina-init's own environment would
+    // need unsafe code in edition 2024).
+    if std::env::var_os("PATH").is_none() {
+        cmd.env("PATH", NODE_PATH);
+    }
     let mut set = owned();
     let child = cmd.spawn()?;
     set.insert(child.id() as i32);

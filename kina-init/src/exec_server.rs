@@ -15,9 +15,6 @@ use kina_contract::initramfs::EXEC_PORT_NAME;
 
 use crate::children;
 
-/// The environment commands run with: the node's, not kina-init's (which
-/// under QEMU is the kernel's near-empty one).
-const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// How often to look again when the port is missing or no host is connected:
 /// virtio-serial reports a disconnected host as end-of-file on every read,
@@ -127,7 +124,7 @@ fn run(id: u32, argv: &[String], reader: &mut File, writer: &File) -> io::Result
         Command::new(program)
             .args(args)
             .env_clear()
-            .env("PATH", PATH)
+            .env("PATH", children::NODE_PATH)
             .env("HOME", "/root")
             .env("TERM", "dumb")
             .current_dir("/")

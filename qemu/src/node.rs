@@ -176,10 +176,20 @@ async fn create_in(paths: &NodePaths, opts: &CreateOptions) -> Result<NodeRecord
         .map_err(|e| fail("kernel")(&e))?;
 
     let spec_json = serde_json::to_vec_pretty(&opts.spec).map_err(|e| fail("node spec")(&e))?;
+    // Where a Debian system keeps it: kina-init's kernel check reads it to
+    // tell "built as a module, not loaded yet" from "absent".
+    let config = std::fs::read(kernel.config()).map_err(|e| fail("kernel")(&e))?;
     let extras = DiskExtras {
         kernel_modules: Some((kernel.release.clone(), kernel.modules_dir.clone())),
-        // 0600: later spec versions carry the cluster's secrets.
-        files: vec![(PathBuf::from(NODE_SPEC_PATH), spec_json, 0o600)],
+        files: vec![
+            // 0600: later spec versions carry the cluster's secrets.
+            (PathBuf::from(NODE_SPEC_PATH), spec_json, 0o600),
+            (
+                PathBuf::from(format!("/boot/config-{}", kernel.release)),
+                config,
+                0o644,
+            ),
+        ],
         size_bytes: opts.disk_size,
     };
     build_stored_root_disk(

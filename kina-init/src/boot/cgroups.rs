@@ -53,6 +53,20 @@ fn write(path: &Path, value: &str) -> Result<(), PhaseFailure> {
     })
 }
 
+/// A kernel thread has no command line and is a child of kthreadd (pid 2)
+/// or kthreadd itself.
+fn is_kernel_thread(pid: &str) -> bool {
+    if pid == "2" {
+        return true;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // `pid (comm) state ppid …`; comm may hold spaces, so split after `)`.
+    let ppid = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+    ppid == Some("2")
+}
+
 impl Phase for CgroupsPhase {
     fn name(&self) -> &'static str {
         "cgroups"
@@ -88,6 +102,11 @@ impl Phase for CgroupsPhase {
         let procs = read(&dir.join("cgroup.procs"))?;
         let mut moved = 0;
         for pid in procs.split_whitespace() {
+            // Kernel threads (listed in the root cgroup of a VM) cannot
+            // move and need not: the root cgroup is exempt from the rule.
+            if is_kernel_thread(pid) {
+                continue;
+            }
             write(&child.join("cgroup.procs"), pid)?;
             moved += 1;
         }

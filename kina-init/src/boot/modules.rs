@@ -84,7 +84,13 @@ impl Phase for ModulesPhase {
             let out = crate::children::output(
                 Command::new("modprobe")
                     .arg("-d")
-                    .arg(self.modules_root.parent().unwrap_or(Path::new("/")))
+                    // modprobe -d takes the root that holds lib/modules.
+                    .arg(
+                        self.modules_root
+                            .parent()
+                            .and_then(Path::parent)
+                            .unwrap_or(Path::new("/")),
+                    )
                     .arg("-S")
                     .arg(&self.kernel_release)
                     .arg(module.as_str()),
