@@ -260,6 +260,10 @@ pub struct NodeCreateArgs {
     /// Kernel profiles the node must pass (repeatable; default kubernetes-base and ptp).
     #[arg(long = "profile", value_name = "PROFILE")]
     pub profiles: Vec<String>,
+    /// A site kernel profile (TOML, the format of kernels/profiles) for the
+    /// node to know; require it with --profile NAME (repeatable).
+    #[arg(long = "profile-file", value_name = "FILE")]
+    pub profile_files: Vec<PathBuf>,
     /// Forward 127.0.0.1:HOST to the node's PORT (HOST:PORT; repeatable).
     #[arg(long = "forward", value_name = "HOST:PORT")]
     pub forwards: Vec<String>,

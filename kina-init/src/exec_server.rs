@@ -15,7 +15,6 @@ use kina_contract::initramfs::EXEC_PORT_NAME;
 
 use crate::children;
 
-
 /// How often to look again when the port is missing or no host is connected:
 /// virtio-serial reports a disconnected host as end-of-file on every read,
 /// so the server must sleep between reads instead of blocking.

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kina_contract::kernel::{
-    KernelConfig, Probe, ProbeOutcome, ProbeRunner, ProfileSet, Report, check,
+    KernelConfig, LOCAL_PROFILES_DIR, Probe, ProbeOutcome, ProbeRunner, ProfileSet, Report, check,
 };
 use nix::errno::Errno;
 
@@ -225,7 +225,9 @@ pub fn check_running_kernel(
     runner: &dyn ProbeRunner,
 ) -> Result<(Report, Duration), String> {
     let started = Instant::now();
-    let set = ProfileSet::shipped().map_err(|e| e.to_string())?;
+    let mut set = ProfileSet::shipped().map_err(|e| e.to_string())?;
+    set.add_dir(Path::new(LOCAL_PROFILES_DIR))
+        .map_err(|e| e.to_string())?;
     let config = running_kernel_config();
     let report = check(&set, profiles, config.as_ref(), Some(runner)).map_err(|e| e.to_string())?;
     Ok((report, started.elapsed()))

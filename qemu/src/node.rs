@@ -39,7 +39,9 @@ pub enum NodeError {
     },
     #[error("node {name}: {0}", name = .1)]
     Exec(#[source] exec::ExecError, String),
-    #[error("node {name}: phase {phase} failed: {message}\n  what to do: {hint}\n  console: {console}")]
+    #[error(
+        "node {name}: phase {phase} failed: {message}\n  what to do: {hint}\n  console: {console}"
+    )]
     BootFailed {
         name: String,
         phase: String,
@@ -47,7 +49,9 @@ pub enum NodeError {
         hint: String,
         console: PathBuf,
     },
-    #[error("node {name} did not reach phase {phase} within {secs} s (last: {last}); console: {console}")]
+    #[error(
+        "node {name} did not reach phase {phase} within {secs} s (last: {last}); console: {console}"
+    )]
     Timeout {
         name: String,
         phase: String,
@@ -129,6 +133,8 @@ pub struct CreateOptions {
     pub disk_size: u64,
     pub spec: NodeSpec,
     pub host_forwards: Vec<(u16, u16)>,
+    /// More files for the node's disk: (absolute path, contents, mode).
+    pub extra_files: Vec<(PathBuf, Vec<u8>, u32)>,
 }
 
 /// The node spec a single QEMU node boots with: QEMU's user network puts
@@ -189,7 +195,10 @@ async fn create_in(paths: &NodePaths, opts: &CreateOptions) -> Result<NodeRecord
                 config,
                 0o644,
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(opts.extra_files.iter().cloned())
+        .collect(),
         size_bytes: opts.disk_size,
     };
     build_stored_root_disk(
@@ -233,7 +242,8 @@ async fn create_in(paths: &NodePaths, opts: &CreateOptions) -> Result<NodeRecord
         host_forwards: opts.host_forwards.clone(),
     };
     let text = serde_json::to_vec_pretty(&record).map_err(|e| fail("node record")(&e))?;
-    kina_builder::fsutil::write_atomic(&paths.record, &text).map_err(|e| fail("node record")(&e))?;
+    kina_builder::fsutil::write_atomic(&paths.record, &text)
+        .map_err(|e| fail("node record")(&e))?;
     start(paths, &record).map_err(|e| fail("start")(&e))?;
     Ok(record)
 }
@@ -323,7 +333,11 @@ pub fn start(paths: &NodePaths, record: &NodeRecord) -> Result<(), String> {
 /// The QEMU pid of a running node; checked against /proc so a stale pid
 /// file never names someone else's process.
 pub fn running_pid(paths: &NodePaths) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(&paths.pid_file).ok()?.trim().parse().ok()?;
+    let pid: i32 = std::fs::read_to_string(&paths.pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let disk = paths.disk.display().to_string();
     String::from_utf8_lossy(&cmdline)

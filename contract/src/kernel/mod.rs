@@ -13,5 +13,5 @@ pub mod report;
 
 pub use config::{KernelConfig, Tristate};
 pub use engine::{ProbeOutcome, ProbeRunner, check};
-pub use profile::{OptionSpec, Probe, Profile, ProfileSet};
+pub use profile::{LOCAL_PROFILES_DIR, OptionSpec, Probe, Profile, ProfileSet};
 pub use report::{OptionResult, Presence, ProfileReport, Report};

@@ -30,6 +30,9 @@ const SHIPPED: &[(&str, &str)] = &[
     ),
 ];
 
+/// Where a node keeps site profiles (see [`ProfileSet::add_dir`]).
+pub const LOCAL_PROFILES_DIR: &str = "/etc/kina/kernel-profiles";
+
 /// How a node confirms an option at run time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
@@ -140,6 +143,45 @@ impl ProfileSet {
         Ok(set)
     }
 
+    /// Adds the site's own profiles from `*.toml` files in `dir` (inside a
+    /// node: [`LOCAL_PROFILES_DIR`]), for a network kina ships no profile
+    /// for. They may include shipped profiles but not replace one: a shipped
+    /// name means what kina says it means. A missing directory adds nothing.
+    pub fn add_dir(&mut self, dir: &std::path::Path) -> Result<usize, ProfileError> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Ok(0);
+        };
+        let mut files: Vec<std::path::PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        let mut added = 0;
+        for path in files {
+            let file = path.display().to_string();
+            let parse = |message: String| ProfileError::Parse {
+                file: file.clone(),
+                message,
+            };
+            let text = std::fs::read_to_string(&path).map_err(|e| parse(e.to_string()))?;
+            let profile: Profile = toml::from_str(&text).map_err(|e| parse(e.to_string()))?;
+            if self.get(&profile.name).is_ok() {
+                return Err(parse(format!(
+                    "profile `{}` is already defined; give a site profile its own name",
+                    profile.name
+                )));
+            }
+            for inc in &profile.include {
+                self.get(inc)
+                    .map_err(|_| parse(format!("includes unknown profile `{inc}`")))?;
+            }
+            self.profiles.push(profile);
+            added += 1;
+        }
+        Ok(added)
+    }
+
     pub fn get(&self, name: &str) -> Result<&Profile, ProfileError> {
         self.profiles
             .iter()
@@ -223,6 +265,45 @@ mod tests {
         assert!(
             err.contains("calico") && err.contains("flannel-vxlan"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn site_profiles_are_added_but_cannot_replace_a_shipped_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("dsa.toml"),
+            "name = \"site-dsa\"\ndescription = \"switch ports\"\ninclude = [\"ptp\"]\n[[option]]\nsymbols = [\"NET_DSA\"]\nwhy = \"the site's switch\"\nprobe = { kind = \"config-only\" }\n",
+        )
+        .unwrap();
+        let mut set = ProfileSet::shipped().unwrap();
+        assert_eq!(set.add_dir(dir.path()).unwrap(), 1);
+        let names: Vec<&str> = set
+            .expanded("site-dsa")
+            .unwrap()
+            .iter()
+            .map(|(p, _)| *p)
+            .collect();
+        assert!(
+            names.contains(&"ptp") && names.contains(&"site-dsa"),
+            "{names:?}"
+        );
+        std::fs::write(
+            dir.path().join("ptp.toml"),
+            "name = \"ptp\"\ndescription = \"mine\"\n[[option]]\nsymbols = [\"X\"]\nwhy = \"x\"\nprobe = { kind = \"config-only\" }\n",
+        )
+        .unwrap();
+        let err = ProfileSet::shipped()
+            .unwrap()
+            .add_dir(dir.path())
+            .unwrap_err();
+        assert!(err.to_string().contains("already defined"), "{err}");
+        assert_eq!(
+            ProfileSet::shipped()
+                .unwrap()
+                .add_dir(&dir.path().join("none"))
+                .unwrap(),
+            0
         );
     }
 }

@@ -2,7 +2,9 @@
 
 use anyhow::Context;
 use kina_builder::debian::release::ValidUntilPolicy;
-use kina_qemu::kernel::{KernelLockOptions, KernelRecipe, kernel_lock_path, lock_kernel, write_kernel_lock};
+use kina_qemu::kernel::{
+    KernelLockOptions, KernelRecipe, kernel_lock_path, lock_kernel, write_kernel_lock,
+};
 
 use crate::cli::MirrorArgs;
 

@@ -52,16 +52,20 @@ pub async fn run(command: NodeCommand) -> anyhow::Result<()> {
             if json {
                 let rows: Vec<serde_json::Value> = nodes
                     .iter()
-                    .map(|(r, running)| {
-                        serde_json::json!({"node": r, "running": running})
-                    })
+                    .map(|(r, running)| serde_json::json!({"node": r, "running": running}))
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!("{:<20} {:<8} {:<6} {:<5} IMAGE", "NAME", "STATE", "ARCH", "ACCEL");
+                println!(
+                    "{:<20} {:<8} {:<6} {:<5} IMAGE",
+                    "NAME", "STATE", "ARCH", "ACCEL"
+                );
                 for (r, running) in nodes {
                     let state = if running { "running" } else { "stopped" };
-                    println!("{:<20} {state:<8} {:<6} {:<5} {}", r.name, r.arch, r.accel, r.image);
+                    println!(
+                        "{:<20} {state:<8} {:<6} {:<5} {}",
+                        r.name, r.arch, r.accel, r.image
+                    );
                 }
             }
             Ok(())
@@ -76,7 +80,11 @@ pub async fn run(command: NodeCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        NodeCommand::Exec { name, interactive, command } => {
+        NodeCommand::Exec {
+            name,
+            interactive,
+            command,
+        } => {
             let (paths, _) = node::load(&data, &name)?;
             exec(&paths, &command, interactive)
         }
@@ -94,12 +102,16 @@ fn parse_forward(text: &str) -> anyhow::Result<(u16, u16)> {
     let parsed = text
         .split_once(':')
         .and_then(|(h, g)| Some((h.parse().ok()?, g.parse().ok()?)));
-    parsed.with_context(|| format!("--forward {text}: expected HOST_PORT:NODE_PORT, e.g. 16443:6443"))
+    parsed
+        .with_context(|| format!("--forward {text}: expected HOST_PORT:NODE_PORT, e.g. 16443:6443"))
 }
 
 async fn create(args: NodeCreateArgs) -> anyhow::Result<()> {
     let arch = match &args.platform {
-        Some(p) => p.trim_start_matches("linux/").parse::<Arch>().map_err(anyhow::Error::msg)?,
+        Some(p) => p
+            .trim_start_matches("linux/")
+            .parse::<Arch>()
+            .map_err(anyhow::Error::msg)?,
         None => match std::env::consts::ARCH {
             "aarch64" => Arch::Arm64,
             _ => Arch::Amd64,
@@ -125,6 +137,16 @@ async fn create(args: NodeCreateArgs) -> anyhow::Result<()> {
     } else {
         args.profiles.clone()
     };
+    let mut extra_files = Vec::new();
+    for file in &args.profile_files {
+        let text = std::fs::read(file)
+            .with_context(|| format!("reading kernel profile {}", file.display()))?;
+        let name = file
+            .file_name()
+            .with_context(|| format!("--profile-file {}: not a file", file.display()))?;
+        let path = std::path::Path::new(kina_contract::kernel::LOCAL_PROFILES_DIR).join(name);
+        extra_files.push((path, text, 0o644));
+    }
     let cache = Cache::open(Cache::default_root()).context("opening the download cache")?;
     let data = node::data_dir();
     eprintln!("Creating node {} ({arch}) from {}", args.name, args.image);
@@ -143,6 +165,7 @@ async fn create(args: NodeCreateArgs) -> anyhow::Result<()> {
             disk_size: args.disk_size << 30,
             spec,
             host_forwards: forwards,
+            extra_files,
         },
     )
     .await?;
@@ -173,11 +196,15 @@ fn wait_for(paths: &NodePaths, name: &str, wait: &WaitArgs) -> anyhow::Result<()
 fn exec(paths: &NodePaths, command: &[String], interactive: bool) -> anyhow::Result<()> {
     let mut stdin = Vec::new();
     if interactive && !std::io::stdin().is_terminal() {
-        std::io::stdin().read_to_end(&mut stdin).context("reading standard input")?;
+        std::io::stdin()
+            .read_to_end(&mut stdin)
+            .context("reading standard input")?;
     }
     let exit = kina_qemu::exec::call(
         &paths.exec_socket,
-        &Request::Exec { argv: command.to_vec() },
+        &Request::Exec {
+            argv: command.to_vec(),
+        },
         &stdin,
         Duration::from_secs(24 * 3600),
         |kind, data| {
@@ -196,6 +223,9 @@ fn exec(paths: &NodePaths, command: &[String], interactive: bool) -> anyhow::Res
     match exit.code {
         Some(0) => Ok(()),
         Some(code) => std::process::exit(code),
-        None => bail!("the command was killed by signal {}", exit.signal.unwrap_or(0)),
+        None => bail!(
+            "the command was killed by signal {}",
+            exit.signal.unwrap_or(0)
+        ),
     }
 }

@@ -4,6 +4,8 @@
 // Test support: a failed step should stop the test with what went wrong.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod node;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -43,6 +43,8 @@ impl Phase for SysctlsPhase {
     fn run(&mut self, _ctx: &mut BootContext) -> Result<String, PhaseFailure> {
         let mut set = 0;
         let mut skipped = Vec::new();
+        let mut read_only_ok = 0;
+        let mut read_only_wrong = Vec::new();
         for (key, value, required) in NODE_SYSCTLS {
             let path = path_of(&self.root, key);
             if !path.exists() {
@@ -55,28 +57,29 @@ impl Phase for SysctlsPhase {
                 skipped.push(*key);
                 continue;
             }
+            let same = |text: &str| {
+                text.split_whitespace().collect::<Vec<_>>()
+                    == value.split_whitespace().collect::<Vec<_>>()
+            };
             if let Err(e) = std::fs::write(&path, format!("{value}\n")) {
-                let read_only = e.raw_os_error() == Some(nix::errno::Errno::EROFS as i32);
-                return Err(PhaseFailure {
-                    message: if read_only {
-                        format!(
-                            "{} is mounted read-only: cannot set {key}={value}",
-                            self.root.display()
-                        )
-                    } else {
-                        format!("cannot set {key}={value}: {e}")
-                    },
-                    hint: if read_only {
-                        "start the node with a writable /proc/sys (Apple container: --read-only-path NONE --masked-path NONE; kina does this)".into()
-                    } else {
-                        "kina-init needs CAP_SYS_ADMIN in its namespace (Apple container: --cap-add ALL)".into()
-                    },
-                });
+                if e.raw_os_error() != Some(nix::errno::Errno::EROFS as i32) {
+                    return Err(PhaseFailure {
+                        message: format!("cannot set {key}={value}: {e}"),
+                        hint: "kina-init needs CAP_SYS_ADMIN in its namespace (Apple container: --cap-add ALL)".into(),
+                    });
+                }
+                // Apple's default: /proc/sys read-only. What already has the
+                // needed value is fine; what does not is named.
+                let current = std::fs::read_to_string(&path).unwrap_or_default();
+                if same(&current) {
+                    read_only_ok += 1;
+                } else {
+                    read_only_wrong.push(format!("{key} is {} (needs {value})", current.trim()));
+                }
+                continue;
             }
             let back = std::fs::read_to_string(&path).unwrap_or_default();
-            if back.split_whitespace().collect::<Vec<_>>()
-                != value.split_whitespace().collect::<Vec<_>>()
-            {
+            if !same(&back) {
                 return Err(PhaseFailure {
                     message: format!("{key}: wrote {value}, read back {}", back.trim()),
                     hint: "something else on the host overrides this value".into(),
@@ -84,11 +87,27 @@ impl Phase for SysctlsPhase {
             }
             set += 1;
         }
-        Ok(if skipped.is_empty() {
-            format!("{set} set and read back")
-        } else {
-            format!("{set} set and read back; absent: {}", skipped.join(", "))
-        })
+        if !read_only_wrong.is_empty() {
+            return Err(PhaseFailure {
+                message: format!(
+                    "{} is mounted read-only and {}",
+                    self.root.display(),
+                    read_only_wrong.join(", ")
+                ),
+                hint: "start the node with a writable /proc/sys (Apple container: --read-only-path NONE --masked-path NONE; kina does this)".into(),
+            });
+        }
+        let mut summary = format!("{set} set and read back");
+        if read_only_ok > 0 {
+            summary.push_str(&format!(
+                "; {} is read-only: {read_only_ok} already had the needed value",
+                self.root.display()
+            ));
+        }
+        if !skipped.is_empty() {
+            summary.push_str(&format!("; absent: {}", skipped.join(", ")));
+        }
+        Ok(summary)
     }
 }
 
