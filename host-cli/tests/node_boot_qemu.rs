@@ -205,10 +205,20 @@ fn an_amd64_base_image_boots_to_ready_in_qemu_and_behaves_as_a_node() {
         let out = exec(
             env,
             "n1",
-            &["nsenter", "-t", &pid, "-m", "cat", "/run/kina/status.json"],
+            &[
+                "nsenter",
+                "-t",
+                &pid,
+                "-m",
+                "-r",
+                "cat",
+                "/run/kina/status.json",
+            ],
             b"",
         );
-        if let Ok(s) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+        if let Ok(s) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            && s["mode"] == "container-pid1"
+        {
             let done = ["ready", "containerd"]
                 .iter()
                 .all(|p| phase(&s, p)["state"] == "ok");

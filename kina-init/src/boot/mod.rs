@@ -68,7 +68,12 @@ pub fn run_phases(
         if let Some(p) = status.phase_mut(name) {
             p.state = PhaseState::Running;
         }
-        write_status(status, status_path, console);
+        // The status file lives on /run, which the mount phase provides:
+        // written before it, it would land on the root disk underneath the
+        // tmpfs and be read as a stale status later.
+        if name != "mount" {
+            write_status(status, status_path, console);
+        }
         let started = Instant::now();
         let result = phase.run(ctx);
         let ms = started.elapsed().as_millis() as u64;
