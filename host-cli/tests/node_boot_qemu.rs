@@ -16,7 +16,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::node::{
-    NodeGuard, build_base_image, console, create_node, exec, exec_ok, node_dir, require_node_tools,
+    NodeGuard, assert_kernel_report_matches_config, assert_pod_network_works, build_base_image,
+    console, create_node, exec, exec_ok, node_dir, require_node_tools,
 };
 use common::{kina, run_ok, workspace_root};
 
@@ -74,94 +75,10 @@ fn an_amd64_base_image_boots_to_ready_in_qemu_and_behaves_as_a_node() {
 
     // --- The node's kernel report agrees with the kernel's own config,
     // checked on the host by the same engine.
-    let node_report: serde_json::Value = serde_json::from_str(&exec_ok(
-        env,
-        "n1",
-        &[
-            "kina-init",
-            "check-kernel",
-            "--profile",
-            "kubernetes-base",
-            "--profile",
-            "ptp",
-            "--profile",
-            "bridge",
-            "--json",
-        ],
-    ))
-    .unwrap();
-    let release = exec_ok(env, "n1", &["uname", "-r"]).trim().to_string();
-    let config = exec(env, "n1", &["cat", &format!("/boot/config-{release}")], b"");
-    let host_config = env.join("kernel.config");
-    std::fs::write(&host_config, &config.stdout).unwrap();
-    let host_report: serde_json::Value = serde_json::from_slice(
-        &run_ok(
-            kina(env)
-                .args(["kernel", "check", "--json", "--config"])
-                .arg(&host_config)
-                .args([
-                    "--profile",
-                    "kubernetes-base",
-                    "--profile",
-                    "ptp",
-                    "--profile",
-                    "bridge",
-                ]),
-        )
-        .stdout,
-    )
-    .unwrap();
-    let present =
-        |p: &serde_json::Value| matches!(p.as_str(), Some("present" | "builtin" | "module"));
-    let mut probed = 0;
-    for (live, offline) in node_report["profiles"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .zip(host_report["profiles"].as_array().unwrap())
-    {
-        assert_eq!(live["name"], offline["name"]);
-        assert_eq!(
-            live["verdict"], offline["verdict"],
-            "profile {}",
-            live["name"]
-        );
-        for (l, o) in live["options"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(offline["options"].as_array().unwrap())
-        {
-            assert_eq!(l["symbols"], o["symbols"]);
-            assert_eq!(
-                present(&l["presence"]),
-                present(&o["presence"]),
-                "{} live {} ({}) vs config {}",
-                l["symbols"],
-                l["presence"],
-                l["evidence"],
-                o["presence"]
-            );
-            if l["evidence"].as_str().unwrap_or("").starts_with("probe:") {
-                probed += 1;
-            }
-        }
-    }
-    assert!(probed > 10, "the node probed only {probed} options live");
+    assert_kernel_report_matches_config(env, "n1");
 
     // --- Pod networking through the real ptp plugin and the generated config.
-    let check = exec(
-        env,
-        "n1",
-        &["kina-init", "pod-network-check", "--json"],
-        b"",
-    );
-    assert!(
-        check.status.success(),
-        "pod network check failed:\n{}\n{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
+    assert_pod_network_works(env, "n1");
 
     // --- containerd killed repeatedly comes back, each time a little later.
     let kill_containerd = "for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = containerd ] && kill -9 ${p#/proc/}; done; true";

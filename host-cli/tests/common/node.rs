@@ -93,3 +93,100 @@ impl Drop for NodeGuard<'_> {
         let _ = kina(self.env).args(["node", "rm", self.name]).output();
     }
 }
+
+/// `kina-init check-kernel --json` in the node (live probes) against
+/// `kina kernel check` on the host with the node kernel's own config: the
+/// same verdicts, and the same presence for every option.
+pub fn assert_kernel_report_matches_config(env: &Path, name: &str) {
+    let node_report: serde_json::Value = serde_json::from_str(&exec_ok(
+        env,
+        name,
+        &[
+            "kina-init",
+            "check-kernel",
+            "--profile",
+            "kubernetes-base",
+            "--profile",
+            "ptp",
+            "--profile",
+            "bridge",
+            "--json",
+        ],
+    ))
+    .unwrap();
+    let release = exec_ok(env, name, &["uname", "-r"]).trim().to_string();
+    let config = exec(env, name, &["cat", &format!("/boot/config-{release}")], b"");
+    let host_config = env.join("kernel.config");
+    std::fs::write(&host_config, &config.stdout).unwrap();
+    let host_report: serde_json::Value = serde_json::from_slice(
+        &run_ok(
+            kina(env)
+                .args(["kernel", "check", "--json", "--config"])
+                .arg(&host_config)
+                .args([
+                    "--profile",
+                    "kubernetes-base",
+                    "--profile",
+                    "ptp",
+                    "--profile",
+                    "bridge",
+                ]),
+        )
+        .stdout,
+    )
+    .unwrap();
+    let present =
+        |p: &serde_json::Value| matches!(p.as_str(), Some("present" | "builtin" | "module"));
+    let mut probed = 0;
+    for (live, offline) in node_report["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(host_report["profiles"].as_array().unwrap())
+    {
+        assert_eq!(live["name"], offline["name"]);
+        assert_eq!(
+            live["verdict"], offline["verdict"],
+            "profile {}",
+            live["name"]
+        );
+        for (l, o) in live["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(offline["options"].as_array().unwrap())
+        {
+            assert_eq!(l["symbols"], o["symbols"]);
+            assert_eq!(
+                present(&l["presence"]),
+                present(&o["presence"]),
+                "{} live {} ({}) vs config {}",
+                l["symbols"],
+                l["presence"],
+                l["evidence"],
+                o["presence"]
+            );
+            if l["evidence"].as_str().unwrap_or("").starts_with("probe:") {
+                probed += 1;
+            }
+        }
+    }
+    assert!(probed > 10, "the node probed only {probed} options live");
+}
+
+/// Two pods on the node's ptp network reach each other and the node, and
+/// DEL cleans up (kina-init's own check, run through the exec channel).
+pub fn assert_pod_network_works(env: &Path, name: &str) {
+    let check = exec(
+        env,
+        name,
+        &["kina-init", "pod-network-check", "--json"],
+        b"",
+    );
+    assert!(
+        check.status.success(),
+        "pod network check failed:\n{}\n{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
