@@ -59,6 +59,29 @@ pub fn output(cmd: &mut Command) -> io::Result<Output> {
     result
 }
 
+/// `output` with `input` written to the child's stdin (CNI plugins read
+/// their configuration there).
+pub fn output_with_input(cmd: &mut Command, input: &[u8]) -> io::Result<Output> {
+    use std::io::Write;
+    let mut child = spawn(
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )?;
+    let pid = child.id();
+    // Configurations are a few KiB, far below a pipe's buffer, so writing
+    // before reading cannot deadlock.
+    let written = child.stdin.take().map(|mut s| s.write_all(input));
+    let result = child.wait_with_output();
+    release(pid);
+    if let Some(Err(e)) = written
+        && e.kind() != io::ErrorKind::BrokenPipe
+    {
+        return Err(e);
+    }
+    result
+}
+
 /// Reaps every exited child nobody owns; returns the reaped pids. An owned
 /// child's status is only peeked at (WNOWAIT) and left for its owner; the
 /// children behind it wait for the next round, which the owner's wait makes

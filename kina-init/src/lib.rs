@@ -14,4 +14,6 @@ pub mod kernel_probe;
 #[cfg(target_os = "linux")]
 pub mod pid1;
 #[cfg(target_os = "linux")]
+pub mod pod_check;
+#[cfg(target_os = "linux")]
 pub mod supervise;

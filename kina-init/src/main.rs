@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: kina-init (no arguments: boot the node) | --version | check-kernel [--profile PROFILE]... [--json] | status [--json] [--file PATH] | phase mount|network|sysctls [--root DIR] [--spec FILE]";
+const USAGE: &str = "usage: kina-init (no arguments: boot the node) | --version | check-kernel [--profile PROFILE]... [--json] | status [--json] [--file PATH] | phase mount|network|sysctls [--root DIR] [--spec FILE] | pod-network-check [--conf FILE] [--json]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         Some("check-kernel") => check_kernel(&args[1..]),
         Some("status") => status(&args[1..]),
         Some("phase") => phase(&args[1..]),
+        Some("pod-network-check") => pod_network_check(&args[1..]),
         Some(other) => {
             eprintln!("kina-init: unknown argument `{other}`\n{USAGE}");
             ExitCode::from(2)
@@ -185,6 +186,47 @@ fn phase(args: &[String]) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `kina-init pod-network-check`: two scratch pods on the node's CNI
+/// network, attached, pinged and detached as containerd would.
+#[cfg(target_os = "linux")]
+fn pod_network_check(args: &[String]) -> ExitCode {
+    use kina_init::pod_check::{CNI_BIN_DIRS, default_conf, run_check};
+    let json = args.iter().any(|a| a == "--json");
+    let conf = args
+        .iter()
+        .position(|a| a == "--conf")
+        .and_then(|i| args.get(i + 1))
+        .map_or_else(default_conf, std::path::PathBuf::from);
+    let dirs: Vec<std::path::PathBuf> = CNI_BIN_DIRS.iter().map(std::path::PathBuf::from).collect();
+    match run_check(&conf, &dirs) {
+        Ok(report) => {
+            if json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => eprintln!("kina-init pod-network-check: {e}"),
+                }
+            } else {
+                print!("{}", report.render());
+            }
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("kina-init pod-network-check: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pod_network_check(_args: &[String]) -> ExitCode {
+    eprintln!("kina-init pod-network-check runs inside a Linux node");
+    ExitCode::from(2)
 }
 
 /// No arguments: kina-init is a node's init (the image's entrypoint).

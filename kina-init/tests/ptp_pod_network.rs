@@ -1,8 +1,9 @@
-//! The generated pod-network configuration with the real ptp and host-local
-//! CNI plugins (Debian's containernetworking-plugins), entirely inside a
-//! scratch network and mount namespace this test creates: two pods get
-//! addresses from the node's pod CIDR, reach each other and the node, and
-//! DEL removes everything. Nothing touches this machine's own network.
+//! `kina-init pod-network-check` with the generated pod-network
+//! configuration and the real ptp, host-local and portmap CNI plugins
+//! (Debian's containernetworking-plugins), entirely inside a scratch network
+//! and mount namespace this test creates: two pods get addresses from the
+//! node's pod CIDR, reach each other and the node, and DEL removes
+//! everything. Nothing touches this machine's own network.
 
 // Integration test: helpers outside #[test] functions fail the test by panicking too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -16,6 +17,7 @@ fn two_pods_on_the_ptp_network_reach_each_other_and_the_node_and_del_cleans_up()
     for tool in [
         "/usr/lib/cni/ptp",
         "/usr/lib/cni/host-local",
+        "/usr/lib/cni/portmap",
         "/usr/sbin/iptables",
         "/usr/bin/ping",
         "/usr/sbin/ip",
@@ -26,48 +28,13 @@ fn two_pods_on_the_ptp_network_reach_each_other_and_the_node_and_del_cleans_up()
         );
     }
     let dir = tempfile::tempdir().unwrap();
-    // The generated conflist's ptp plugin, as one network config (the CNI
-    // runtime hands each plugin of a list its own config like this).
-    let list: serde_json::Value =
+    let mut list: serde_json::Value =
         serde_json::from_str(&ptp_conflist("10.244.7.0/24", 1500)).unwrap();
-    let mut ptp = list["plugins"][0].clone();
-    ptp["cniVersion"] = list["cniVersion"].clone();
-    ptp["name"] = list["name"].clone();
-    ptp["ipam"]["dataDir"] = serde_json::json!(dir.path().join("ipam"));
-    let conf = dir.path().join("ptp.json");
-    std::fs::write(&conf, serde_json::to_vec(&ptp).unwrap()).unwrap();
+    list["plugins"][0]["ipam"]["dataDir"] = serde_json::json!(dir.path().join("ipam"));
+    let conf = dir.path().join("kina.conflist");
+    std::fs::write(&conf, serde_json::to_vec(&list).unwrap()).unwrap();
 
-    let cni = |cmd: &str, pod: &str| {
-        format!(
-            "CNI_COMMAND={cmd} CNI_CONTAINERID={pod} CNI_NETNS=/run/netns/{pod} CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni /usr/lib/cni/ptp < {conf}",
-            conf = conf.display()
-        )
-    };
-    let script = [
-        "set -e".to_string(),
-        "ip link set lo up".into(),
-        "mkdir -p /run/netns && mount -t tmpfs kina-test /run/netns".into(),
-        "ip netns add pod1 && ip netns add pod2".into(),
-        format!(
-            "{} > {}/pod1.json",
-            cni("ADD", "pod1"),
-            dir.path().display()
-        ),
-        format!(
-            "{} > {}/pod2.json",
-            cni("ADD", "pod2"),
-            dir.path().display()
-        ),
-        "P2=$(ip netns exec pod2 ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1)".into(),
-        "GW=$(ip netns exec pod1 ip -4 route show default | awk '{print $3}')".into(),
-        "ip netns exec pod1 ping -c1 -W5 \"$P2\" >/dev/null && echo pod-to-pod-ok".into(),
-        "ip netns exec pod1 ping -c1 -W5 \"$GW\" >/dev/null && echo pod-to-node-ok".into(),
-        cni("DEL", "pod1"),
-        cni("DEL", "pod2"),
-        "echo links-after: $(ip -o link show | grep -c veth || true)".into(),
-        "echo routes-after: $(ip -4 route show | grep -c 10.244.7 || true)".into(),
-    ]
-    .join("\n");
+    let script = "set -e; ip link set lo up; mkdir -p /run/netns; mount -t tmpfs kina-test /run/netns; exec \"$0\" pod-network-check --json --conf \"$1\"";
     let out = Command::new("unshare")
         .args([
             "--net",
@@ -76,38 +43,56 @@ fn two_pods_on_the_ptp_network_reach_each_other_and_the_node_and_del_cleans_up()
             "private",
             "sh",
             "-c",
-            &script,
+            script,
         ])
+        .arg(env!("CARGO_BIN_EXE_kina-init"))
+        .arg(&conf)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    for pod in ["pod1", "pod2"] {
-        let result: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.path().join(format!("{pod}.json"))).unwrap())
-                .unwrap();
-        let address = result["ips"][0]["address"].as_str().unwrap();
-        assert!(address.starts_with("10.244.7."), "{pod} got {address}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pods = report["pods"].as_array().unwrap();
+    assert_eq!(pods.len(), 2);
+    for pod in pods {
+        let address = pod["address"].as_str().unwrap();
+        assert!(address.starts_with("10.244.7."), "{pod}");
     }
-    assert!(
-        stdout.contains("pod-to-pod-ok") && stdout.contains("pod-to-node-ok"),
-        "{stdout}\n{stderr}"
-    );
-    assert!(
-        stdout.contains("links-after: 0") && stdout.contains("routes-after: 0"),
-        "{stdout}"
-    );
-    let leases: Vec<_> = std::fs::read_dir(dir.path().join("ipam/kina"))
+    let checks = report["checks"].as_array().unwrap();
+    let count = |name: &str| {
+        checks
+            .iter()
+            .filter(|c| c["check"] == name && c["ok"] == true)
+            .count()
+    };
+    assert_eq!(count("address"), 2, "{report:#}");
+    assert_eq!(count("ping"), 4, "{report:#}");
+    assert_eq!(count("del"), 2, "{report:#}");
+    assert_eq!(count("cleanup"), 2, "{report:#}");
+    let leases: Vec<String> = std::fs::read_dir(dir.path().join("ipam/kina"))
         .unwrap()
         .filter_map(Result::ok)
-        .map(|e| e.file_name())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("last_reserved") && n != "lock")
         .collect();
-    assert!(
-        leases
-            .iter()
-            .all(|n| n.to_string_lossy().starts_with("last_reserved")
-                || n.to_string_lossy() == "lock"),
-        "leases left: {leases:?}"
-    );
+    assert!(leases.is_empty(), "leases left: {leases:?}");
+}
+
+#[test]
+fn a_missing_plugin_is_named_before_anything_is_attached() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut list: serde_json::Value =
+        serde_json::from_str(&ptp_conflist("10.244.7.0/24", 1500)).unwrap();
+    list["plugins"][1]["type"] = serde_json::json!("no-such-plugin");
+    let conf = dir.path().join("kina.conflist");
+    std::fs::write(&conf, serde_json::to_vec(&list).unwrap()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kina-init"))
+        .args(["pod-network-check", "--conf"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("CNI plugin `no-such-plugin`"), "{stderr}");
 }
