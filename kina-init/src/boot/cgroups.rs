@@ -107,8 +107,12 @@ impl Phase for CgroupsPhase {
             if is_kernel_thread(pid) {
                 continue;
             }
-            write(&child.join("cgroup.procs"), pid)?;
-            moved += 1;
+            match write(&child.join("cgroup.procs"), pid) {
+                Ok(()) => moved += 1,
+                // It exited between the listing and the move.
+                Err(_) if !Path::new("/proc").join(pid).exists() => {}
+                Err(e) => return Err(e),
+            }
         }
         let enable: Vec<String> = available.iter().map(|c| format!("+{c}")).collect();
         write(&dir.join("cgroup.subtree_control"), &enable.join(" "))?;
