@@ -159,7 +159,14 @@ mod tests {
         let own = dir.path().join("container/abc");
         std::fs::create_dir_all(&own).unwrap();
         std::fs::write(own.join("cgroup.controllers"), format!("{controllers}\n")).unwrap();
-        std::fs::write(own.join("cgroup.procs"), "1\n7\n").unwrap();
+        // Real user-space pids: kernel threads are recognised through /proc
+        // and left where they are.
+        let pids = format!(
+            "{}\n{}\n",
+            std::process::id(),
+            std::os::unix::process::parent_id()
+        );
+        std::fs::write(own.join("cgroup.procs"), pids).unwrap();
         std::fs::write(own.join("cgroup.subtree_control"), "").unwrap();
         dir
     }
