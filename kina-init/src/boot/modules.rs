@@ -79,29 +79,37 @@ impl Phase for ModulesPhase {
                 hint: "boot with the modules of this kernel under /lib/modules (kina's QEMU provider adds them to the node disk), or a kernel with these options built in".into(),
             });
         }
-        let mut failed = Vec::new();
-        for module in &missing {
-            let out = crate::children::output(
+        // One modprobe for all (each start costs most of the time under
+        // TCG); only if that fails, one per module to name the culprit.
+        let base = self
+            .modules_root
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("/"))
+            .to_path_buf();
+        let modprobe = |modules: &[&String]| {
+            crate::children::output(
                 Command::new("modprobe")
+                    // -d takes the root that holds lib/modules.
                     .arg("-d")
-                    // modprobe -d takes the root that holds lib/modules.
-                    .arg(
-                        self.modules_root
-                            .parent()
-                            .and_then(Path::parent)
-                            .unwrap_or(Path::new("/")),
-                    )
+                    .arg(&base)
                     .arg("-S")
                     .arg(&self.kernel_release)
-                    .arg(module.as_str()),
-            );
-            match out {
-                Ok(o) if o.status.success() => {}
-                Ok(o) => failed.push(format!(
-                    "{module}: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                )),
-                Err(e) => failed.push(format!("{module}: cannot run modprobe: {e}")),
+                    .arg("-a")
+                    .args(modules.iter().map(|m| m.as_str())),
+            )
+        };
+        let mut failed = Vec::new();
+        if !matches!(modprobe(&missing), Ok(o) if o.status.success()) {
+            for module in &missing {
+                match modprobe(&[*module]) {
+                    Ok(o) if o.status.success() => {}
+                    Ok(o) => failed.push(format!(
+                        "{module}: {}",
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    )),
+                    Err(e) => failed.push(format!("{module}: cannot run modprobe: {e}")),
+                }
             }
         }
         if failed.is_empty() {
