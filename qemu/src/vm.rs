@@ -201,7 +201,10 @@ mod tests {
         let (prog, args) = command_line(&cfg(Arch::Amd64));
         assert_eq!(prog, "qemu-system-x86_64");
         let line = args.join(" ");
-        assert!(line.contains("-machine q35,accel=tcg -cpu Nehalem"), "{line}");
+        assert!(
+            line.contains("-machine q35,accel=tcg -cpu Nehalem"),
+            "{line}"
+        );
         assert!(line.contains("console=ttyS0 root=/dev/vda"), "{line}");
         assert!(line.contains("hostfwd=tcp:127.0.0.1:16443-:6443"), "{line}");
         assert!(
