@@ -31,8 +31,10 @@ pub enum NodeError {
     Exists { name: String, dir: PathBuf },
     #[error("no node {name} (looked in {dir})")]
     NotFound { name: String, dir: PathBuf },
+    /// A step of making, reading or removing a node (kernel, root disk,
+    /// initramfs, start, status, remove) failed; `phase` names the step.
     #[error("node {name}: {phase}: {message}")]
-    Create {
+    Step {
         name: String,
         phase: &'static str,
         message: String,
@@ -168,7 +170,7 @@ pub async fn create(data_dir: &Path, opts: CreateOptions) -> Result<NodeRecord, 
 async fn create_in(paths: &NodePaths, opts: &CreateOptions) -> Result<NodeRecord, NodeError> {
     let fail = |phase: &'static str| {
         let name = opts.name.clone();
-        move |e: &dyn std::fmt::Display| NodeError::Create {
+        move |e: &dyn std::fmt::Display| NodeError::Step {
             name: name.clone(),
             phase,
             message: e.to_string(),
@@ -396,7 +398,7 @@ pub fn console_tail(paths: &NodePaths, lines: usize) -> String {
 pub fn status(paths: &NodePaths, name: &str, timeout: Duration) -> Result<NodeStatus, NodeError> {
     let out = exec::run(&paths.exec_socket, &["cat", STATUS_PATH], b"", timeout)
         .map_err(|e| NodeError::Exec(e, name.to_string()))?;
-    serde_json::from_slice(&out.stdout).map_err(|e| NodeError::Create {
+    serde_json::from_slice(&out.stdout).map_err(|e| NodeError::Step {
         name: name.to_string(),
         phase: "status",
         message: format!(
@@ -495,7 +497,7 @@ pub fn remove(data_dir: &Path, name: &str) -> Result<(), NodeError> {
         });
     }
     let _ = stop(&paths, Duration::from_secs(30));
-    std::fs::remove_dir_all(&paths.dir).map_err(|e| NodeError::Create {
+    std::fs::remove_dir_all(&paths.dir).map_err(|e| NodeError::Step {
         name: name.to_string(),
         phase: "remove",
         message: format!("removing {}: {e}", paths.dir.display()),
