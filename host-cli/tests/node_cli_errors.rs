@@ -9,7 +9,7 @@ use common::node::{kernel_recipe, node_dir};
 use common::{kina, run_err};
 
 #[test]
-fn a_create_from_an_image_not_in_the_store_fails_and_leaves_nothing() {
+fn a_create_from_an_image_not_in_the_store_fails_first_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let err = run_err(
         kina(dir.path())
@@ -28,6 +28,10 @@ fn a_create_from_an_image_not_in_the_store_fails_and_leaves_nothing() {
     assert!(
         !node_dir(dir.path(), "n1").exists(),
         "a failed create left its directory"
+    );
+    assert!(
+        !dir.path().join("cache/kernels").exists(),
+        "the kernel was fetched before the image was looked up"
     );
 }
 

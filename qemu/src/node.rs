@@ -176,6 +176,19 @@ async fn create_in(paths: &NodePaths, opts: &CreateOptions) -> Result<NodeRecord
             message: e.to_string(),
         }
     };
+    // Before any download: the image must be in the store.
+    let store = image_store_layout();
+    let stored = store.join("index.json").exists()
+        && kina_builder::store::ImageStore::open(&store)
+            .and_then(|s| s.find(&opts.image))
+            .is_ok();
+    if !stored {
+        return Err(fail("image")(&format!(
+            "{} is not in the image store at {} (see `kina image list`; `kina image build` makes it)",
+            opts.image,
+            store.display()
+        )));
+    }
     std::fs::create_dir_all(&paths.dir).map_err(|e| fail("node directory")(&e))?;
     let lock_path = kernel_lock_path(&opts.kernel_recipe);
     let lock = KernelLock::read(&lock_path, &opts.kernel_recipe).map_err(|e| fail("kernel")(&e))?;
