@@ -50,6 +50,17 @@ pub struct Exit {
     pub error: Option<String>,
 }
 
+impl Exit {
+    /// The command never ran: `why` says what stopped it.
+    pub fn not_run(why: String) -> Self {
+        Self {
+            code: None,
+            signal: None,
+            error: Some(why),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame {
     pub kind: u8,

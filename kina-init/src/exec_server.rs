@@ -81,15 +81,7 @@ pub fn serve_stream(port: File, poweroff: &dyn Fn()) -> io::Result<()> {
                 )?;
                 poweroff();
             }
-            Err(e) => send_exit(
-                &writer,
-                id,
-                Exit {
-                    code: None,
-                    signal: None,
-                    error: Some(format!("bad exec request: {e}")),
-                },
-            )?,
+            Err(e) => send_exit(&writer, id, Exit::not_run(format!("bad exec request: {e}")))?,
         }
     }
 }
@@ -109,15 +101,7 @@ fn send_exit(mut writer: &File, id: u32, exit: Exit) -> io::Result<()> {
 fn run(id: u32, argv: &[String], reader: &mut File, writer: &File) -> io::Result<()> {
     let Some((program, args)) = argv.split_first() else {
         skip_stdin(id, reader)?;
-        return send_exit(
-            writer,
-            id,
-            Exit {
-                code: None,
-                signal: None,
-                error: Some("empty command".into()),
-            },
-        );
+        return send_exit(writer, id, Exit::not_run("empty command".into()));
     };
     let spawned = children::spawn(
         Command::new(program)
@@ -138,11 +122,7 @@ fn run(id: u32, argv: &[String], reader: &mut File, writer: &File) -> io::Result
             return send_exit(
                 writer,
                 id,
-                Exit {
-                    code: None,
-                    signal: None,
-                    error: Some(format!("cannot run {program}: {e}")),
-                },
+                Exit::not_run(format!("cannot run {program}: {e}")),
             );
         }
     };

@@ -40,6 +40,22 @@ pub fn parse_cidr(cidr: &str) -> Option<(Ipv4Addr, u8)> {
     (len <= 32).then_some((ip.parse().ok()?, len))
 }
 
+/// Adds or replaces a route via `gateway` on `link` (the default route
+/// when `destination` is `None`), so a restarted kina-init converges.
+async fn replace_route(
+    handle: &Handle,
+    destination: Option<(Ipv4Addr, u8)>,
+    gateway: Ipv4Addr,
+    link: u32,
+) -> Result<(), rtnetlink::Error> {
+    let mut route = RouteMessageBuilder::<Ipv4Addr>::new();
+    if let Some((dest, len)) = destination {
+        route = route.destination_prefix(dest, len);
+    }
+    let route = route.gateway(gateway).output_interface(link).build();
+    handle.route().add(route).replace().execute().await
+}
+
 async fn configure(
     handle: &Handle,
     uplink: &str,
@@ -96,15 +112,7 @@ async fn configure(
             let gateway: Ipv4Addr = gw
                 .parse()
                 .map_err(|_| fail(format!("node spec gateway `{gw}` is not IPv4")))?;
-            let route = RouteMessageBuilder::<Ipv4Addr>::new()
-                .gateway(gateway)
-                .output_interface(link.header.index)
-                .build();
-            handle
-                .route()
-                .add(route)
-                .replace()
-                .execute()
+            replace_route(handle, None, gateway, link.header.index)
                 .await
                 .map_err(|e| fail(format!("default route via {gw}: {e}")))?;
         }
@@ -123,16 +131,7 @@ async fn configure(
                 peer.name, peer.address
             ))
         })?;
-        let route = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(dest, len)
-            .gateway(gateway)
-            .output_interface(link.header.index)
-            .build();
-        handle
-            .route()
-            .add(route)
-            .replace()
-            .execute()
+        replace_route(handle, Some((dest, len)), gateway, link.header.index)
             .await
             .map_err(|e| {
                 fail(format!(
