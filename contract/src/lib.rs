@@ -5,5 +5,6 @@
 pub mod exec;
 pub mod initramfs;
 pub mod kernel;
+pub mod kubernetes_spec;
 pub mod node_spec;
 pub mod status;

@@ -7,6 +7,10 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::kubernetes_spec::{
+    CertificateAuthority, Json6902Patch, KubeProxyMode, KubernetesSettings, Secret,
+};
+
 pub const NODE_SPEC_VERSION: u32 = 1;
 
 /// Where kina-init looks for the spec inside a node.
@@ -66,19 +70,6 @@ pub struct InterfaceConfig {
 
 fn default_profiles() -> Vec<String> {
     vec!["kubernetes-base".into(), "ptp".into()]
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KubernetesSettings {
-    pub pod_subnet: String,
-    pub service_subnet: String,
-    #[serde(default = "default_dns_domain")]
-    pub dns_domain: String,
-}
-
-fn default_dns_domain() -> String {
-    "cluster.local".into()
 }
 
 #[derive(Debug, thiserror::Error)]

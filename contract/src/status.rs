@@ -55,6 +55,27 @@ pub struct NodeStatus {
     /// How kina-init runs: `vm-pid1` (QEMU) or `container-pid1` (Apple).
     pub mode: String,
     pub phases: Vec<PhaseStatus>,
+    /// Present once the Kubernetes phase has started on a node that runs
+    /// Kubernetes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KubernetesStatus {
+    /// The image's Kubernetes version, as kubeadm reports it.
+    pub version: String,
+    pub node_name: String,
+    pub node_ip: String,
+    /// Where the admin kubeconfig is, set as soon as the API server answers
+    /// (before anything that may hang), so the host can always fetch it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_kubeconfig: Option<String>,
+    /// The node's `Ready` condition.
+    pub ready: bool,
+    /// Control plane only: CoreDNS has an available replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coredns_available: Option<bool>,
 }
 
 impl NodeStatus {
@@ -73,6 +94,7 @@ impl NodeStatus {
                     hint: None,
                 })
                 .collect(),
+            kubernetes: None,
         }
     }
 
@@ -106,6 +128,24 @@ impl NodeStatus {
             if let Some(hint) = &p.hint {
                 out.push_str(&format!("{:<29}{hint}\n", ""));
             }
+        }
+        if let Some(k) = &self.kubernetes {
+            out.push_str(&format!(
+                "kubernetes {} node {} ({}): {}{}{}\n",
+                k.version,
+                k.node_name,
+                k.node_ip,
+                if k.ready { "Ready" } else { "not Ready" },
+                match k.coredns_available {
+                    Some(true) => ", CoreDNS available",
+                    Some(false) => ", CoreDNS not available",
+                    None => "",
+                },
+                k.admin_kubeconfig
+                    .as_deref()
+                    .map(|p| format!(", admin kubeconfig {p}"))
+                    .unwrap_or_default(),
+            ));
         }
         out
     }

@@ -12,6 +12,8 @@ pub mod first_stage;
 #[cfg(target_os = "linux")]
 pub mod kernel_probe;
 #[cfg(target_os = "linux")]
+pub mod kubernetes;
+#[cfg(target_os = "linux")]
 pub mod pid1;
 #[cfg(target_os = "linux")]
 pub mod pod_check;

@@ -171,9 +171,15 @@ fn phase(args: &[String]) -> ExitCode {
         // Phases that need no spec (mount, sysctls) run without one.
         Err(_) => NodeSpec::unnamed(),
     };
+    // A phase run by hand reports beside, not over, the boot's status.
+    let status = kina_init::boot::StatusFile::new(
+        std::env::temp_dir().join("kina-init-phase-status.json"),
+        kina_contract::status::NodeStatus::new(&spec.name, "by-hand"),
+    );
     let mut ctx = BootContext {
         spec,
         kernel_report: None,
+        status,
     };
     let name = phase.name();
     match phase.run(&mut ctx) {

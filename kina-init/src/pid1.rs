@@ -25,7 +25,7 @@ use nix::sys::wait::{WaitPidFlag, waitpid};
 use nix::unistd::Pid;
 
 use crate::boot::sequence::{Mode, phases};
-use crate::boot::{BootContext, Phase, PhaseFailure, run_phases};
+use crate::boot::{BootContext, Phase, PhaseFailure, StatusFile, run_phases};
 use crate::children;
 use crate::exec_server;
 use crate::kernel_probe::LiveProbes;
@@ -200,20 +200,14 @@ fn boot(mode: Mode, supervisor: Arc<Mutex<Supervisor>>) {
             NodeSpec::unnamed()
         }
     };
-    let mut status = NodeStatus::new(&spec.name, mode.label());
+    let status = StatusFile::new(STATUS_PATH, NodeStatus::new(&spec.name, mode.label()));
     let mut ctx = BootContext {
         spec,
         kernel_report: None,
+        status,
     };
     let started = Instant::now();
-    let failed = run_phases(
-        &mut phases,
-        &mut ctx,
-        &mut status,
-        Path::new(STATUS_PATH),
-        &mut std::io::stderr(),
-        None,
-    );
+    let failed = run_phases(&mut phases, &mut ctx, &mut std::io::stderr(), None);
     match failed {
         None => say(&format!(
             "boot complete in {} ms",

@@ -80,6 +80,9 @@ struct Service {
     crashes: u32,
     next_start: Option<Instant>,
     total_restarts: u32,
+    /// The running process was asked to stop so that it starts again at
+    /// once: its exit is not a crash.
+    restart_requested: bool,
 }
 
 #[derive(Default)]
@@ -105,7 +108,35 @@ impl Supervisor {
             crashes: 0,
             next_start: Some(Instant::now()),
             total_restarts: 0,
+            restart_requested: false,
         });
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.services.iter().any(|s| s.spec.name == name)
+    }
+
+    /// Asks a running service to stop (SIGTERM) and starts it again at
+    /// once, without counting a crash: for a program that must re-read
+    /// files it only reads at start (the kubelet after `kubeadm init`
+    /// rewrote its kubeconfig).
+    pub fn restart(&mut self, name: &str) -> bool {
+        let Some(s) = self.services.iter_mut().find(|s| s.spec.name == name) else {
+            return false;
+        };
+        if let Some(child) = &s.child {
+            s.restart_requested = true;
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        }
+        true
+    }
+
+    /// Stops one service (SIGTERM, then SIGKILL after `grace`) and forgets
+    /// it, so it is not restarted.
+    pub fn remove(&mut self, name: &str, grace: Duration) -> Option<String> {
+        let i = self.services.iter().position(|s| s.spec.name == name)?;
+        let mut service = self.services.remove(i);
+        Some(stop_child(&mut service, grace))
     }
 
     /// Whether any supervised process is running.
@@ -134,8 +165,12 @@ impl Supervisor {
                 if ran >= backoff.reset_after {
                     s.crashes = 0;
                 }
-                s.crashes += 1;
-                let delay = backoff.delay(s.crashes);
+                let delay = if std::mem::take(&mut s.restart_requested) {
+                    Duration::ZERO
+                } else {
+                    s.crashes += 1;
+                    backoff.delay(s.crashes)
+                };
                 children::release(child.id());
                 s.child = None;
                 s.next_start = Some(now + delay);
@@ -180,31 +215,39 @@ impl Supervisor {
     pub fn stop_all(&mut self, grace: Duration) -> Vec<(String, String)> {
         let mut ended = Vec::new();
         for s in self.services.iter_mut().rev() {
-            s.next_start = None;
-            let Some(mut child) = s.child.take() else {
-                continue;
-            };
-            let pid = Pid::from_raw(child.id() as i32);
-            let _ = kill(pid, Signal::SIGTERM);
-            let deadline = Instant::now() + grace;
-            let mut how = None;
-            while Instant::now() < deadline {
-                if let Ok(Some(status)) = child.try_wait() {
-                    how = Some(format!("stopped ({status})"));
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            if s.child.is_some() {
+                ended.push((s.spec.name.clone(), stop_child(s, grace)));
             }
-            let how = how.unwrap_or_else(|| {
-                let _ = child.kill();
-                let _ = child.wait();
-                format!("killed after {} ms", grace.as_millis())
-            });
-            children::release(child.id());
-            ended.push((s.spec.name.clone(), how));
+            s.next_start = None;
         }
         ended
     }
+}
+
+/// SIGTERM, then SIGKILL once `grace` has passed; says how it ended.
+fn stop_child(s: &mut Service, grace: Duration) -> String {
+    s.next_start = None;
+    let Some(mut child) = s.child.take() else {
+        return "not running".into();
+    };
+    let pid = Pid::from_raw(child.id() as i32);
+    let _ = kill(pid, Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    let mut how = None;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            how = Some(format!("stopped ({status})"));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let how = how.unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        format!("killed after {} ms", grace.as_millis())
+    });
+    children::release(child.id());
+    how
 }
 
 fn start(spec: &ServiceSpec) -> Result<Child, String> {

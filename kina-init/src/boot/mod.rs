@@ -19,6 +19,7 @@ pub mod sysctls;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use kina_contract::kernel::Report;
@@ -30,6 +31,63 @@ pub struct BootContext {
     pub spec: NodeSpec,
     /// The kernel phase's report; the modules phase loads what it marks `=m`.
     pub kernel_report: Option<Report>,
+    /// For what a phase must report before it ends (the Kubernetes phase
+    /// publishes the admin kubeconfig as soon as the API server answers).
+    pub status: StatusFile,
+}
+
+/// The node status and the file it is kept in, shared by the boot thread
+/// and the services that report after boot (the Kubernetes controller).
+#[derive(Clone)]
+pub struct StatusFile {
+    path: PathBuf,
+    status: Arc<Mutex<NodeStatus>>,
+}
+
+impl StatusFile {
+    pub fn new(path: impl Into<PathBuf>, status: NodeStatus) -> Self {
+        Self {
+            path: path.into(),
+            status: Arc::new(Mutex::new(status)),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn snapshot(&self) -> NodeStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Changes the status in memory only (before /run exists).
+    fn change(&self, f: impl FnOnce(&mut NodeStatus)) {
+        f(&mut self.status.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    /// Changes the status and replaces the file atomically, so readers never
+    /// see half of it; the lock orders concurrent writers.
+    pub fn update(&self, f: impl FnOnce(&mut NodeStatus)) -> std::io::Result<()> {
+        let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut status);
+        let dir = self
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        std::fs::create_dir_all(&dir)?;
+        let name = self
+            .path
+            .file_name()
+            .map_or_else(|| "status".into(), |n| n.to_string_lossy());
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let bytes = serde_json::to_vec_pretty(&*status).map_err(std::io::Error::other)?;
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, &self.path)
+    }
 }
 
 /// Why a phase failed and the way out, for the console and the status file.
@@ -45,52 +103,59 @@ pub trait Phase {
     fn run(&mut self, ctx: &mut BootContext) -> Result<String, PhaseFailure>;
 }
 
-/// Runs `phases` in order, writing `status` to `status_path` after every
-/// change. Returns the name of the failed phase, if one failed.
+/// Runs `phases` in order, writing the status file after every change.
+/// Returns the name of the failed phase, if one failed.
 pub fn run_phases(
     phases: &mut [Box<dyn Phase>],
     ctx: &mut BootContext,
-    status: &mut NodeStatus,
-    status_path: &Path,
     console: &mut dyn Write,
     stop_after: Option<&str>,
 ) -> Option<String> {
+    let status = ctx.status.clone();
+    let write = |console: &mut dyn Write, f: &dyn Fn(&mut NodeStatus)| {
+        if let Err(e) = status.update(f) {
+            let _ = writeln!(
+                console,
+                "kina-init: cannot write {}: {e}",
+                status.path().display()
+            );
+        }
+    };
     let mut failed = None;
     let mut stopped = false;
     for phase in phases.iter_mut() {
         let name = phase.name();
         if failed.is_some() || stopped {
-            if let Some(p) = status.phase_mut(name) {
-                p.state = PhaseState::Skipped;
-            }
+            status.change(|s| set_state(s, name, PhaseState::Skipped));
             continue;
-        }
-        if let Some(p) = status.phase_mut(name) {
-            p.state = PhaseState::Running;
         }
         // The status file lives on /run, which the mount phase provides:
         // written before it, it would land on the root disk underneath the
         // tmpfs and be read as a stale status later.
-        if name != "mount" {
-            write_status(status, status_path, console);
+        if name == "mount" {
+            status.change(|s| set_state(s, name, PhaseState::Running));
+        } else {
+            write(console, &|s| set_state(s, name, PhaseState::Running));
         }
         let started = Instant::now();
         let result = phase.run(ctx);
         let ms = started.elapsed().as_millis() as u64;
-        if let Some(p) = status.phase_mut(name) {
-            p.duration_ms = ms;
-            match &result {
-                Ok(message) => {
-                    p.state = PhaseState::Ok;
-                    p.message = message.clone();
-                }
-                Err(f) => {
-                    p.state = PhaseState::Failed;
-                    p.message = f.message.clone();
-                    p.hint = Some(f.hint.clone());
+        status.change(|s| {
+            if let Some(p) = s.phase_mut(name) {
+                p.duration_ms = ms;
+                match &result {
+                    Ok(message) => {
+                        p.state = PhaseState::Ok;
+                        p.message = message.clone();
+                    }
+                    Err(f) => {
+                        p.state = PhaseState::Failed;
+                        p.message = f.message.clone();
+                        p.hint = Some(f.hint.clone());
+                    }
                 }
             }
-        }
+        });
         let line = match &result {
             Ok(message) => format!("kina-init: {name} ok ({ms} ms): {message}\n"),
             Err(f) => format!(
@@ -106,25 +171,13 @@ pub fn run_phases(
             stopped = true;
         }
     }
-    write_status(status, status_path, console);
+    write(console, &|_| {});
     failed
 }
 
-/// Replaces the status file atomically, so readers never see half of it.
-fn write_status(status: &NodeStatus, path: &Path, console: &mut dyn Write) {
-    let result = (|| -> std::io::Result<()> {
-        let dir = path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
-        std::fs::create_dir_all(&dir)?;
-        let tmp = dir.join(".status.json.tmp");
-        let bytes = serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?;
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = writeln!(console, "kina-init: cannot write {}: {e}", path.display());
+fn set_state(status: &mut NodeStatus, name: &str, state: PhaseState) {
+    if let Some(p) = status.phase_mut(name) {
+        p.state = state;
     }
 }
 
@@ -132,6 +185,19 @@ fn write_status(status: &NodeStatus, path: &Path, console: &mut dyn Write) {
 pub(crate) mod tests_support {
     use super::*;
     use kina_contract::node_spec::Role;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A status file of its own for each test (they run in parallel).
+    pub fn scratch_status() -> StatusFile {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        StatusFile::new(
+            std::env::temp_dir()
+                .join(format!("kina-test-{}-{n}", std::process::id()))
+                .join("status.json"),
+            NodeStatus::new("n1", "vm-pid1"),
+        )
+    }
 
     pub fn ctx() -> BootContext {
         BootContext {
@@ -147,6 +213,7 @@ pub(crate) mod tests_support {
                 interface: None,
             },
             kernel_report: None,
+            status: scratch_status(),
         }
     }
 }
@@ -178,16 +245,10 @@ mod tests {
             Box::new(Fixed("kernel", Err("kernel lacks CONFIG_VETH"))),
             Box::new(Fixed("modules", Ok("never"))),
         ];
-        let mut status = NodeStatus::new("n1", "vm-pid1");
+        let mut ctx = ctx();
+        ctx.status = StatusFile::new(&path, NodeStatus::new("n1", "vm-pid1"));
         let mut console = Vec::new();
-        let failed = run_phases(
-            &mut phases,
-            &mut ctx(),
-            &mut status,
-            &path,
-            &mut console,
-            None,
-        );
+        let failed = run_phases(&mut phases, &mut ctx, &mut console, None);
         assert_eq!(failed.as_deref(), Some("kernel"));
         let written: NodeStatus = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(written.phase("mount").unwrap().state, PhaseState::Ok);
@@ -211,16 +272,13 @@ mod tests {
             Box::new(Fixed("cgroups", Ok("b"))),
             Box::new(Fixed("identity", Ok("c"))),
         ];
-        let mut status = NodeStatus::new("n1", "vm-pid1");
-        let failed = run_phases(
-            &mut phases,
-            &mut ctx(),
-            &mut status,
-            &path,
-            &mut Vec::new(),
-            Some("cgroups"),
-        );
+        let mut ctx = ctx();
+        ctx.status = StatusFile::new(&path, NodeStatus::new("n1", "vm-pid1"));
+        let failed = run_phases(&mut phases, &mut ctx, &mut Vec::new(), Some("cgroups"));
         assert_eq!(failed, None);
-        assert_eq!(status.phase("identity").unwrap().state, PhaseState::Skipped);
+        assert_eq!(
+            ctx.status.snapshot().phase("identity").unwrap().state,
+            PhaseState::Skipped
+        );
     }
 }

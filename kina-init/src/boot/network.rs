@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use futures_util::TryStreamExt;
+use kina_contract::node_spec::Peer;
+use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
@@ -117,31 +119,89 @@ async fn configure(
                 .map_err(|e| fail(format!("default route via {gw}: {e}")))?;
         }
     }
-    let mut routes = 0;
-    for peer in &ctx.spec.peers {
+    let routes = peer_routes(handle, link.header.index, &ctx.spec.peers)
+        .await
+        .map_err(fail)?;
+    Ok((mtu, routes))
+}
+
+/// A route to each peer's pod CIDR through the peer's node address,
+/// replacing what a route to that CIDR said before (the peer came back with
+/// another address).
+async fn peer_routes(handle: &Handle, link: u32, peers: &[Peer]) -> Result<usize, String> {
+    for peer in peers {
         let (dest, len) = parse_cidr(&peer.pod_cidr).ok_or_else(|| {
-            fail(format!(
+            format!(
                 "peer {}: pod CIDR `{}` is not an IPv4 CIDR",
                 peer.name, peer.pod_cidr
-            ))
+            )
         })?;
-        let gateway: Ipv4Addr = peer.address.parse().map_err(|_| {
-            fail(format!(
-                "peer {}: address `{}` is not IPv4",
-                peer.name, peer.address
-            ))
-        })?;
-        replace_route(handle, Some((dest, len)), gateway, link.header.index)
+        let gateway: Ipv4Addr = peer
+            .address
+            .parse()
+            .map_err(|_| format!("peer {}: address `{}` is not IPv4", peer.name, peer.address))?;
+        replace_route(handle, Some((dest, len)), gateway, link)
             .await
             .map_err(|e| {
-                fail(format!(
+                format!(
                     "route {} via {} ({}): {e}",
                     peer.pod_cidr, peer.address, peer.name
-                ))
+                )
             })?;
-        routes += 1;
     }
-    Ok((mtu, routes))
+    Ok(peers.len())
+}
+
+/// Runs `f` with an rtnetlink handle and the index of `uplink`.
+fn with_uplink<T>(
+    uplink: &str,
+    f: impl AsyncFnOnce(&Handle, u32) -> Result<T, String>,
+) -> Result<T, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| format!("starting the netlink runtime: {e}"))?;
+    runtime.block_on(async {
+        let (connection, handle, _) =
+            rtnetlink::new_connection().map_err(|e| format!("opening rtnetlink: {e}"))?;
+        tokio::spawn(connection);
+        let mut links = handle.link().get().match_name(uplink.to_string()).execute();
+        let link = links
+            .try_next()
+            .await
+            .map_err(|e| format!("no network interface {uplink}: {e}"))?
+            .ok_or_else(|| format!("no network interface {uplink}"))?;
+        f(&handle, link.header.index).await
+    })
+}
+
+/// Brings the routes to the peers' pod CIDRs in line with `peers` again:
+/// the host rewrites the node spec when a node's address changes, and the
+/// routes follow.
+pub fn sync_peer_routes(uplink: &str, peers: &[Peer]) -> Result<usize, String> {
+    with_uplink(uplink, async |handle, link| {
+        peer_routes(handle, link, peers).await
+    })
+}
+
+/// The uplink's IPv4 address: the node IP kubelet and the API server
+/// advertise (Apple's vminitd or the spec's interface set it).
+pub fn uplink_ipv4(uplink: &str) -> Result<Ipv4Addr, String> {
+    with_uplink(uplink, async |handle, link| {
+        let mut addresses = handle.address().get().set_link_index_filter(link).execute();
+        while let Some(message) = addresses
+            .try_next()
+            .await
+            .map_err(|e| format!("reading {uplink}'s addresses: {e}"))?
+        {
+            for attribute in message.attributes {
+                if let AddressAttribute::Address(std::net::IpAddr::V4(ip)) = attribute {
+                    return Ok(ip);
+                }
+            }
+        }
+        Err(format!("{uplink} has no IPv4 address"))
+    })
 }
 
 impl Phase for NetworkPhase {

@@ -16,6 +16,7 @@ use super::network::NetworkPhase;
 use super::sysctls::SysctlsPhase;
 use super::{BootContext, Phase, PhaseFailure};
 use crate::kernel_probe::LiveProbes;
+use crate::kubernetes::KubernetesPhase;
 use crate::supervise::Supervisor;
 
 /// How kina-init was started.
@@ -49,30 +50,6 @@ impl Mode {
     }
 }
 
-/// Reports what the node spec asks of Kubernetes; running kubeadm and
-/// kubelet belongs to the Kubernetes phase proper, which this kina-init does
-/// not carry yet, so a spec that asks for it fails here by name.
-struct KubernetesPhase;
-
-impl Phase for KubernetesPhase {
-    fn name(&self) -> &'static str {
-        "kubernetes"
-    }
-
-    fn run(&mut self, ctx: &mut BootContext) -> Result<String, PhaseFailure> {
-        match &ctx.spec.kubernetes {
-            None => Ok("the node spec asks for no Kubernetes: nothing to start".into()),
-            Some(_) => Err(PhaseFailure {
-                message: "the node spec asks for Kubernetes, which this kina-init cannot start yet"
-                    .into(),
-                hint:
-                    "boot with a spec without `kubernetes` (containerd-only node), or a newer kina"
-                        .into(),
-            }),
-        }
-    }
-}
-
 struct ReadyPhase;
 
 impl Phase for ReadyPhase {
@@ -81,7 +58,13 @@ impl Phase for ReadyPhase {
     }
 
     fn run(&mut self, ctx: &mut BootContext) -> Result<String, PhaseFailure> {
-        Ok(format!("node {} is ready", ctx.spec.name))
+        Ok(match ctx.status.snapshot().kubernetes {
+            Some(k) if k.ready => format!(
+                "node {} is ready; Kubernetes {} reports it Ready at {}",
+                ctx.spec.name, k.version, k.node_ip
+            ),
+            _ => format!("node {} is ready", ctx.spec.name),
+        })
     }
 }
 
@@ -131,7 +114,7 @@ pub fn phases(
         }),
         Box::new(ContainerdPhase {
             root: root.clone(),
-            supervisor,
+            supervisor: supervisor.clone(),
             timeout: match mode {
                 // Under TCG containerd takes seconds to start.
                 Mode::Vm => Duration::from_secs(120),
@@ -139,7 +122,7 @@ pub fn phases(
             },
         }),
         Box::new(ImagesPhase { root }),
-        Box::new(KubernetesPhase),
+        Box::new(KubernetesPhase::for_node(supervisor, "eth0")),
         Box::new(ReadyPhase),
     ]
 }

@@ -1,0 +1,198 @@
+//! What the control plane's kina-init does for the whole life of the
+//! cluster, every few seconds: approve the kubelet serving certificates that
+//! pass [`csr_policy`], label workers by role, and keep this node's
+//! readiness in the status file.
+//!
+//! The cluster's nodes are read from the node spec each round, so a spec the
+//! host rewrites (a node came back with another address) is honoured at
+//! once.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use kina_contract::node_spec::NodeSpec;
+use serde_json::Value;
+
+use super::csr_policy::{ClusterNode, Decision, decide, parse_csr_list};
+use super::kubectl::Kubectl;
+use crate::boot::StatusFile;
+
+pub const KUBELET_SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
+const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
+const WORKER_LABEL: &str = "node-role.kubernetes.io/worker";
+
+pub struct Controller {
+    pub kubectl: Kubectl,
+    pub spec_path: PathBuf,
+    /// The spec the boot started with, for rounds where the file cannot be
+    /// read.
+    pub spec: NodeSpec,
+    pub uplink: String,
+    pub status: StatusFile,
+    pub interval: Duration,
+    /// CSRs already reported as left pending, so each is logged once.
+    refused: HashSet<String>,
+}
+
+impl Controller {
+    pub fn new(
+        kubectl: Kubectl,
+        spec_path: PathBuf,
+        spec: NodeSpec,
+        uplink: String,
+        status: StatusFile,
+    ) -> Self {
+        Self {
+            kubectl,
+            spec_path,
+            spec,
+            uplink,
+            status,
+            interval: Duration::from_secs(3),
+            refused: HashSet::new(),
+        }
+    }
+
+    /// Runs rounds forever on a thread of its own.
+    pub fn spawn(mut self) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("kubernetes-controller".into())
+            .spawn(move || {
+                loop {
+                    for line in self.round() {
+                        eprintln!("kina-init: {line}");
+                    }
+                    std::thread::sleep(self.interval);
+                }
+            })
+    }
+
+    /// The cluster's nodes as the spec names them, this one at its current
+    /// address.
+    fn cluster_nodes(&self) -> Vec<ClusterNode> {
+        let spec = std::fs::read(&self.spec_path)
+            .ok()
+            .and_then(|b| NodeSpec::from_json(&b, &self.spec_path.display().to_string()).ok())
+            .unwrap_or_else(|| self.spec.clone());
+        let mut own = Vec::new();
+        if let Ok(ip) = crate::boot::network::uplink_ipv4(&self.uplink) {
+            own.push(IpAddr::V4(ip));
+        }
+        let mut nodes = vec![ClusterNode {
+            name: spec.name.clone(),
+            addresses: own,
+        }];
+        nodes.extend(spec.peers.iter().map(|p| ClusterNode {
+            name: p.name.clone(),
+            addresses: p.address.parse().into_iter().collect(),
+        }));
+        nodes
+    }
+
+    /// One round; returns what is worth a console line.
+    pub fn round(&mut self) -> Vec<String> {
+        let nodes = self.cluster_nodes();
+        let mut said = Vec::new();
+        match self.kubectl.run(&["get", "csr", "-o", "json"]) {
+            Ok(bytes) => match parse_csr_list(&bytes) {
+                Ok(csrs) => {
+                    for csr in csrs.iter().filter(|c| !c.decided) {
+                        match decide(csr, &nodes, SystemTime::now()) {
+                            Decision::Approve => {
+                                match self.kubectl.run(&["certificate", "approve", &csr.name]) {
+                                    Ok(_) => said.push(format!(
+                                        "approved kubelet serving certificate request {} of {}",
+                                        csr.name, csr.username
+                                    )),
+                                    Err(e) => said.push(format!("approving {}: {e}", csr.name)),
+                                }
+                            }
+                            // Other signers are the controller manager's
+                            // business; say nothing of them.
+                            Decision::Refuse(_) if csr.signer_name != KUBELET_SERVING_SIGNER => {}
+                            Decision::Refuse(reason) => {
+                                if self.refused.insert(csr.name.clone()) {
+                                    said.push(format!(
+                                        "left certificate request {} of {} pending: {reason}",
+                                        csr.name, csr.username
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => said.push(format!("reading certificate requests: {e}")),
+            },
+            Err(e) => said.push(format!("listing certificate requests: {e}")),
+        }
+        match self.kubectl.json(&["get", "nodes"]) {
+            Ok(list) => {
+                let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+                for name in unlabelled_workers(&list, &names) {
+                    let label = format!("{WORKER_LABEL}=");
+                    match self
+                        .kubectl
+                        .run(&["label", "node", &name, &label, "--overwrite"])
+                    {
+                        Ok(_) => said.push(format!("labelled node {name} as a worker")),
+                        Err(e) => said.push(format!("labelling node {name}: {e}")),
+                    }
+                }
+                let own = &self.spec.name;
+                let ready = list["items"].as_array().is_some_and(|items| {
+                    items.iter().any(|n| {
+                        n["metadata"]["name"] == own.as_str()
+                            && super::kubectl::condition_true(n, "Ready")
+                    })
+                });
+                let _ = self.status.update(|s| {
+                    if let Some(k) = &mut s.kubernetes {
+                        k.ready = ready;
+                    }
+                });
+            }
+            Err(e) => said.push(format!("listing nodes: {e}")),
+        }
+        said
+    }
+}
+
+/// Nodes of this cluster that have neither role label; kubeadm labels
+/// control planes, and a kubelet may not set `node-role` labels itself.
+pub fn unlabelled_workers(node_list: &Value, cluster: &[&str]) -> Vec<String> {
+    node_list["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|n| {
+                    let name = n["metadata"]["name"].as_str()?;
+                    let labels = &n["metadata"]["labels"];
+                    let labelled = labels.get(CONTROL_PLANE_LABEL).is_some()
+                        || labels.get(WORKER_LABEL).is_some();
+                    (cluster.contains(&name) && !labelled).then(|| name.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_this_clusters_unlabelled_nodes_become_workers() {
+        let list = json!({"items": [
+            {"metadata": {"name": "kina-control-plane", "labels": {CONTROL_PLANE_LABEL: ""}}},
+            {"metadata": {"name": "kina-worker", "labels": {"kubernetes.io/os": "linux"}}},
+            {"metadata": {"name": "kina-worker2", "labels": {WORKER_LABEL: ""}}},
+            {"metadata": {"name": "stranger", "labels": {}}},
+        ]});
+        let cluster = ["kina-control-plane", "kina-worker", "kina-worker2"];
+        assert_eq!(unlabelled_workers(&list, &cluster), ["kina-worker"]);
+    }
+}
