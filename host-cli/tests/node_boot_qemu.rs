@@ -80,6 +80,65 @@ fn an_amd64_base_image_boots_to_ready_in_qemu_and_behaves_as_a_node() {
     // --- Pod networking through the real ptp plugin and the generated config.
     assert_pod_network_works(env, "n1");
 
+    // --- The base image carries no Kubernetes: the Kubernetes phase, run
+    // with a spec that asks for it, names every missing binary and the way
+    // out (kubeadm, kubelet and kubectl cannot be downloaded here, so this
+    // is as far as the real image can go in this environment).
+    let spec = serde_json::json!({
+        "version": 1, "name": "n1", "cluster": "kina", "role": "control-plane",
+        "pod_cidr": "10.244.0.0/24",
+        "kubernetes": {
+            "pod_subnet": "10.244.0.0/16", "service_subnet": "10.96.0.0/16",
+            "control_plane_endpoint": "10.0.2.15:6443"
+        }
+    });
+    let script = "cat > /run/k8s-spec.json && kina-init phase kubernetes --spec /run/k8s-spec.json";
+    let out = exec(
+        env,
+        "n1",
+        &["sh", "-c", script],
+        spec.to_string().as_bytes(),
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("kubernetes FAILED: the node image has no kubeadm, kubelet, kubectl (looked in /usr/local/sbin:")
+            && said.contains("recipes/kubernetes-v1.36.toml"),
+        "{said}"
+    );
+
+    // --- Routes follow the spec: a peer appears, then comes back at
+    // another address, and this node's route to its pod CIDR follows.
+    for address in ["10.0.2.99", "10.0.2.98"] {
+        let mut spec: serde_json::Value =
+            serde_json::from_str(&exec_ok(env, "n1", &["cat", "/etc/kina/node.json"])).unwrap();
+        spec["peers"] = serde_json::json!([
+            {"name": "n2", "address": address, "pod_cidr": "10.244.9.0/24"}
+        ]);
+        let write =
+            "cat > /etc/kina/node.json.new && mv /etc/kina/node.json.new /etc/kina/node.json";
+        let out = exec(env, "n1", &["sh", "-c", write], spec.to_string().as_bytes());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let route = exec_ok(env, "n1", &["ip", "route", "show", "10.244.9.0/24"]);
+            if route.contains(&format!("via {address} dev eth0")) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no route via {address}: {}\n{}",
+                route,
+                console(env, "n1")
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     // --- containerd killed repeatedly comes back, each time a little later.
     let kill_containerd = "for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = containerd ] && kill -9 ${p#/proc/}; done; true";
     for round in 1..=3 {

@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: kina-init (no arguments: boot the node) | --version | check-kernel [--profile PROFILE]... [--json] | status [--json] [--file PATH] | phase mount|network|sysctls [--root DIR] [--spec FILE] | pod-network-check [--conf FILE] [--json]";
+const USAGE: &str = "usage: kina-init (no arguments: boot the node) | --version | check-kernel [--profile PROFILE]... [--json] | status [--json] [--file PATH] | phase mount|network|sysctls|kubernetes [--root DIR] [--spec FILE] | pod-network-check [--conf FILE] [--json]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -150,8 +150,31 @@ fn phase(args: &[String]) -> ExitCode {
                 resolv_conf: root.join("etc/resolv.conf"),
             })
         }
+        // Runs kubeadm with the spec's settings; on a node of a base image
+        // it says which binaries the image lacks.
+        Some("kubernetes") => {
+            let supervisor = std::sync::Arc::new(std::sync::Mutex::new(
+                kina_init::supervise::Supervisor::new(Default::default()),
+            ));
+            // PID 1's loop polls the supervisor at boot; by hand, a thread does.
+            let polled = supervisor.clone();
+            std::thread::spawn(move || {
+                loop {
+                    polled
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .poll(std::time::Instant::now());
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            });
+            let mut phase = kina_init::kubernetes::KubernetesPhase::for_node(supervisor, "eth0");
+            if let Some(root) = root {
+                phase.paths.root = root.into();
+            }
+            Box::new(phase)
+        }
         _ => {
-            eprintln!("kina-init phase: name one of mount, network, sysctls\n{USAGE}");
+            eprintln!("kina-init phase: name one of mount, network, sysctls, kubernetes\n{USAGE}");
             return ExitCode::from(2);
         }
     };

@@ -24,6 +24,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, waitpid};
 use nix::unistd::Pid;
 
+use crate::boot::network::sync_peer_routes;
 use crate::boot::sequence::{Mode, phases};
 use crate::boot::{BootContext, Phase, PhaseFailure, StatusFile, run_phases};
 use crate::children;
@@ -37,6 +38,8 @@ const SERVICE_GRACE: Duration = Duration::from_secs(10);
 const REST_GRACE: Duration = Duration::from_secs(5);
 /// Supervision tick: restarts after backoff happen at most this late.
 const TICK: Duration = Duration::from_millis(250);
+/// How often the node spec is looked at for changed peers.
+const PEER_CHECK: Duration = Duration::from_secs(2);
 
 static PROBES: LiveProbes = LiveProbes;
 
@@ -209,13 +212,48 @@ fn boot(mode: Mode, supervisor: Arc<Mutex<Supervisor>>) {
     let started = Instant::now();
     let failed = run_phases(&mut phases, &mut ctx, &mut std::io::stderr(), None);
     match failed {
-        None => say(&format!(
-            "boot complete in {} ms",
-            started.elapsed().as_millis()
-        )),
+        None => {
+            say(&format!(
+                "boot complete in {} ms",
+                started.elapsed().as_millis()
+            ));
+            follow_peers(Path::new(NODE_SPEC_PATH), &ctx.spec);
+        }
         Some(phase) => say(&format!(
             "boot stopped at phase {phase}; the node stays up for inspection (`kina-init status`)"
         )),
+    }
+}
+
+/// Keeps the routes to the peers' pod CIDRs in line with the node spec for
+/// the node's whole life: when a node comes back with another address, the
+/// host rewrites every node's spec and the routes follow within seconds.
+fn follow_peers(path: &Path, booted: &NodeSpec) {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut seen = modified(path);
+    let mut peers = booted.peers.clone();
+    loop {
+        thread::sleep(PEER_CHECK);
+        let now = modified(path);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match load_spec(path) {
+            Ok(spec) if spec.peers != peers => {
+                match sync_peer_routes("eth0", &spec.peers) {
+                    Ok(n) => say(&format!("node spec changed: {n} peer route(s) updated")),
+                    Err(e) => say(&format!(
+                        "node spec changed, but the peer routes could not follow: {e}"
+                    )),
+                }
+                peers = spec.peers;
+            }
+            Ok(_) => {}
+            Err(e) => say(&format!(
+                "node spec changed but cannot be read, keeping the routes: {e}"
+            )),
+        }
     }
 }
 

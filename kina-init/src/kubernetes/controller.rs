@@ -15,11 +15,10 @@ use std::time::{Duration, SystemTime};
 use kina_contract::node_spec::NodeSpec;
 use serde_json::Value;
 
-use super::csr_policy::{ClusterNode, Decision, decide, parse_csr_list};
+use super::csr_policy::{ClusterNode, Decision, KUBELET_SERVING_SIGNER, decide, parse_csr_list};
 use super::kubectl::Kubectl;
 use crate::boot::StatusFile;
 
-pub const KUBELET_SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
 const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
 const WORKER_LABEL: &str = "node-role.kubernetes.io/worker";
 

@@ -81,7 +81,7 @@
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -148,7 +148,9 @@ pub enum Decision {
 pub fn decide(csr: &Csr, nodes: &[ClusterNode], now: SystemTime) -> Decision {
     match check(csr, nodes, now) {
         Ok(()) => Decision::Approve,
-        Err(reason) => Decision::Refuse(reason),
+        // Values from the CSR are quoted with {:?}, which escapes them; this
+        // also keeps a parser's message to one line.
+        Err(reason) => Decision::Refuse(reason.replace(char::is_control, " ")),
     }
 }
 
@@ -360,9 +362,7 @@ fn check_subject(request: &Request, username: &str) -> Result<(), String> {
         ));
     }
     match organization {
-        None => Err(format!(
-            "subject {subject:?} lacks O={NODES_GROUP} (has no O)"
-        )),
+        None => Err(format!("subject {subject:?} lacks O={NODES_GROUP}")),
         Some(o) if o != NODES_GROUP => Err(format!("subject O {o:?} is not {NODES_GROUP}")),
         Some(_) => Ok(()),
     }
@@ -578,109 +578,19 @@ fn string_list(item: &Value, path: &str) -> Result<Vec<String>, String> {
         .collect()
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// algorithm, as in kina-builder's civil_time).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from((month + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn days_in_month(year: i64, month: u32) -> u32 {
-    match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
 /// An RFC 3339 date-time: `2026-05-28T20:26:40Z` as Kubernetes writes
 /// metadata.creationTimestamp, and also with a fraction or an offset.
 fn parse_rfc3339(text: &str) -> Result<SystemTime, String> {
-    let bad = || format!("{text:?} is not an RFC 3339 date-time");
-    let b = text.as_bytes();
-    let number = |from: usize, to: usize| -> Option<u32> {
-        let digits = b.get(from..to)?;
-        if !digits.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        Some(digits.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
-    };
-    let at = |i: usize, allowed: &[u8]| b.get(i).is_some_and(|c| allowed.contains(c));
-    if !(at(4, b"-") && at(7, b"-") && at(10, b"Tt") && at(13, b":") && at(16, b":")) {
-        return Err(bad());
-    }
-    let field = |from, to| number(from, to).ok_or_else(bad);
-    let year = i64::from(field(0, 4)?);
-    let month = field(5, 7)?;
-    let day = field(8, 10)?;
-    let (hour, minute, second) = (field(11, 13)?, field(14, 16)?, field(17, 19)?);
-    if !(1..=12).contains(&month)
-        || day == 0
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
-        return Err(bad());
-    }
-
-    let mut i = 19;
-    let mut nanos = 0u32;
-    if at(i, b".") {
-        let start = i + 1;
-        let mut end = start;
-        while b.get(end).is_some_and(u8::is_ascii_digit) {
-            end += 1;
-        }
-        if end == start {
-            return Err(bad());
-        }
-        // Nanoseconds are the first nine digits, right-padded with zeros.
-        for k in 0..9 {
-            let digit = if start + k < end {
-                number(start + k, start + k + 1).ok_or_else(bad)?
-            } else {
-                0
-            };
-            nanos = nanos * 10 + digit;
-        }
-        i = end;
-    }
-
-    let offset: i64 = match b.get(i) {
-        Some(b'Z' | b'z') if i + 1 == b.len() => 0,
-        Some(sign @ (b'+' | b'-')) if i + 6 == b.len() && at(i + 3, b":") => {
-            let (h, m) = (field(i + 1, i + 3)?, field(i + 4, i + 6)?);
-            if h > 23 || m > 59 {
-                return Err(bad());
-            }
-            let offset = i64::from(h * 3600 + m * 60);
-            if *sign == b'+' { offset } else { -offset }
-        }
-        _ => return Err(bad()),
-    };
-
-    let seconds = days_from_civil(year, month, day) * 86_400
-        + i64::from(hour * 3600 + minute * 60 + second)
-        - offset;
-    let time = match u64::try_from(seconds) {
-        Ok(after) => UNIX_EPOCH.checked_add(Duration::from_secs(after)),
-        Err(_) => UNIX_EPOCH.checked_sub(Duration::from_secs(seconds.unsigned_abs())),
-    };
-    time.and_then(|t| t.checked_add(Duration::from_nanos(u64::from(nanos))))
-        .ok_or_else(bad)
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(SystemTime::from)
+        .map_err(|e| format!("{text:?} is not an RFC 3339 date-time: {e}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
+    use std::time::UNIX_EPOCH;
 
     /// 2026-05-28T20:26:40Z.
     const NOW_SECS: u64 = 1_780_000_000;
@@ -726,20 +636,13 @@ mod tests {
             .into_bytes()
     }
 
-    fn node_subject(node: &str) -> Vec<(DnType, String)> {
-        vec![
-            (DnType::CommonName, format!("system:node:{node}")),
-            (DnType::OrganizationName, "system:nodes".to_string()),
-        ]
-    }
-
     /// What a kubelet of `node` sends: its own name and address, 3 minutes ago.
     fn kubelet_csr(node: &str, address: &str, key: &KeyPair) -> Csr {
-        let subject = node_subject(node);
-        let subject: Vec<(DnType, &str)> = subject
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str()))
-            .collect();
+        let common_name = format!("system:node:{node}");
+        let subject = [
+            (DnType::CommonName, common_name.as_str()),
+            (DnType::OrganizationName, "system:nodes"),
+        ];
         Csr {
             name: "csr-7xk2p".to_string(),
             signer_name: KUBELET_SERVING_SIGNER.to_string(),

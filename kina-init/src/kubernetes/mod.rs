@@ -254,9 +254,12 @@ impl KubernetesPhase {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| format!("creating {}: {e}", dir.display()))?;
             }
+            // kubeadm's output names the cluster's endpoints and files;
+            // root's to read, like the configuration it came from.
             OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(&log_path)
                 .map_err(|e| format!("opening {}: {e}", log_path.display()))
         };
@@ -462,8 +465,9 @@ impl Phase for KubernetesPhase {
                     let args = vec![
                         "init".to_string(),
                         config_arg,
+                        // The token is a secret; kubeadm's default
+                        // verbosity logs neither it nor the key.
                         "--skip-token-print".into(),
-                        "--v=5".into(),
                     ];
                     self.run_kubeadm(kubeadm, &args, deadline, || {
                         if !progress.kubelet_started && self.paths.kubelet_configured() {
@@ -481,7 +485,7 @@ impl Phase for KubernetesPhase {
                         .restart("kubelet");
                 }
                 Role::Worker => {
-                    let args = vec!["join".to_string(), config_arg, "--v=5".into()];
+                    let args = vec!["join".to_string(), config_arg];
                     let mut attempt = 0;
                     loop {
                         attempt += 1;
