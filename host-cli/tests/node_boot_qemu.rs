@@ -161,7 +161,16 @@ fn an_amd64_base_image_boots_to_ready_in_qemu_and_behaves_as_a_node() {
         .filter_map(|l| l.split("restarting in ").nth(1))
         .collect();
     assert_eq!(delays, ["250 ms", "500 ms", "1000 ms"], "{text}");
-    exec_ok(env, "n1", &["ctr", "version"]);
+    // "started" is the process; its socket answers a moment later.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !exec(env, "n1", &["ctr", "version"], b"").status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "containerd does not answer after its restarts:\n{}",
+            console(env, "n1")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     // --- Apple's way of starting an entrypoint, inside this VM: kina-init
     // detects container mode and reaches containerd there too, with a
