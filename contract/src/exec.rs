@@ -95,7 +95,13 @@ impl Frame {
         let mut header = [0u8; HEADER_LEN];
         let mut filled = 0;
         while filled < HEADER_LEN {
-            let n = r.read(&mut header[filled..])?;
+            // A signal arriving mid-read is no reason to give up
+            // (read_exact below retries it the same way).
+            let n = match r.read(&mut header[filled..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
             if n == 0 {
                 if filled == 0 {
                     return Ok(None);

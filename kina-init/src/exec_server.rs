@@ -149,7 +149,13 @@ fn run(id: u32, argv: &[String], reader: &mut File, writer: &File) -> io::Result
         let tx = tx.clone();
         pumps.push(thread::spawn(move || {
             let mut buf = vec![0u8; kina_contract::exec::MAX_PAYLOAD];
-            while let Ok(n) = stream.read(&mut buf) {
+            loop {
+                // A signal mid-read must not cut the output short.
+                let n = match stream.read(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                };
                 if n == 0
                     || tx
                         .send(Frame {
