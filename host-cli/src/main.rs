@@ -12,6 +12,13 @@ mod cli;
     expect(dead_code, reason = "no command creates clusters yet")
 )]
 mod cluster_secrets;
+// kind's cluster config file, read as is, plus kina's own settings. No
+// command creates clusters yet, so only its tests use it for now.
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "no command creates clusters from a config yet")
+)]
+mod cluster_config;
 mod cmd;
 
 use std::process::ExitCode;
