@@ -20,6 +20,13 @@ mod cluster_secrets;
 )]
 mod cluster_config;
 mod cmd;
+// Adds and removes `kina-<cluster>` in the user's kubeconfig. No command
+// creates clusters yet, so only its tests use it for now.
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "no command creates clusters yet")
+)]
+mod kubeconfig;
 
 use std::process::ExitCode;
 
