@@ -57,6 +57,13 @@ pub struct KubernetesPhase {
     pub poll: Duration,
 }
 
+/// The node image's Kubernetes programs.
+struct Tools {
+    kubeadm: PathBuf,
+    kubelet: PathBuf,
+    kubectl: PathBuf,
+}
+
 /// What happened while kubeadm ran.
 #[derive(Default)]
 struct Progress {
@@ -355,6 +362,141 @@ impl KubernetesPhase {
         }
     }
 
+    /// kubeadm's configuration for this node, written 0600 (it holds the
+    /// bootstrap token); returns its path.
+    fn write_kubeadm_config(
+        &self,
+        ctx: &BootContext,
+        k: &KubernetesSettings,
+        version: KubeVersion,
+        node_ip: Ipv4Addr,
+    ) -> Result<PathBuf, PhaseFailure> {
+        let (cpus, memory_mb) = node_resources();
+        let ignored = ignored_checks(&ctx.spec.role, cpus, memory_mb, kernel_config_found());
+        for check in &ignored {
+            eprintln!(
+                "kina-init: kubeadm preflight check {} ignored: {}",
+                check.name, check.why
+            );
+        }
+        let inputs = Inputs {
+            spec: &ctx.spec,
+            kubernetes: k,
+            version,
+            node_ip,
+            ignored_checks: &ignored,
+        };
+        let docs = kubeadm_config::for_node(&inputs).map_err(|e| {
+            failure(
+                format!("kubeadm configuration: {e}"),
+                "fix the cluster's Kubernetes settings or kubeadmConfigPatches",
+            )
+        })?;
+        let config = self.config_file();
+        write_private(&config, kubeadm_config::render(&docs).as_bytes())
+            .map_err(|e| failure(e, "the node's /etc must be writable"))?;
+        Ok(config)
+    }
+
+    /// What every round of waiting for kubeadm does: start the kubelet as
+    /// soon as kubeadm has configured it.
+    fn start_kubelet_when_configured(
+        &self,
+        tools: &Tools,
+        progress: &mut Progress,
+    ) -> Result<(), PhaseFailure> {
+        if !progress.kubelet_started && self.paths.kubelet_configured() {
+            self.start_kubelet(&tools.kubelet)?;
+            progress.kubelet_started = true;
+        }
+        Ok(())
+    }
+
+    fn init(
+        &self,
+        tools: &Tools,
+        config: &Path,
+        deadline: Instant,
+        admin: &Kubectl,
+        ctx: &BootContext,
+        progress: &mut Progress,
+    ) -> Result<(), PhaseFailure> {
+        let args = [
+            "init".to_string(),
+            format!("--config={}", config.display()),
+            // The token is a secret; kubeadm's default verbosity logs
+            // neither it nor the key.
+            "--skip-token-print".into(),
+        ];
+        self.run_kubeadm(&tools.kubeadm, &args, deadline, || {
+            self.start_kubelet_when_configured(tools, progress)?;
+            self.publish_when_answering(admin, ctx, progress);
+            Ok(())
+        })?;
+        // kubeadm's kubelet-finalize rewrote kubelet.conf and could not
+        // restart the kubelet without systemd.
+        self.supervisor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .restart("kubelet");
+        Ok(())
+    }
+
+    /// `kubeadm join`, retried after `kubeadm reset` until it succeeds or
+    /// the deadline leaves no room for another attempt.
+    fn join(
+        &self,
+        tools: &Tools,
+        config: &Path,
+        k: &KubernetesSettings,
+        deadline: Instant,
+        progress: &mut Progress,
+    ) -> Result<(), PhaseFailure> {
+        let args = ["join".to_string(), format!("--config={}", config.display())];
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.wait_for_endpoint(&k.control_plane_endpoint, deadline)?;
+            let joined = self.run_kubeadm(&tools.kubeadm, &args, deadline, || {
+                self.start_kubelet_when_configured(tools, progress)
+            });
+            // A retry needs time for `kubeadm reset`, a pause and a join:
+            // without it, report this attempt's reason.
+            let time_left = deadline.saturating_duration_since(Instant::now());
+            match joined {
+                Ok(()) => return Ok(()),
+                Err(f) if time_left > JOIN_RETRY_PAUSE * 2 => {
+                    eprintln!(
+                        "kina-init: join attempt {attempt} failed, retrying: {}",
+                        f.message
+                    );
+                    self.supervisor
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove("kubelet", Duration::from_secs(5));
+                    progress.kubelet_started = false;
+                    let reset = ["reset".to_string(), "--force".into()];
+                    if let Err(e) = self.run_kubeadm(&tools.kubeadm, &reset, deadline, || Ok(())) {
+                        eprintln!(
+                            "kina-init: kubeadm reset before the next join: {}",
+                            e.message
+                        );
+                    }
+                    std::thread::sleep(JOIN_RETRY_PAUSE);
+                }
+                Err(f) => {
+                    return Err(failure(
+                        format!(
+                            "could not join through {} within {} s ({attempt} attempts): {}",
+                            k.control_plane_endpoint, k.timeout_seconds, f.message
+                        ),
+                        f.hint,
+                    ));
+                }
+            }
+        }
+    }
+
     fn wait_until(&self, deadline: Instant, mut check: impl FnMut() -> bool) -> bool {
         loop {
             if check() {
@@ -394,14 +536,25 @@ impl Phase for KubernetesPhase {
                 "build the node image from a Kubernetes recipe (recipes/kubernetes-v1.36.toml); recipes/base.toml makes containerd-only nodes, which boot without a `kubernetes` section in their spec",
             )
         })?;
-        let (kubeadm, kubelet, kubectl) = (&binaries[0], &binaries[1], &binaries[2]);
-        let version_out = children::output(Command::new(kubeadm).args(["version", "-o", "short"]))
-            .map_err(|e| {
-                failure(
-                    format!("cannot run {}: {e}", kubeadm.display()),
-                    "the node image's kubeadm must run on this architecture",
-                )
-            })?;
+        let [kubeadm, kubelet, kubectl] = <[PathBuf; 3]>::try_from(binaries).map_err(|found| {
+            failure(
+                format!("found {} of the 3 Kubernetes programs", found.len()),
+                "the node image needs kubeadm, kubelet and kubectl",
+            )
+        })?;
+        let tools = Tools {
+            kubeadm,
+            kubelet,
+            kubectl,
+        };
+        let version_out =
+            children::output(Command::new(&tools.kubeadm).args(["version", "-o", "short"]))
+                .map_err(|e| {
+                    failure(
+                        format!("cannot run {}: {e}", tools.kubeadm.display()),
+                        "the node image's kubeadm must run on this architecture",
+                    )
+                })?;
         let version =
             KubeVersion::parse(&String::from_utf8_lossy(&version_out.stdout)).map_err(|e| {
                 failure(
@@ -428,110 +581,19 @@ impl Phase for KubernetesPhase {
         });
         let deadline = Instant::now() + Duration::from_secs(k.timeout_seconds);
         let admin = Kubectl {
-            program: kubectl.clone(),
+            program: tools.kubectl.clone(),
             kubeconfig: self.paths.admin_kubeconfig(),
         };
         let mut progress = Progress::default();
         let first_boot = !self.marker().exists();
         if first_boot {
-            let (cpus, memory_mb) = node_resources();
-            let ignored = ignored_checks(&role, cpus, memory_mb, kernel_config_found());
-            for check in &ignored {
-                eprintln!(
-                    "kina-init: kubeadm preflight check {} ignored: {}",
-                    check.name, check.why
-                );
-            }
-            let inputs = Inputs {
-                spec: &ctx.spec,
-                kubernetes: &k,
-                version,
-                node_ip,
-                ignored_checks: &ignored,
-            };
-            let docs = kubeadm_config::for_node(&inputs).map_err(|e| {
-                failure(
-                    format!("kubeadm configuration: {e}"),
-                    "fix the cluster's Kubernetes settings or kubeadmConfigPatches",
-                )
-            })?;
-            let config = self.config_file();
-            write_private(&config, kubeadm_config::render(&docs).as_bytes())
-                .map_err(|e| failure(e, "the node's /etc must be writable"))?;
-            let config_arg = format!("--config={}", config.display());
+            let config = self.write_kubeadm_config(ctx, &k, version, node_ip)?;
             match role {
                 Role::ControlPlane => {
                     self.write_ca(&k)?;
-                    let args = vec![
-                        "init".to_string(),
-                        config_arg,
-                        // The token is a secret; kubeadm's default
-                        // verbosity logs neither it nor the key.
-                        "--skip-token-print".into(),
-                    ];
-                    self.run_kubeadm(kubeadm, &args, deadline, || {
-                        if !progress.kubelet_started && self.paths.kubelet_configured() {
-                            self.start_kubelet(kubelet)?;
-                            progress.kubelet_started = true;
-                        }
-                        self.publish_when_answering(&admin, ctx, &mut progress);
-                        Ok(())
-                    })?;
-                    // kubeadm's kubelet-finalize rewrote kubelet.conf and
-                    // could not restart the kubelet without systemd.
-                    self.supervisor
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .restart("kubelet");
+                    self.init(&tools, &config, deadline, &admin, ctx, &mut progress)?;
                 }
-                Role::Worker => {
-                    let args = vec!["join".to_string(), config_arg];
-                    let mut attempt = 0;
-                    loop {
-                        attempt += 1;
-                        self.wait_for_endpoint(&k.control_plane_endpoint, deadline)?;
-                        let joined = self.run_kubeadm(kubeadm, &args, deadline, || {
-                            if !progress.kubelet_started && self.paths.kubelet_configured() {
-                                self.start_kubelet(kubelet)?;
-                                progress.kubelet_started = true;
-                            }
-                            Ok(())
-                        });
-                        // A retry needs time for `kubeadm reset`, a pause
-                        // and a join: without it, report this attempt's reason.
-                        let time_left = deadline.saturating_duration_since(Instant::now());
-                        match joined {
-                            Ok(()) => break,
-                            Err(f) if time_left > JOIN_RETRY_PAUSE * 2 => {
-                                eprintln!(
-                                    "kina-init: join attempt {attempt} failed, retrying: {}",
-                                    f.message
-                                );
-                                self.supervisor
-                                    .lock()
-                                    .unwrap_or_else(PoisonError::into_inner)
-                                    .remove("kubelet", Duration::from_secs(5));
-                                progress.kubelet_started = false;
-                                let _ = self.run_kubeadm(
-                                    kubeadm,
-                                    &["reset".into(), "--force".into()],
-                                    deadline,
-                                    || Ok(()),
-                                );
-                                std::thread::sleep(JOIN_RETRY_PAUSE);
-                            }
-                            Err(f) => {
-                                return Err(failure(
-                                    format!(
-                                        "could not join through {} within {} s ({attempt} attempts): {}",
-                                        k.control_plane_endpoint, k.timeout_seconds, f.message
-                                    ),
-                                    f.hint,
-                                ));
-                            }
-                        }
-                    }
-                }
+                Role::Worker => self.join(&tools, &config, &k, deadline, &mut progress)?,
             }
             std::fs::create_dir_all(self.marker().parent().unwrap_or(Path::new("/")))
                 .and_then(|()| std::fs::write(self.marker(), format!("{version} {role:?}\n")))
@@ -552,7 +614,7 @@ impl Phase for KubernetesPhase {
                     "kina-init: node address changed from {old} to {node_ip}; the kubelet advertises the new one"
                 );
             }
-            self.start_kubelet(kubelet)?;
+            self.start_kubelet(&tools.kubelet)?;
         }
 
         let own = match role {
@@ -591,7 +653,7 @@ impl Phase for KubernetesPhase {
                 admin.clone()
             }
             Role::Worker => Kubectl {
-                program: kubectl.clone(),
+                program: tools.kubectl.clone(),
                 kubeconfig: self.paths.kubeconfig(),
             },
         };
