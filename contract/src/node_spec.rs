@@ -54,6 +54,13 @@ pub struct NodeSpec {
     /// itself, so its specs leave this out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<InterfaceConfig>,
+    /// This node's own kubeadm patches (kind's per-node
+    /// `kubeadmConfigPatches` and `kubeadmConfigPatchesJSON6902`), applied
+    /// after the cluster's in `kubernetes`, as kind applies them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kubeadm_config_patches: Vec<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kubeadm_config_patches_json6902: Vec<Json6902Patch>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +106,8 @@ impl NodeSpec {
             required_kernel_profiles: vec![],
             kubernetes: None,
             interface: None,
+            kubeadm_config_patches: vec![],
+            kubeadm_config_patches_json6902: vec![],
         }
     }
 

@@ -591,27 +591,28 @@ impl ClusterConfig {
         }
     }
 
-    /// The kubeadm patches for node `node_index` as the node spec carries
-    /// them (`KubernetesSettings::kubeadm_config_patches` and
+    /// The cluster-level kubeadm patches as the node spec carries them
+    /// (`KubernetesSettings::kubeadm_config_patches` and
     /// `kubeadm_config_patches_json6902`): the merge patches, one JSON value
-    /// per YAML document of kind's patch strings, cluster-level then the
-    /// node's own; and the JSON 6902 patches, cluster-level then the node's.
-    /// An index past the nodes gets the cluster-level patches.
-    ///
-    /// kind applies, to each kubeadm document, the cluster's merge then
-    /// JSON 6902 patches, then the node's merge then JSON 6902 patches. The
-    /// node spec holds two lists, applied merge patches first, so the one
-    /// order that differs is a node's merge patch against a cluster-level
-    /// JSON 6902 patch: when both touch the same field, kind's result is
-    /// the merge patch's and kina's the JSON 6902 patch's.
-    pub fn kubeadm_patches(&self, node_index: usize) -> (Vec<Value>, Vec<Json6902Patch>) {
-        let mut merge = self.patches.cluster.merge.clone();
-        let mut json6902 = self.patches.cluster.json6902.clone();
-        if let Some(node) = self.patches.nodes.get(node_index) {
-            merge.extend(node.merge.iter().cloned());
-            json6902.extend(node.json6902.iter().cloned());
-        }
-        (merge, json6902)
+    /// per YAML document of kind's patch strings, and the JSON 6902 patches.
+    pub fn cluster_kubeadm_patches(&self) -> (Vec<Value>, Vec<Json6902Patch>) {
+        (
+            self.patches.cluster.merge.clone(),
+            self.patches.cluster.json6902.clone(),
+        )
+    }
+
+    /// Node `node_index`'s own kubeadm patches, for the node spec's
+    /// `kubeadm_config_patches` and `kubeadm_config_patches_json6902`;
+    /// kina-init applies them after the cluster's, so each document sees
+    /// kind's order: cluster merge, cluster JSON 6902, node merge, node
+    /// JSON 6902. An index past the nodes has none.
+    pub fn node_kubeadm_patches(&self, node_index: usize) -> (Vec<Value>, Vec<Json6902Patch>) {
+        self.patches
+            .nodes
+            .get(node_index)
+            .map(|node| (node.merge.clone(), node.json6902.clone()))
+            .unwrap_or_default()
     }
 
     /// The fields `provider` cannot honour, each saying why; empty when the

@@ -489,3 +489,43 @@ fn merge_patches_apply_before_json6902_in_order_and_by_kind_and_version() {
         "{err}"
     );
 }
+
+#[test]
+fn node_patches_apply_after_the_clusters_json6902_as_in_kind() {
+    // kind: cluster merge, cluster 6902, then node merge, node 6902. A
+    // node's merge patch therefore wins over a cluster 6902 patch.
+    let mut k = settings();
+    k.kubeadm_config_patches_json6902 = vec![Json6902Patch {
+        group: "kubeadm.k8s.io".into(),
+        version: "v1beta4".into(),
+        kind: "ClusterConfiguration".into(),
+        patch: json!([{"op": "replace", "path": "/networking/dnsDomain", "value": "cluster6902.local"}]),
+    }];
+    let mut node = spec(Role::ControlPlane, false);
+    node.kubeadm_config_patches =
+        vec![json!({"kind": "ClusterConfiguration", "networking": {"dnsDomain": "node.local"}})];
+    let docs = for_node(&Inputs {
+        spec: &node,
+        kubernetes: &k,
+        version: KubeVersion::parse("v1.36.4").unwrap(),
+        node_ip: "10.0.2.15".parse().unwrap(),
+        ignored_checks: &[],
+    })
+    .unwrap();
+    assert_eq!(docs[1]["networking"]["dnsDomain"], "node.local");
+
+    // A broken node patch is named as the node's.
+    node.kubeadm_config_patches = vec![json!({"kind": "Nonsense"})];
+    let err = for_node(&Inputs {
+        spec: &node,
+        kubernetes: &k,
+        version: KubeVersion::parse("v1.36.4").unwrap(),
+        node_ip: "10.0.2.15".parse().unwrap(),
+        ignored_checks: &[],
+    })
+    .unwrap_err();
+    assert!(
+        err.starts_with("node kina-control-plane's kubeadm config patch 1"),
+        "{err}"
+    );
+}

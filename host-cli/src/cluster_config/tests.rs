@@ -88,7 +88,7 @@ fn the_minimal_config_gets_kinds_defaults() {
             memory_mib: 2048
         }
     );
-    assert_eq!(c.kubeadm_patches(0), (vec![], vec![]));
+    assert_eq!(combined_patches(&c, 0), (vec![], vec![]));
     assert_eq!(c, ClusterConfig::default());
     assert!(c.unsupported_on(Provider::Qemu).is_empty());
     assert!(c.unsupported_on(Provider::AppleContainer).is_empty());
@@ -452,7 +452,7 @@ fn kinds_example_config_with_kubeadm_patches() {
             patch: "- op: add\n  path: /apiServer/certSANs/-\n  value: my-hostname\n".into(),
         }
     );
-    let (merge, json6902) = c.kubeadm_patches(2);
+    let (merge, json6902) = combined_patches(&c, 2);
     assert_eq!(
         merge,
         vec![json!({
@@ -538,7 +538,7 @@ fn kinds_node_patch_examples_apply_after_the_clusters() {
         patch: json!([{"op": "replace", "path": "/maxPods", "value": 200}]),
     };
 
-    let (merge, json6902) = c.kubeadm_patches(0);
+    let (merge, json6902) = combined_patches(&c, 0);
     assert_eq!(merge.len(), 2);
     assert_eq!(merge[0], cluster_merge);
     assert_eq!(
@@ -548,7 +548,7 @@ fn kinds_node_patch_examples_apply_after_the_clusters() {
     );
     assert_eq!(json6902, vec![cluster_6902.clone()]);
 
-    let (merge, _) = c.kubeadm_patches(1);
+    let (merge, _) = combined_patches(&c, 1);
     assert_eq!(
         merge[1],
         json!({"apiVersion": "kubeadm.k8s.io/v1beta2", "kind": "JoinConfiguration",
@@ -556,7 +556,7 @@ fn kinds_node_patch_examples_apply_after_the_clusters() {
                    {"node-labels": "aqua=gateway", "authorization-mode": "AlwaysAllow"}}})
     );
 
-    let (merge, json6902) = c.kubeadm_patches(2);
+    let (merge, json6902) = combined_patches(&c, 2);
     assert_eq!(merge, vec![cluster_merge.clone()]);
     assert_eq!(json6902.len(), 2);
     assert_eq!(json6902[0], cluster_6902);
@@ -571,11 +571,11 @@ fn kinds_node_patch_examples_apply_after_the_clusters() {
 
     // The last worker has none of its own; past the nodes, the cluster's.
     assert_eq!(
-        c.kubeadm_patches(3),
+        combined_patches(&c, 3),
         (vec![cluster_merge.clone()], vec![cluster_6902.clone()])
     );
     assert_eq!(
-        c.kubeadm_patches(99),
+        combined_patches(&c, 99),
         (vec![cluster_merge], vec![cluster_6902])
     );
 }
@@ -603,7 +603,7 @@ fn a_patch_string_with_several_documents_is_several_patches_in_order() {
             maxPerCore: 0
         ",
     );
-    let (merge, _) = c.kubeadm_patches(0);
+    let (merge, _) = combined_patches(&c, 0);
     let kinds: Vec<&str> = merge.iter().filter_map(|p| p["kind"].as_str()).collect();
     assert_eq!(
         kinds,
@@ -777,7 +777,7 @@ fn every_field_of_the_schema_is_read() {
         k.containerd_config_patches_json6902,
         [r#"[{"op": "remove", "path": "/version"}]"#]
     );
-    let (merge, json6902) = c.kubeadm_patches(0);
+    let (merge, json6902) = combined_patches(&c, 0);
     assert_eq!(
         merge,
         vec![
@@ -1785,4 +1785,14 @@ fn suggestions_are_close_and_never_wild() {
     assert_eq!(nearest("name", fields), None);
     assert_eq!(nearest("cpus", fields), None);
     assert_eq!(edit_distance("kitten", "sitting"), 3);
+}
+
+/// The cluster's patches followed by node `i`'s, in the order kina-init
+/// applies them.
+fn combined_patches(c: &ClusterConfig, i: usize) -> (Vec<Value>, Vec<Json6902Patch>) {
+    let (mut merge, mut json6902) = c.cluster_kubeadm_patches();
+    let (node_merge, node_json6902) = c.node_kubeadm_patches(i);
+    merge.extend(node_merge);
+    json6902.extend(node_json6902);
+    (merge, json6902)
 }

@@ -211,6 +211,8 @@ pub(crate) mod tests_support {
                 required_kernel_profiles: vec![],
                 kubernetes: None,
                 interface: None,
+                kubeadm_config_patches: vec![],
+                kubeadm_config_patches_json6902: vec![],
             },
             kernel_report: None,
             status: scratch_status(),

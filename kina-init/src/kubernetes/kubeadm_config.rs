@@ -447,10 +447,19 @@ pub fn for_node(inputs: &Inputs) -> Result<Vec<Value>, String> {
         Role::ControlPlane => init_documents(inputs)?,
         Role::Worker => join_documents(inputs, inputs.kubernetes.timeout_seconds)?,
     };
+    // kind's order: the cluster's patches (merge, then JSON 6902), then
+    // the node's own.
     apply_patches(
         &mut docs,
         &inputs.kubernetes.kubeadm_config_patches,
         &inputs.kubernetes.kubeadm_config_patches_json6902,
-    )?;
+    )
+    .map_err(|e| format!("cluster-level {e}"))?;
+    apply_patches(
+        &mut docs,
+        &inputs.spec.kubeadm_config_patches,
+        &inputs.spec.kubeadm_config_patches_json6902,
+    )
+    .map_err(|e| format!("node {}'s {e}", inputs.spec.name))?;
     Ok(docs)
 }
