@@ -38,6 +38,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 
+use crate::kind_of;
 use serde_json::{Map, Value};
 
 use crate::{LABEL_CLUSTER, LABEL_ROLE};
@@ -344,17 +345,6 @@ impl<'a> Node<'a> {
                 container: self.container.clone(),
             })
             .collect())
-    }
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -23,3 +23,16 @@ pub const CONTAINER_BINARY: &str = "container";
 pub const LABEL_CLUSTER: &str = "io.kina.cluster";
 /// Label holding a node's role (`control-plane` or `worker`).
 pub const LABEL_ROLE: &str = "io.kina.role";
+
+/// What a JSON value is, for errors about a document of the wrong shape.
+fn kind_of(value: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

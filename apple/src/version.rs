@@ -27,6 +27,7 @@
 
 use std::fmt;
 
+use crate::kind_of;
 use serde_json::Value;
 
 /// The oldest Apple `container` kina drives.
@@ -295,17 +296,6 @@ fn upgrade_hint(found: Version) -> String {
         "`container system stop`, then {installer}, or `brew upgrade container` if Homebrew \
          installed it; then `container system start`"
     )
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

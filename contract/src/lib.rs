@@ -2,6 +2,7 @@
 //! CLI and `kina-init`. Nothing here is Linux-only, so the macOS host build
 //! compiles it too.
 
+pub mod cidr;
 pub mod exec;
 pub mod initramfs;
 pub mod kernel;

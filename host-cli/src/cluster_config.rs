@@ -70,7 +70,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
+
+use kina_contract::cidr::Ipv4Cidr;
 use std::path::{Path, PathBuf};
 
 use kina_contract::node_spec::{Json6902Patch, KubeProxyMode, Role};
@@ -666,7 +668,7 @@ impl ClusterConfig {
                 ("networking.podSubnet", &c.networking.pod_subnet),
                 ("networking.serviceSubnet", &c.networking.service_subnet),
             ] {
-                if let (Some(net), Ok(s)) = (node_net, parse_ipv4_cidr(subnet))
+                if let (Some(net), Ok(s)) = (node_net, Ipv4Cidr::parse(subnet))
                     && s.overlaps(&net)
                 {
                     out.push(FieldError::cluster(
@@ -754,7 +756,7 @@ fn is_kindest_image(image: &str) -> bool {
 
 /// The network QEMU's user-mode networking puts a node on.
 fn qemu_node_network() -> Option<Ipv4Cidr> {
-    parse_ipv4_cidr(&kina_qemu::node::user_network_interface().address).ok()
+    Ipv4Cidr::parse(&kina_qemu::node::user_network_interface().address).ok()
 }
 
 // ---------------------------------------------------------------------------
@@ -1650,62 +1652,8 @@ fn json_patch_ops(text: &str) -> Result<Value, String> {
     Ok(json)
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Ipv4Cidr {
-    network: u32,
-    prefix: u8,
-}
-
-impl Ipv4Cidr {
-    fn mask(&self) -> u32 {
-        u32::MAX
-            .checked_shl(32 - u32::from(self.prefix))
-            .unwrap_or(0)
-    }
-
-    fn overlaps(&self, other: &Ipv4Cidr) -> bool {
-        let mask = self.mask() & other.mask(); // the shorter prefix
-        self.network & mask == other.network & mask
-    }
-}
-
-impl fmt::Display for Ipv4Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", Ipv4Addr::from(self.network), self.prefix)
-    }
-}
-
-/// `a.b.c.d/n`; host bits may be set, as Go's `net.ParseCIDR` (and so
-/// kind and kubeadm) allow.
-fn parse_ipv4_cidr(text: &str) -> Result<Ipv4Cidr, String> {
-    if text.contains(',') {
-        return Err(format!(
-            "`{text}` is a list of subnets, i.e. dual-stack: kina supports IPv4 only, one subnet"
-        ));
-    }
-    let (addr, prefix) = text
-        .split_once('/')
-        .ok_or_else(|| format!("`{text}` is not a CIDR (address/prefix, e.g. 10.244.0.0/16)"))?;
-    if addr.parse::<std::net::Ipv6Addr>().is_ok() {
-        return Err(format!("`{text}` is IPv6: kina supports IPv4 only"));
-    }
-    let addr: Ipv4Addr = addr
-        .parse()
-        .map_err(|_| format!("`{text}` is not a CIDR: `{addr}` is not an IPv4 address"))?;
-    let prefix: u8 = prefix
-        .parse()
-        .ok()
-        .filter(|p| *p <= 32)
-        .ok_or_else(|| format!("`{text}` is not a CIDR: the prefix length is 0 to 32"))?;
-    let cidr = Ipv4Cidr { network: 0, prefix };
-    Ok(Ipv4Cidr {
-        network: u32::from(addr) & cidr.mask(),
-        prefix,
-    })
-}
-
 fn subnet(errors: &mut Vec<FieldError>, path: &str, text: &str) -> Option<Ipv4Cidr> {
-    parse_ipv4_cidr(text)
+    Ipv4Cidr::parse(text)
         .map_err(|message| errors.push(FieldError::cluster(path, message)))
         .ok()
 }

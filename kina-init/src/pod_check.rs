@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use kina_contract::cidr::Ipv4Cidr;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -225,19 +226,10 @@ fn ping(from_pod: &str, to: &str) -> CheckResult {
 
 /// `a.b.c.d/len` contains `addr`?
 fn in_subnet(subnet: &str, addr: &str) -> bool {
-    let parse = |s: &str| s.parse::<std::net::Ipv4Addr>().ok().map(u32::from);
-    let Some((net, len)) = subnet.split_once('/') else {
-        return false;
-    };
-    let (Some(net), Some(a), Ok(len)) = (parse(net), parse(addr), len.parse::<u32>()) else {
-        return false;
-    };
-    let mask = if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - len.min(32))
-    };
-    net & mask == a & mask
+    match (Ipv4Cidr::parse(subnet), addr.parse()) {
+        (Ok(cidr), Ok(ip)) => cidr.contains(ip),
+        _ => false,
+    }
 }
 
 /// Runs the check with the network list at `conf`; `Err` only when the

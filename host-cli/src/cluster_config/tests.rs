@@ -1763,7 +1763,7 @@ fn field_names_come_from_serdes_derive() {
 
 #[test]
 fn cidrs_overlap_when_either_holds_the_other() {
-    let c = |s: &str| parse_ipv4_cidr(s).unwrap();
+    let c = |s: &str| Ipv4Cidr::parse(s).unwrap();
     assert!(c("10.0.0.0/8").overlaps(&c("10.96.0.0/16")));
     assert!(c("10.96.0.0/16").overlaps(&c("10.0.0.0/8")));
     assert!(!c("10.244.0.0/16").overlaps(&c("10.96.0.0/16")));

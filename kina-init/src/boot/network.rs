@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use futures_util::TryStreamExt;
+use kina_contract::cidr::Ipv4Cidr;
 use kina_contract::node_spec::Peer;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::LinkAttribute;
@@ -37,9 +38,7 @@ fn fail(message: String) -> PhaseFailure {
 
 /// `10.244.1.0/24` → (10.244.1.0, 24).
 pub fn parse_cidr(cidr: &str) -> Option<(Ipv4Addr, u8)> {
-    let (ip, len) = cidr.split_once('/')?;
-    let len: u8 = len.parse().ok()?;
-    (len <= 32).then_some((ip.parse().ok()?, len))
+    Ipv4Cidr::parse(cidr).ok().map(|c| (c.addr, c.prefix))
 }
 
 /// Adds or replaces a route via `gateway` on `link` (the default route
