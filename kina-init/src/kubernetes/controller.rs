@@ -1,7 +1,8 @@
 //! What the control plane's kina-init does for the whole life of the
-//! cluster, every few seconds: approve the kubelet serving certificates that
-//! pass [`csr_policy`], label workers by role, and keep this node's
-//! readiness in the status file.
+//! cluster: approve the kubelet serving certificates that pass
+//! [`csr_policy`], label workers by role, and keep this node's readiness in
+//! the status file. Every 3 s while there is work, up to every 30 s once it
+//! is quiet (a request is approved at most that late).
 //!
 //! The cluster's nodes are read from the node spec each round, so a spec the
 //! host rewrites (a node came back with another address) is honoured at
@@ -19,6 +20,20 @@ use super::csr_policy::{ClusterNode, Decision, KUBELET_SERVING_SIGNER, decide, p
 use super::kubectl::Kubectl;
 use crate::boot::StatusFile;
 
+/// Between rounds while they find work, and at most once nothing happens.
+const BUSY_INTERVAL: Duration = Duration::from_secs(3);
+const IDLE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Back to the busy interval after a round that did something; doubling
+/// towards the idle one after a quiet round.
+fn next_interval(current: Duration, busy: bool) -> Duration {
+    if busy {
+        BUSY_INTERVAL
+    } else {
+        (current * 2).min(IDLE_INTERVAL)
+    }
+}
+
 const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
 const WORKER_LABEL: &str = "node-role.kubernetes.io/worker";
 
@@ -30,7 +45,6 @@ pub struct Controller {
     pub spec: NodeSpec,
     pub uplink: String,
     pub status: StatusFile,
-    pub interval: Duration,
     /// CSRs already reported as left pending, so each is logged once.
     refused: HashSet<String>,
 }
@@ -49,21 +63,26 @@ impl Controller {
             spec,
             uplink,
             status,
-            interval: Duration::from_secs(3),
             refused: HashSet::new(),
         }
     }
 
-    /// Runs rounds forever on a thread of its own.
+    /// Runs rounds forever on a thread of its own: every few seconds while
+    /// there is something to do (nodes joining, requests to approve), and
+    /// less often once a round finds nothing, since each round starts
+    /// kubectl twice and under TCG that costs a node real CPU time.
     pub fn spawn(mut self) -> std::io::Result<std::thread::JoinHandle<()>> {
         std::thread::Builder::new()
             .name("kubernetes-controller".into())
             .spawn(move || {
+                let mut interval = BUSY_INTERVAL;
                 loop {
-                    for line in self.round() {
+                    let said = self.round();
+                    for line in &said {
                         eprintln!("kina-init: {line}");
                     }
-                    std::thread::sleep(self.interval);
+                    interval = next_interval(interval, !said.is_empty());
+                    std::thread::sleep(interval);
                 }
             })
     }
@@ -182,6 +201,18 @@ pub fn unlabelled_workers(node_list: &Value, cluster: &[&str]) -> Vec<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn quiet_rounds_slow_down_and_work_speeds_up() {
+        let mut i = BUSY_INTERVAL;
+        let mut seen = vec![];
+        for _ in 0..5 {
+            i = next_interval(i, false);
+            seen.push(i.as_secs());
+        }
+        assert_eq!(seen, [6, 12, 24, 30, 30]);
+        assert_eq!(next_interval(i, true), BUSY_INTERVAL);
+    }
 
     #[test]
     fn only_this_clusters_unlabelled_nodes_become_workers() {
