@@ -61,6 +61,26 @@ pub struct NodeSpec {
     pub kubeadm_config_patches: Vec<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kubeadm_config_patches_json6902: Vec<Json6902Patch>,
+    /// The node's link to the cluster's own L2 segment when that is not
+    /// eth0: QEMU nodes keep eth0 on QEMU's user-mode network (egress, the
+    /// API server's forward from the host) and meet each other on a second
+    /// NIC. Its address is the node IP, and peers' pod CIDRs are routed
+    /// through it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_interface: Option<ClusterInterface>,
+    /// Ends the boot after this phase (`kina up --stop-after`, for
+    /// debugging): later phases are marked skipped and the node stays up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_after: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterInterface {
+    /// The kernel's name for the link, e.g. `eth1`.
+    pub device: String,
+    /// IPv4 address with prefix length, e.g. `10.89.0.2/24`.
+    pub address: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,7 +128,17 @@ impl NodeSpec {
             interface: None,
             kubeadm_config_patches: vec![],
             kubeadm_config_patches_json6902: vec![],
+            cluster_interface: None,
+            stop_after: None,
         }
+    }
+
+    /// The link the node meets its peers on: the cluster interface when
+    /// the spec has one, else `default` (eth0).
+    pub fn node_link<'a>(&'a self, default: &'a str) -> &'a str {
+        self.cluster_interface
+            .as_ref()
+            .map_or(default, |c| c.device.as_str())
     }
 
     pub fn from_json(bytes: &[u8], source_name: &str) -> Result<Self, NodeSpecError> {
@@ -116,6 +146,17 @@ impl NodeSpec {
             source_name: source_name.to_string(),
             message: e.to_string(),
         })?;
+        if let Some(phase) = &spec.stop_after
+            && !crate::status::PHASES.contains(&phase.as_str())
+        {
+            return Err(NodeSpecError::Invalid {
+                source_name: source_name.to_string(),
+                message: format!(
+                    "stop_after `{phase}` is not a boot phase (one of {})",
+                    crate::status::PHASES.join(", ")
+                ),
+            });
+        }
         if spec.version != NODE_SPEC_VERSION {
             return Err(NodeSpecError::Version {
                 source_name: source_name.to_string(),

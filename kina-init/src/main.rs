@@ -145,7 +145,7 @@ fn phase(args: &[String]) -> ExitCode {
         Some("network") => {
             let root = std::path::PathBuf::from(root.unwrap_or_else(|| "/".into()));
             Box::new(NetworkPhase {
-                uplink: "eth0".into(),
+                uplink: kina_init::boot::network::DEFAULT_UPLINK.into(),
                 cni_conf_dir: root.join("etc/cni/net.d"),
                 resolv_conf: root.join("etc/resolv.conf"),
             })

@@ -24,7 +24,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, waitpid};
 use nix::unistd::Pid;
 
-use crate::boot::network::sync_peer_routes;
+use crate::boot::network::{DEFAULT_UPLINK, sync_peer_routes};
 use crate::boot::sequence::{Mode, phases};
 use crate::boot::{BootContext, Phase, PhaseFailure, StatusFile, run_phases};
 use crate::children;
@@ -210,13 +210,25 @@ fn boot(mode: Mode, supervisor: Arc<Mutex<Supervisor>>) {
         status,
     };
     let started = Instant::now();
-    let failed = run_phases(&mut phases, &mut ctx, &mut std::io::stderr(), None);
+    let stop_after = ctx.spec.stop_after.clone();
+    let failed = run_phases(
+        &mut phases,
+        &mut ctx,
+        &mut std::io::stderr(),
+        stop_after.as_deref(),
+    );
     match failed {
         None => {
-            say(&format!(
-                "boot complete in {} ms",
-                started.elapsed().as_millis()
-            ));
+            match &stop_after {
+                Some(phase) => say(&format!(
+                    "boot stopped after phase {phase} as the node spec asks (stop_after), {} ms",
+                    started.elapsed().as_millis()
+                )),
+                None => say(&format!(
+                    "boot complete in {} ms",
+                    started.elapsed().as_millis()
+                )),
+            }
             follow_peers(Path::new(NODE_SPEC_PATH), &ctx.spec);
         }
         Some(phase) => say(&format!(
@@ -241,7 +253,7 @@ fn follow_peers(path: &Path, booted: &NodeSpec) {
         seen = now;
         match load_spec(path) {
             Ok(spec) if spec.peers != peers => {
-                match sync_peer_routes("eth0", &spec.peers) {
+                match sync_peer_routes(spec.node_link(DEFAULT_UPLINK), &spec.peers) {
                     Ok(n) => say(&format!("node spec changed: {n} peer route(s) updated")),
                     Err(e) => say(&format!(
                         "node spec changed, but the peer routes could not follow: {e}"

@@ -161,6 +161,7 @@ fn probe(inputs: &ProbeInputs) -> Result<Result<Duration, String>, AccelError> {
         console_log: console.clone(),
         exec_socket: None,
         net: NetAttach::None,
+        segment: None,
     };
     let stderr_log = work.path().join("qemu.stderr");
     let mut child = spawn(&cfg, &stderr_log).map_err(|e| AccelError::Probe(e.to_string()))?;

@@ -1,6 +1,6 @@
 //! The host side of the exec channel (`kina_contract::exec`).
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -55,6 +55,19 @@ pub fn call(
     request: &Request,
     stdin: &[u8],
     timeout: Duration,
+    on_output: impl FnMut(u8, &[u8]),
+) -> Result<Exit, ExecError> {
+    let mut stdin = stdin;
+    call_streaming(socket, request, &mut stdin, timeout, on_output)
+}
+
+/// [`call`] with standard input read from `stdin` as it is sent, so an
+/// image archive of any size crosses without being held in memory.
+pub fn call_streaming(
+    socket: &Path,
+    request: &Request,
+    stdin: &mut dyn Read,
+    timeout: Duration,
     mut on_output: impl FnMut(u8, &[u8]),
 ) -> Result<Exit, ExecError> {
     let path = socket.display().to_string();
@@ -87,7 +100,24 @@ pub fn call(
             .encode(),
         )
         .map_err(io_err)?;
-    for frame in Frame::chunks(STDIN, id, stdin) {
+    let mut chunk = vec![0u8; MAX_PAYLOAD];
+    loop {
+        let n = match stdin.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(ExecError::Io {
+                    path: format!("{path} (reading the standard input to send)"),
+                    source: e,
+                });
+            }
+        };
+        let frame = Frame {
+            kind: STDIN,
+            id,
+            payload: chunk[..n].to_vec(),
+        };
         stream.write_all(&frame.encode()).map_err(io_err)?;
     }
     stream

@@ -20,7 +20,7 @@ use crate::disk::{DiskExtras, build_stored_root_disk, image_store_layout};
 use crate::exec;
 use crate::initramfs::build_initramfs;
 use crate::kernel::{KernelLock, fetch_kernel, kernel_lock_path};
-use crate::vm::{Accel, NetAttach, VmConfig, command_line, node_cmdline};
+use crate::vm::{Accel, NetAttach, Segment, VmConfig, command_line, node_cmdline};
 
 /// Where kina-init sits on every node image.
 const KINA_INIT_IN_IMAGE: &str = "/usr/local/bin/kina-init";
@@ -120,6 +120,9 @@ pub struct NodeRecord {
     /// 127.0.0.1 port → node port.
     #[serde(default)]
     pub host_forwards: Vec<(u16, u16)>,
+    /// The cluster segment of a node in a multi-node cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<Segment>,
 }
 
 pub struct CreateOptions {
@@ -135,6 +138,7 @@ pub struct CreateOptions {
     pub disk_size: u64,
     pub spec: NodeSpec,
     pub host_forwards: Vec<(u16, u16)>,
+    pub segment: Option<Segment>,
     /// More files for the node's disk: (absolute path, contents, mode).
     pub extra_files: Vec<(PathBuf, Vec<u8>, u32)>,
 }
@@ -255,6 +259,7 @@ async fn create_in(paths: &NodePaths, opts: &CreateOptions) -> Result<NodeRecord
         cpus: opts.cpus,
         memory_mib: opts.memory_mib,
         host_forwards: opts.host_forwards.clone(),
+        segment: opts.segment.clone(),
     };
     let text = serde_json::to_vec_pretty(&record).map_err(|e| fail("node record")(&e))?;
     kina_builder::fsutil::write_atomic(&paths.record, &text)
@@ -314,6 +319,7 @@ fn vm_config(paths: &NodePaths, record: &NodeRecord) -> VmConfig {
         net: NetAttach::User {
             host_forwards: record.host_forwards.clone(),
         },
+        segment: record.segment.clone(),
     }
 }
 

@@ -39,6 +39,20 @@ pub enum NetAttach {
     None,
 }
 
+/// A cluster's own L2 segment between QEMU nodes on one host: each node's
+/// second NIC is a QEMU socket backend on a UDP multicast group bound to
+/// loopback, so every frame one node sends reaches the others and nothing
+/// leaves the host. It needs no privileges (no bridge, tap or namespace),
+/// and the group and port are the cluster's own, so clusters never see
+/// each other's frames.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Segment {
+    pub group: std::net::Ipv4Addr,
+    pub port: u16,
+    /// This node's MAC on the segment (unique within the cluster).
+    pub mac: String,
+}
+
 #[derive(Clone, Debug)]
 pub struct VmConfig {
     pub arch: Arch,
@@ -54,6 +68,8 @@ pub struct VmConfig {
     /// The exec channel's socket; `None` for the probe.
     pub exec_socket: Option<PathBuf>,
     pub net: NetAttach,
+    /// The cluster segment, the guest's second NIC (eth1).
+    pub segment: Option<Segment>,
 }
 
 /// The serial console device the kernel writes to on each architecture.
@@ -126,6 +142,18 @@ pub fn command_line(cfg: &VmConfig) -> (String, Vec<String>) {
         }
         NetAttach::None => {}
     }
+    if let Some(segment) = &cfg.segment {
+        // After net0, so the guest enumerates it second: eth1.
+        push(&[
+            "-netdev",
+            &format!(
+                "socket,id=net1,mcast={}:{},localaddr=127.0.0.1",
+                segment.group, segment.port
+            ),
+            "-device",
+            &format!("virtio-net-pci,netdev=net1,mac={}", segment.mac),
+        ]);
+    }
     if let Some(sock) = &cfg.exec_socket {
         push(&[
             "-chardev",
@@ -193,7 +221,25 @@ mod tests {
             net: NetAttach::User {
                 host_forwards: vec![(16443, 6443)],
             },
+            segment: None,
         }
+    }
+
+    #[test]
+    fn a_cluster_segment_is_a_second_nic_on_a_loopback_multicast_socket() {
+        let mut c = cfg(Arch::Amd64);
+        c.segment = Some(Segment {
+            group: "239.255.7.9".parse().unwrap(),
+            port: 41234,
+            mac: "52:54:00:12:34:56".into(),
+        });
+        let (_, args) = command_line(&c);
+        let line = args.join(" ");
+        let user = line.find("netdev=net0").unwrap();
+        let segment = line
+            .find("-netdev socket,id=net1,mcast=239.255.7.9:41234,localaddr=127.0.0.1 -device virtio-net-pci,netdev=net1,mac=52:54:00:12:34:56")
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(user < segment, "the segment must be the second NIC: {line}");
     }
 
     #[test]

@@ -165,6 +165,7 @@ async fn create(args: NodeCreateArgs) -> anyhow::Result<()> {
             disk_size: args.disk_size << 30,
             spec,
             host_forwards: forwards,
+            segment: None,
             extra_files,
         },
     )

@@ -202,17 +202,11 @@ pub(crate) mod tests_support {
     pub fn ctx() -> BootContext {
         BootContext {
             spec: NodeSpec {
-                version: 1,
                 name: "n1".into(),
                 cluster: "kina".into(),
                 role: Role::Worker,
                 pod_cidr: "10.244.1.0/24".into(),
-                peers: vec![],
-                required_kernel_profiles: vec![],
-                kubernetes: None,
-                interface: None,
-                kubeadm_config_patches: vec![],
-                kubeadm_config_patches_json6902: vec![],
+                ..NodeSpec::unnamed()
             },
             kernel_report: None,
             status: scratch_status(),

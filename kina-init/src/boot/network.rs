@@ -21,7 +21,12 @@ use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 use super::cni_config::{CNI_CONF_FILE, ptp_conflist};
 use super::{BootContext, Phase, PhaseFailure};
 
+/// The node's first interface: QEMU's user network or Apple's vmnet.
+pub const DEFAULT_UPLINK: &str = "eth0";
+
 pub struct NetworkPhase {
+    /// The first link; the node link too unless the spec names a cluster
+    /// interface.
     pub uplink: String,
     /// `/etc/cni/net.d` under the node's root.
     pub cni_conf_dir: PathBuf,
@@ -57,26 +62,17 @@ async fn replace_route(
     handle.route().add(route).replace().execute().await
 }
 
-async fn configure(
-    handle: &Handle,
-    uplink: &str,
-    ctx: &BootContext,
-) -> Result<(u32, usize), PhaseFailure> {
-    handle
-        .link()
-        .set(LinkUnspec::new_with_name("lo").up().build())
-        .execute()
-        .await
-        .map_err(|e| fail(format!("setting lo up: {e}")))?;
-    let mut links = handle.link().get().match_name(uplink.to_string()).execute();
+/// The index and MTU of `name`, set up.
+async fn link_up(handle: &Handle, name: &str) -> Result<(u32, u32), PhaseFailure> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
     let link = links
         .try_next()
         .await
         .map_err(|e| PhaseFailure {
-            message: format!("no network interface {uplink}: {e}"),
+            message: format!("no network interface {name}: {e}"),
             hint: "the node needs one network interface on the cluster's segment (the provider attaches it)".into(),
         })?
-        .ok_or_else(|| fail(format!("no network interface {uplink}")))?;
+        .ok_or_else(|| fail(format!("no network interface {name}")))?;
     let mtu = link
         .attributes
         .iter()
@@ -90,35 +86,64 @@ async fn configure(
         .set(LinkUnspec::new_with_index(link.header.index).up().build())
         .execute()
         .await
-        .map_err(|e| fail(format!("setting {uplink} up: {e}")))?;
-    if let Some(iface) = &ctx.spec.interface {
-        let (ip, len) = parse_cidr(&iface.address).ok_or_else(|| {
-            fail(format!(
-                "node spec interface address `{}` is not an IPv4 CIDR",
-                iface.address
-            ))
-        })?;
-        let added = handle
-            .address()
-            .add(link.header.index, ip.into(), len)
-            .execute()
-            .await;
-        // A restart of kina-init finds the address already there.
-        if let Err(e) = added
-            && !e.to_string().contains("File exists")
-        {
-            return Err(fail(format!("adding {} to {uplink}: {e}", iface.address)));
+        .map_err(|e| fail(format!("setting {name} up: {e}")))?;
+    Ok((link.header.index, mtu))
+}
+
+async fn add_address(
+    handle: &Handle,
+    link: u32,
+    name: &str,
+    address: &str,
+) -> Result<(), PhaseFailure> {
+    let (ip, len) = parse_cidr(address).ok_or_else(|| {
+        fail(format!(
+            "node spec address `{address}` for {name} is not an IPv4 CIDR"
+        ))
+    })?;
+    let added = handle.address().add(link, ip.into(), len).execute().await;
+    // A restart of kina-init finds the address already there.
+    match added {
+        Err(e) if !e.to_string().contains("File exists") => {
+            Err(fail(format!("adding {address} to {name}: {e}")))
         }
+        _ => Ok(()),
+    }
+}
+
+/// Sets up the uplink (and the cluster interface when the spec has one)
+/// and the peer routes; returns the node link's name, MTU and route count.
+async fn configure(
+    handle: &Handle,
+    uplink: &str,
+    ctx: &BootContext,
+) -> Result<(u32, usize), PhaseFailure> {
+    handle
+        .link()
+        .set(LinkUnspec::new_with_name("lo").up().build())
+        .execute()
+        .await
+        .map_err(|e| fail(format!("setting lo up: {e}")))?;
+    let (index, mut mtu) = link_up(handle, uplink).await?;
+    if let Some(iface) = &ctx.spec.interface {
+        add_address(handle, index, uplink, &iface.address).await?;
         if let Some(gw) = &iface.gateway {
             let gateway: Ipv4Addr = gw
                 .parse()
                 .map_err(|_| fail(format!("node spec gateway `{gw}` is not IPv4")))?;
-            replace_route(handle, None, gateway, link.header.index)
+            replace_route(handle, None, gateway, index)
                 .await
                 .map_err(|e| fail(format!("default route via {gw}: {e}")))?;
         }
     }
-    let routes = peer_routes(handle, link.header.index, &ctx.spec.peers)
+    let mut node_link = index;
+    if let Some(cluster) = &ctx.spec.cluster_interface {
+        let (index, cluster_mtu) = link_up(handle, &cluster.device).await?;
+        add_address(handle, index, &cluster.device, &cluster.address).await?;
+        node_link = index;
+        mtu = cluster_mtu;
+    }
+    let routes = peer_routes(handle, node_link, &ctx.spec.peers)
         .await
         .map_err(fail)?;
     Ok((mtu, routes))
@@ -221,12 +246,10 @@ impl Phase for NetworkPhase {
             configure(&handle, &uplink, ctx).await
         })?;
 
-        let tso = match crate::children::output(Command::new("ethtool").args([
-            "-K",
-            &self.uplink,
-            "tso",
-            "off",
-        ])) {
+        let node_link = ctx.spec.node_link(&self.uplink).to_string();
+        let tso = match crate::children::output(
+            Command::new("ethtool").args(["-K", &node_link, "tso", "off"]),
+        ) {
             Ok(out) if out.status.success() => "TSO off".to_string(),
             Ok(out) => {
                 let err = String::from_utf8_lossy(&out.stderr);
@@ -237,8 +260,7 @@ impl Phase for NetworkPhase {
                     "TSO not offered by the device".to_string()
                 } else {
                     return Err(fail(format!(
-                        "ethtool -K {} tso off: {}",
-                        self.uplink,
+                        "ethtool -K {node_link} tso off: {}",
                         err.trim()
                     )));
                 }
@@ -271,8 +293,8 @@ impl Phase for NetworkPhase {
         own_and_peers.extend(ctx.spec.peers.iter().map(|p| p.pod_cidr.as_str()));
         masquerade(&ctx.spec.pod_cidr, &own_and_peers)?;
         Ok(format!(
-            "{} mtu {mtu}, {tso}, ptp over {}, {routes} peer route(s), masquerading what leaves the pod network",
-            self.uplink, ctx.spec.pod_cidr
+            "{node_link} mtu {mtu}, {tso}, ptp over {}, {routes} peer route(s), masquerading what leaves the pod network",
+            ctx.spec.pod_cidr
         ))
     }
 }

@@ -12,7 +12,7 @@ use super::images::ImagesPhase;
 use super::kernel::KernelPhase;
 use super::modules::ModulesPhase;
 use super::mount::MountPhase;
-use super::network::NetworkPhase;
+use super::network::{DEFAULT_UPLINK, NetworkPhase};
 use super::sysctls::SysctlsPhase;
 use super::{BootContext, Phase, PhaseFailure};
 use crate::kernel_probe::LiveProbes;
@@ -108,7 +108,7 @@ pub fn phases(
             root: PathBuf::from("/proc/sys"),
         }),
         Box::new(NetworkPhase {
-            uplink: "eth0".into(),
+            uplink: DEFAULT_UPLINK.into(),
             cni_conf_dir: root.join("etc/cni/net.d"),
             resolv_conf: root.join("etc/resolv.conf"),
         }),
@@ -122,7 +122,7 @@ pub fn phases(
             },
         }),
         Box::new(ImagesPhase { root }),
-        Box::new(KubernetesPhase::for_node(supervisor, "eth0")),
+        Box::new(KubernetesPhase::for_node(supervisor, DEFAULT_UPLINK)),
         Box::new(ReadyPhase),
     ]
 }

@@ -564,12 +564,14 @@ impl Phase for KubernetesPhase {
             })?;
         let node_ip = match self.node_ip {
             Some(ip) => ip,
-            None => crate::boot::network::uplink_ipv4(&self.uplink).map_err(|e| {
-                failure(
-                    e,
-                    "the node needs an IPv4 address on its uplink before Kubernetes starts",
-                )
-            })?,
+            None => crate::boot::network::uplink_ipv4(ctx.spec.node_link(&self.uplink)).map_err(
+                |e| {
+                    failure(
+                        e,
+                        "the node needs an IPv4 address on its uplink before Kubernetes starts",
+                    )
+                },
+            )?,
         };
         let _ = ctx.status.update(|s| {
             s.kubernetes = Some(KubernetesStatus {
@@ -639,7 +641,7 @@ impl Phase for KubernetesPhase {
                         admin.clone(),
                         PathBuf::from(NODE_SPEC_PATH),
                         ctx.spec.clone(),
-                        self.uplink.clone(),
+                        ctx.spec.node_link(&self.uplink).to_string(),
                         ctx.status.clone(),
                     )
                     .spawn()
