@@ -31,6 +31,49 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create a cluster (kind: `create cluster`).
+    Up(Box<UpArgs>),
+    /// Delete a cluster and everything it owns (kind: `delete cluster`).
+    Down(DownArgs),
+    /// List clusters (kind: `get clusters`).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Merge the cluster's kubeconfig into the file kubectl uses (or print it).
+    Kubeconfig(KubeconfigArgs),
+    /// Shut every node of a cluster down in order.
+    Stop(ClusterName),
+    /// Boot a stopped cluster's nodes again.
+    Start {
+        #[command(flatten)]
+        cluster: ClusterName,
+        /// Give up waiting for the nodes after this long (e.g. 90s, 10m).
+        #[arg(long, default_value = "10m")]
+        wait: String,
+    },
+    /// Each node's boot phases and Kubernetes state.
+    Status {
+        #[command(flatten)]
+        cluster: ClusterName,
+        #[arg(long)]
+        json: bool,
+    },
+    /// kind's spelling of `up`.
+    #[command(subcommand)]
+    Create(CreateCommand),
+    /// kind's spelling of `down`.
+    #[command(subcommand)]
+    Delete(DeleteCommand),
+    /// List clusters, a cluster's nodes, or print its kubeconfig.
+    #[command(subcommand)]
+    Get(GetCommand),
+    /// Export a cluster's kubeconfig or logs.
+    #[command(subcommand)]
+    Export(ExportCommand),
+    /// Load container images into every node's containerd.
+    #[command(subcommand)]
+    Load(LoadCommand),
     /// Build, lock and manage node images.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -269,4 +312,160 @@ pub struct NodeCreateArgs {
     pub forwards: Vec<String>,
     #[command(flatten)]
     pub wait: WaitArgs,
+}
+
+/// The cluster a command is about.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterName {
+    /// Cluster name (default: the config's name, else `kina`).
+    #[arg(long, short = 'n', env = "KINA_CLUSTER_NAME")]
+    pub name: Option<String>,
+}
+
+impl ClusterName {
+    pub fn resolve(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| crate::cluster_config::DEFAULT_CLUSTER_NAME.to_string())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderArg {
+    /// QEMU VMs (Linux hosts).
+    Qemu,
+    /// Apple's `container` (macOS on Apple silicon).
+    Apple,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub cluster: ClusterName,
+    /// kind's v1alpha4 Cluster config, optionally followed by a `kind: Kina`
+    /// document (`-` reads standard input).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Node image in the local store, for nodes whose config names none.
+    #[arg(long, default_value = DEFAULT_NODE_IMAGE)]
+    pub image: String,
+    /// Where nodes run (default: apple on macOS, qemu elsewhere).
+    #[arg(long, value_enum, env = "KINA_PROVIDER")]
+    pub provider: Option<ProviderArg>,
+    /// How long to wait for every node to be ready (e.g. 90s, 10m, 0 to not wait).
+    #[arg(long, default_value = "15m")]
+    pub wait: String,
+    /// Keep the nodes of a failed `up` for debugging (`kina export logs`).
+    #[arg(long)]
+    pub retain: bool,
+    /// Boot the nodes only up to this phase (e.g. network, containerd), for debugging.
+    #[arg(long, value_name = "PHASE")]
+    pub stop_after: Option<String>,
+    /// Kernel recipe; its lockfile pins the kernel (QEMU).
+    #[arg(long, default_value = "kernels/debian-cloud.toml", env = "KINA_KERNEL")]
+    pub kernel: PathBuf,
+    #[command(flatten)]
+    pub mirrors: MirrorArgs,
+    /// auto (KVM when a boot probe passes), kvm or tcg (QEMU).
+    #[arg(long, default_value = "auto", env = "KINA_ACCEL")]
+    pub accel: String,
+    /// Root disk size per node in GiB (sparse; QEMU).
+    #[arg(long, default_value_t = 8)]
+    pub disk_size: u64,
+    /// Node architecture: amd64 or arm64 (default: the host's).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Do not merge the kubeconfig into the kubectl's file.
+    #[arg(long)]
+    pub kubeconfig_skip: bool,
+}
+
+/// The image `kina up` uses when neither --image nor the config names one:
+/// the one `kina image build` makes without arguments.
+pub const DEFAULT_NODE_IMAGE: &str = "kina.local/node:base";
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    #[command(flatten)]
+    pub cluster: ClusterName,
+    /// Delete every cluster.
+    #[arg(long, short = 'A', conflicts_with = "name")]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KubeconfigArgs {
+    #[command(flatten)]
+    pub cluster: ClusterName,
+    /// Print the kubeconfig instead of merging it.
+    #[arg(long)]
+    pub print: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CreateCommand {
+    /// Create a cluster.
+    Cluster(Box<UpArgs>),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeleteCommand {
+    /// Delete a cluster.
+    Cluster(DownArgs),
+    /// Delete every cluster.
+    Clusters(DownArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GetCommand {
+    /// List clusters.
+    Clusters {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a cluster's nodes.
+    Nodes {
+        #[command(flatten)]
+        cluster: ClusterName,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a cluster's kubeconfig.
+    Kubeconfig(ClusterName),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Merge the cluster's kubeconfig into the file kubectl uses.
+    Kubeconfig(KubeconfigArgs),
+    /// Collect every node's logs and status into DIR (default: a new temporary directory).
+    Logs {
+        #[command(flatten)]
+        cluster: ClusterName,
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LoadCommand {
+    /// Load OCI or docker image archives (tar) into every node.
+    ImageArchive {
+        #[command(flatten)]
+        cluster: ClusterName,
+        #[arg(required = true)]
+        archives: Vec<PathBuf>,
+        /// Only these nodes (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<String>,
+    },
+    /// Load images from kina's local image store into every node.
+    Image {
+        #[command(flatten)]
+        cluster: ClusterName,
+        #[arg(required = true)]
+        references: Vec<String>,
+        /// Only these nodes (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<String>,
+    },
 }

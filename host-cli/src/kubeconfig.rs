@@ -426,3 +426,12 @@ fn write_atomic(path: &Path, bytes: &[u8], old: Option<fs::Metadata>) -> Result<
 
 #[cfg(test)]
 mod tests;
+
+/// A kubeconfig holding only `entry`, its context current: what `kina get
+/// kubeconfig` prints (kind's `get kubeconfig`).
+pub fn render(entry: &Entry) -> Result<String, Error> {
+    entry.validate()?;
+    edit::merge("", entry, true)
+        .map_err(|what| Error::Entry(format!("rendering the kubeconfig: {what}")))?
+        .ok_or_else(|| Error::Entry("rendering the kubeconfig gave nothing".to_string()))
+}

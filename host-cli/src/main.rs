@@ -4,28 +4,13 @@
 //! sets up logging and progress, and reports errors with their whole cause
 //! chain. One file per verb under `cmd/`.
 
-// CA and bootstrap token for kubeadm, made before any node boots. No command
-// creates clusters yet, so only its tests use it for now.
 mod cli;
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "no command creates clusters yet")
-)]
-mod cluster_secrets;
-// kind's cluster config file, read as is, plus kina's own settings. No
-// command creates clusters yet, so only its tests use it for now.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "no command creates clusters from a config yet")
-)]
+mod cluster;
 mod cluster_config;
+// CA and bootstrap token for kubeadm, made before any node boots.
+mod cluster_secrets;
 mod cmd;
-// Adds and removes `kina-<cluster>` in the user's kubeconfig. No command
-// creates clusters yet, so only its tests use it for now.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "no command creates clusters yet")
-)]
+// Adds and removes `kina-<cluster>` in the user's kubeconfig.
 mod kubeconfig;
 
 use std::process::ExitCode;

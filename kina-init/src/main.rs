@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: kina-init (no arguments: boot the node) | --version | check-kernel [--profile PROFILE]... [--json] | status [--json] [--file PATH] | phase mount|network|sysctls|kubernetes [--root DIR] [--spec FILE] | pod-network-check [--conf FILE] [--json]";
+const USAGE: &str = "usage: kina-init (no arguments: boot the node) | --version | check-kernel [--profile PROFILE]... [--json] | status [--json] [--file PATH] | phase mount|network|sysctls|kubernetes [--root DIR] [--spec FILE] | pod-network-check [--conf FILE] [--json] | pod attach|detach NAME [--conf FILE]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Some("status") => status(&args[1..]),
         Some("phase") => phase(&args[1..]),
         Some("pod-network-check") => pod_network_check(&args[1..]),
+        Some("pod") => scratch_pod(&args[1..]),
         Some(other) => {
             eprintln!("kina-init: unknown argument `{other}`\n{USAGE}");
             ExitCode::from(2)
@@ -250,6 +251,47 @@ fn pod_network_check(args: &[String]) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `kina-init pod attach|detach NAME`: a scratch pod on the node's CNI
+/// network that stays until detached (pod traffic between nodes).
+#[cfg(target_os = "linux")]
+fn scratch_pod(args: &[String]) -> ExitCode {
+    use kina_init::pod_check::{
+        CNI_BIN_DIRS, SCRATCH_POD_DIR, attach_pod, default_conf, detach_pod,
+    };
+    let conf = args
+        .iter()
+        .position(|a| a == "--conf")
+        .and_then(|i| args.get(i + 1))
+        .map_or_else(default_conf, std::path::PathBuf::from);
+    let dirs: Vec<std::path::PathBuf> = CNI_BIN_DIRS.iter().map(std::path::PathBuf::from).collect();
+    let state = std::path::Path::new(SCRATCH_POD_DIR);
+    let result = match (args.first().map(String::as_str), args.get(1)) {
+        (Some("attach"), Some(name)) => attach_pod(&conf, &dirs, name, state).and_then(|pod| {
+            serde_json::to_string(&pod)
+                .map(|text| println!("{text}"))
+                .map_err(|e| e.to_string())
+        }),
+        (Some("detach"), Some(name)) => detach_pod(&conf, &dirs, name, state),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kina-init pod: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn scratch_pod(_args: &[String]) -> ExitCode {
+    eprintln!("kina-init pod runs inside a Linux node");
+    ExitCode::from(2)
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -323,35 +323,13 @@ fn attach_and_ping(
             }
         }
         let result = prev.ok_or_else(|| format!("the chain gave {pod} no result"))?;
-        let address = result["ips"][0]["address"]
-            .as_str()
-            .and_then(|a| a.split('/').next())
-            .ok_or_else(|| format!("{pod}: the result has no address: {result}"))?
-            .to_string();
-        let gateway = result["ips"][0]["gateway"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let host_interface = result["interfaces"]
-            .as_array()
-            .and_then(|ifs| {
-                ifs.iter()
-                    .find(|i| i["sandbox"].as_str().unwrap_or_default().is_empty())
-            })
-            .and_then(|i| i["name"].as_str())
-            .unwrap_or_default()
-            .to_string();
+        let found = pod_of(pod, &result)?;
         report.checks.push(CheckResult {
             check: "address".into(),
-            ok: in_subnet(&net.subnet, &address),
-            detail: format!("{pod} got {address} (pod CIDR {})", net.subnet),
+            ok: in_subnet(&net.subnet, &found.address),
+            detail: format!("{pod} got {} (pod CIDR {})", found.address, net.subnet),
         });
-        report.pods.push(Pod {
-            name: pod.clone(),
-            address,
-            gateway,
-            host_interface,
-        });
+        report.pods.push(found);
     }
     let (a, b) = (&report.pods[0], &report.pods[1]);
     let pings = [
@@ -362,6 +340,114 @@ fn attach_and_ping(
     ];
     report.checks.extend(pings);
     Ok(())
+}
+
+/// Where `pod attach` keeps each scratch pod's CNI result: `pod detach`
+/// hands it to the plugins as the CNI spec asks for DEL.
+pub const SCRATCH_POD_DIR: &str = "/run/kina/pods";
+
+/// `kina-init pod attach NAME`: a scratch pod (a network namespace named
+/// NAME) attached through the node's whole CNI chain, as containerd would
+/// attach a pod, and left in place, for checking pod traffic between nodes
+/// by hand or from a test. Returns the pod as `pod-network-check` reports
+/// pods.
+pub fn attach_pod(
+    conf: &Path,
+    bin_dirs: &[PathBuf],
+    name: &str,
+    state_dir: &Path,
+) -> Result<Pod, String> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Err(format!("pod name `{name}` must be a plain file name"));
+    }
+    let net = load(conf)?;
+    ip(&["netns", "add", name])?;
+    let mut prev: Option<Value> = None;
+    let mut chain = Ok(());
+    for plugin in &net.plugins {
+        match invoke("ADD", &net, plugin, prev.as_ref(), name, bin_dirs) {
+            Ok(Some(result)) => prev = Some(result),
+            Ok(None) => {}
+            Err(e) => {
+                chain = Err(e);
+                break;
+            }
+        }
+    }
+    let recorded = chain.and_then(|()| {
+        let result = prev
+            .clone()
+            .ok_or_else(|| format!("the chain gave {name} no result"))?;
+        std::fs::create_dir_all(state_dir)
+            .map_err(|e| format!("creating {}: {e}", state_dir.display()))?;
+        let path = state_dir.join(format!("{name}.json"));
+        let text = serde_json::to_vec(&result).map_err(|e| e.to_string())?;
+        std::fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        pod_of(name, &result)
+    });
+    if recorded.is_err() {
+        // Nothing half-attached stays: DEL is safe for plugins that never ran.
+        for plugin in net.plugins.iter().rev() {
+            let _ = invoke("DEL", &net, plugin, prev.as_ref(), name, bin_dirs);
+        }
+        let _ = ip(&["netns", "del", name]);
+    }
+    recorded
+}
+
+/// `kina-init pod detach NAME`: undoes [`attach_pod`].
+pub fn detach_pod(
+    conf: &Path,
+    bin_dirs: &[PathBuf],
+    name: &str,
+    state_dir: &Path,
+) -> Result<(), String> {
+    let net = load(conf)?;
+    let path = state_dir.join(format!("{name}.json"));
+    let text = std::fs::read(&path)
+        .map_err(|e| format!("no scratch pod {name} ({}: {e})", path.display()))?;
+    let result: Value =
+        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let errors: Vec<String> = net
+        .plugins
+        .iter()
+        .rev()
+        .filter_map(|plugin| invoke("DEL", &net, plugin, Some(&result), name, bin_dirs).err())
+        .collect();
+    ip(&["netns", "del", name])?;
+    let _ = std::fs::remove_file(&path);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+fn pod_of(name: &str, result: &Value) -> Result<Pod, String> {
+    let address = result["ips"][0]["address"]
+        .as_str()
+        .and_then(|a| a.split('/').next())
+        .ok_or_else(|| format!("{name}: the result has no address: {result}"))?
+        .to_string();
+    let gateway = result["ips"][0]["gateway"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let host_interface = result["interfaces"]
+        .as_array()
+        .and_then(|ifs| {
+            ifs.iter()
+                .find(|i| i["sandbox"].as_str().unwrap_or_default().is_empty())
+        })
+        .and_then(|i| i["name"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    Ok(Pod {
+        name: name.to_string(),
+        address,
+        gateway,
+        host_interface,
+    })
 }
 
 #[cfg(test)]

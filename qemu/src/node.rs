@@ -20,7 +20,7 @@ use crate::disk::{DiskExtras, build_stored_root_disk, image_store_layout};
 use crate::exec;
 use crate::initramfs::build_initramfs;
 use crate::kernel::{KernelLock, fetch_kernel, kernel_lock_path};
-use crate::vm::{Accel, NetAttach, Segment, VmConfig, command_line, node_cmdline};
+use crate::vm::{Accel, HostForward, NetAttach, Segment, VmConfig, command_line, node_cmdline};
 
 /// Where kina-init sits on every node image.
 const KINA_INIT_IN_IMAGE: &str = "/usr/local/bin/kina-init";
@@ -117,9 +117,8 @@ pub struct NodeRecord {
     pub accel_reason: String,
     pub cpus: u32,
     pub memory_mib: u32,
-    /// 127.0.0.1 port → node port.
     #[serde(default)]
-    pub host_forwards: Vec<(u16, u16)>,
+    pub host_forwards: Vec<HostForward>,
     /// The cluster segment of a node in a multi-node cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<Segment>,
@@ -137,7 +136,7 @@ pub struct CreateOptions {
     pub memory_mib: u32,
     pub disk_size: u64,
     pub spec: NodeSpec,
-    pub host_forwards: Vec<(u16, u16)>,
+    pub host_forwards: Vec<HostForward>,
     pub segment: Option<Segment>,
     /// More files for the node's disk: (absolute path, contents, mode).
     pub extra_files: Vec<(PathBuf, Vec<u8>, u32)>,
@@ -438,47 +437,79 @@ pub fn wait_for_phase(
     let started = Instant::now();
     let mut last = "no answer yet".to_string();
     loop {
-        if running_pid(paths).is_none() {
-            return Err(NodeError::VmExited {
-                name: name.to_string(),
-                console: paths.console_log.clone(),
-                tail: console_tail(paths, 30),
-            });
-        }
         let left = timeout.saturating_sub(started.elapsed());
-        match status(paths, name, left.min(Duration::from_secs(30))) {
-            Ok(s) => {
-                if let Some(f) = s.failed() {
-                    return Err(NodeError::BootFailed {
-                        name: name.to_string(),
-                        phase: f.name.clone(),
-                        message: f.message.clone(),
-                        hint: f.hint.clone().unwrap_or_default(),
-                        console: paths.console_log.clone(),
-                    });
-                }
-                if s.phase(phase).is_some_and(|p| p.state == PhaseState::Ok) {
-                    return Ok(s);
-                }
-                last = s
-                    .phases
-                    .iter()
-                    .rfind(|p| p.state != PhaseState::Pending)
-                    .map(|p| format!("{} {:?}", p.name, p.state))
-                    .unwrap_or(last);
-            }
-            Err(e) => last = e.to_string(),
+        if let Some(status) = check_phase(paths, name, phase, left, &mut last)? {
+            return Ok(status);
         }
         if started.elapsed() > timeout {
-            return Err(NodeError::Timeout {
-                name: name.to_string(),
-                phase: phase.to_string(),
-                secs: timeout.as_secs(),
-                last,
-                console: paths.console_log.clone(),
-            });
+            return Err(timed_out(paths, name, phase, timeout, last));
         }
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(PHASE_POLL);
+    }
+}
+
+/// How often [`wait_for_phase`] looks at a booting node.
+pub const PHASE_POLL: Duration = Duration::from_millis(500);
+
+/// One look at a booting node: the status once `phase` is done, `None`
+/// while it is on its way (`last` then says where it is), an error when a
+/// phase failed or the VM exited. For callers that wait their own way
+/// (several nodes at once, cancellable).
+pub fn check_phase(
+    paths: &NodePaths,
+    name: &str,
+    phase: &str,
+    time_left: Duration,
+    last: &mut String,
+) -> Result<Option<NodeStatus>, NodeError> {
+    if running_pid(paths).is_none() {
+        return Err(NodeError::VmExited {
+            name: name.to_string(),
+            console: paths.console_log.clone(),
+            tail: console_tail(paths, 30),
+        });
+    }
+    match status(
+        paths,
+        name,
+        time_left.clamp(Duration::from_secs(1), Duration::from_secs(30)),
+    ) {
+        Ok(s) => {
+            if let Some(f) = s.failed() {
+                return Err(NodeError::BootFailed {
+                    name: name.to_string(),
+                    phase: f.name.clone(),
+                    message: f.message.clone(),
+                    hint: f.hint.clone().unwrap_or_default(),
+                    console: paths.console_log.clone(),
+                });
+            }
+            if s.phase(phase).is_some_and(|p| p.state == PhaseState::Ok) {
+                return Ok(Some(s));
+            }
+            if let Some(p) = s.phases.iter().rfind(|p| p.state != PhaseState::Pending) {
+                *last = format!("{} {:?}", p.name, p.state);
+            }
+        }
+        Err(e) => *last = e.to_string(),
+    }
+    Ok(None)
+}
+
+/// The error of a node that did not reach `phase` within `timeout`.
+pub fn timed_out(
+    paths: &NodePaths,
+    name: &str,
+    phase: &str,
+    timeout: Duration,
+    last: String,
+) -> NodeError {
+    NodeError::Timeout {
+        name: name.to_string(),
+        phase: phase.to_string(),
+        secs: timeout.as_secs(),
+        last,
+        console: paths.console_log.clone(),
     }
 }
 
@@ -521,4 +552,21 @@ pub fn remove(data_dir: &Path, name: &str) -> Result<(), NodeError> {
         phase: "remove",
         message: format!("removing {}: {e}", paths.dir.display()),
     })
+}
+
+/// Kills the node's VM without a shutdown and removes everything it owns:
+/// for `kina down` and for cleaning up after a failed or interrupted `kina
+/// up`, where nothing on the node is kept. Returns whether there was a node.
+pub fn destroy(data_dir: &Path, name: &str) -> Result<bool, NodeError> {
+    let paths = NodePaths::new(data_dir, name);
+    if !paths.dir.exists() {
+        return Ok(false);
+    }
+    kill_vm(&paths);
+    std::fs::remove_dir_all(&paths.dir).map_err(|e| NodeError::Step {
+        name: name.to_string(),
+        phase: "remove",
+        message: format!("removing {}: {e}", paths.dir.display()),
+    })?;
+    Ok(true)
 }

@@ -29,12 +29,54 @@ impl Accel {
     }
 }
 
+/// A host port QEMU's user network forwards to the node: kina's API
+/// server forward and kind's `extraPortMappings`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HostForward {
+    /// `tcp` or `udp`, the two QEMU's `hostfwd` knows.
+    pub protocol: ForwardProtocol,
+    /// The host address to listen on (kind's `listenAddress`).
+    pub address: std::net::Ipv4Addr,
+    pub host_port: u16,
+    pub node_port: u16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardProtocol {
+    Tcp,
+    Udp,
+}
+
+impl HostForward {
+    /// TCP from 127.0.0.1:`host_port`.
+    pub fn loopback_tcp(host_port: u16, node_port: u16) -> Self {
+        Self {
+            protocol: ForwardProtocol::Tcp,
+            address: std::net::Ipv4Addr::LOCALHOST,
+            host_port,
+            node_port,
+        }
+    }
+
+    fn hostfwd(&self) -> String {
+        let protocol = match self.protocol {
+            ForwardProtocol::Tcp => "tcp",
+            ForwardProtocol::Udp => "udp",
+        };
+        format!(
+            "hostfwd={protocol}:{}:{}-:{}",
+            self.address, self.host_port, self.node_port
+        )
+    }
+}
+
 /// How the node's eth0 is attached.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NetAttach {
     /// QEMU's user-mode network: no host privileges, the node is 10.0.2.15
-    /// behind 10.0.2.2, and `host_forwards` map 127.0.0.1 ports to it.
-    User { host_forwards: Vec<(u16, u16)> },
+    /// behind 10.0.2.2, and `host_forwards` map host ports to it.
+    User { host_forwards: Vec<HostForward> },
     /// No network device (the accelerator probe).
     None,
 }
@@ -135,8 +177,9 @@ pub fn command_line(cfg: &VmConfig) -> (String, Vec<String>) {
     match &cfg.net {
         NetAttach::User { host_forwards } => {
             let mut netdev = "user,id=net0".to_string();
-            for (host, guest) in host_forwards {
-                netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+            for forward in host_forwards {
+                netdev.push(',');
+                netdev.push_str(&forward.hostfwd());
             }
             push(&["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0"]);
         }
@@ -219,7 +262,15 @@ mod tests {
             console_log: "/n/console.log".into(),
             exec_socket: Some("/n/exec.sock".into()),
             net: NetAttach::User {
-                host_forwards: vec![(16443, 6443)],
+                host_forwards: vec![
+                    HostForward::loopback_tcp(16443, 6443),
+                    HostForward {
+                        protocol: ForwardProtocol::Udp,
+                        address: std::net::Ipv4Addr::UNSPECIFIED,
+                        host_port: 5353,
+                        node_port: 53,
+                    },
+                ],
             },
             segment: None,
         }
@@ -252,7 +303,10 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("console=ttyS0 root=/dev/vda"), "{line}");
-        assert!(line.contains("hostfwd=tcp:127.0.0.1:16443-:6443"), "{line}");
+        assert!(
+            line.contains("hostfwd=tcp:127.0.0.1:16443-:6443,hostfwd=udp:0.0.0.0:5353-:53"),
+            "{line}"
+        );
         assert!(
             line.contains("virtserialport,chardev=exec,name=io.kina.exec"),
             "{line}"

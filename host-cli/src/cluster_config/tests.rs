@@ -1658,13 +1658,10 @@ fn what_a_provider_cannot_honour_is_named() {
 }
 
 #[test]
-fn qemu_runs_one_node_on_its_own_network() {
+fn qemu_runs_several_nodes_but_refuses_subnets_of_its_own_networks() {
     let c = parse(TWO_NODES);
     assert!(c.unsupported_on(Provider::AppleContainer).is_empty());
-    let qemu = c.unsupported_on(Provider::Qemu);
-    assert_eq!(qemu.len(), 1);
-    assert_eq!(qemu[0].path, "nodes");
-    assert!(qemu[0].message.contains("one node"));
+    assert!(c.unsupported_on(Provider::Qemu).is_empty());
 
     let c = parse(&cluster(
         "networking:\n  podSubnet: 10.0.0.0/16\n  serviceSubnet: 10.96.0.0/16\n",
@@ -1674,6 +1671,13 @@ fn qemu_runs_one_node_on_its_own_network() {
     assert_eq!(qemu[0].path, "networking.podSubnet");
     assert!(qemu[0].message.contains("10.0.2.0/24"), "{}", qemu[0]);
     assert!(c.unsupported_on(Provider::AppleContainer).is_empty());
+
+    // The segment the nodes meet on (10.89.0.0/24).
+    let c = parse(&cluster("networking:\n  serviceSubnet: 10.89.0.0/16\n"));
+    let qemu = c.unsupported_on(Provider::Qemu);
+    assert_eq!(qemu.len(), 1, "{qemu:?}");
+    assert_eq!(qemu[0].path, "networking.serviceSubnet");
+    assert!(qemu[0].message.contains("eth1"), "{}", qemu[0]);
 }
 
 #[test]

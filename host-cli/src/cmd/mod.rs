@@ -1,19 +1,24 @@
 //! One file per verb. Each takes its parsed arguments and returns an error
 //! that already says which input failed and what to do.
 
+mod cluster;
+mod export_logs;
 mod image_build;
-mod image_inspect;
+pub mod image_inspect;
 mod image_list;
 mod image_lock;
 mod image_rm;
 mod kernel_check;
 mod kernel_lock;
-mod node;
+pub mod node;
 mod sources;
 
 use clap::CommandFactory;
 
-use crate::cli::{Cli, Command, ImageCommand, KernelCommand};
+use crate::cli::{
+    Cli, Command, CreateCommand, DeleteCommand, ExportCommand, GetCommand, ImageCommand,
+    KernelCommand, LoadCommand,
+};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let quiet = cli.global.quiet;
@@ -36,6 +41,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             enforce_valid_until,
         }) => kernel_lock::run(&recipe, &mirrors, enforce_valid_until).await,
         Command::Node(command) => node::run(command).await,
+        Command::Up(args) | Command::Create(CreateCommand::Cluster(args)) => {
+            cluster::up(*args, quiet).await
+        }
+        Command::Down(args)
+        | Command::Delete(DeleteCommand::Cluster(args))
+        | Command::Delete(DeleteCommand::Clusters(args)) => cluster::down(args, quiet),
+        Command::List { json } | Command::Get(GetCommand::Clusters { json }) => cluster::list(json),
+        Command::Get(GetCommand::Nodes { cluster: c, json }) => {
+            cluster::get_nodes(&c.resolve(), json)
+        }
+        Command::Get(GetCommand::Kubeconfig(c)) => cluster::get_kubeconfig(&c.resolve()),
+        Command::Kubeconfig(args) | Command::Export(ExportCommand::Kubeconfig(args)) => {
+            cluster::kubeconfig(args)
+        }
+        Command::Export(ExportCommand::Logs { cluster: c, dir }) => {
+            export_logs::run(&c.resolve(), dir)
+        }
+        Command::Load(LoadCommand::ImageArchive {
+            cluster: c,
+            archives,
+            nodes,
+        }) => cluster::load_archives(&c.resolve(), &archives, &nodes),
+        Command::Load(LoadCommand::Image {
+            cluster: c,
+            references,
+            nodes,
+        }) => cluster::load_images(&c.resolve(), &references, &nodes),
+        Command::Stop(c) => cluster::stop(&c.resolve()),
+        Command::Start { cluster: c, wait } => cluster::start(&c.resolve(), &wait, quiet).await,
+        Command::Status { cluster: c, json } => cluster::status(&c.resolve(), json),
         Command::Completion { shell } => {
             let mut command = Cli::command();
             let mut script = Vec::new();

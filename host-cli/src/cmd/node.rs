@@ -13,6 +13,7 @@ use kina_contract::node_spec::{NODE_SPEC_VERSION, NodeSpec, Role};
 use kina_qemu::accel::AccelChoice;
 use kina_qemu::kernel::KernelRecipe;
 use kina_qemu::node::{self, CreateOptions, NodePaths};
+use kina_qemu::vm::HostForward;
 
 use crate::cli::{MirrorArgs, NodeCommand, NodeCreateArgs, WaitArgs};
 
@@ -98,10 +99,10 @@ pub async fn run(command: NodeCommand) -> anyhow::Result<()> {
     }
 }
 
-fn parse_forward(text: &str) -> anyhow::Result<(u16, u16)> {
+fn parse_forward(text: &str) -> anyhow::Result<HostForward> {
     let parsed = text
         .split_once(':')
-        .and_then(|(h, g)| Some((h.parse().ok()?, g.parse().ok()?)));
+        .and_then(|(h, g)| Some(HostForward::loopback_tcp(h.parse().ok()?, g.parse().ok()?)));
     parsed
         .with_context(|| format!("--forward {text}: expected HOST_PORT:NODE_PORT, e.g. 16443:6443"))
 }
