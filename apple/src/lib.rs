@@ -4,14 +4,17 @@
 //! one lightweight VM per container). This crate holds the parts of that
 //! provider that do not need a Mac: checking the installed version,
 //! building `container` argument vectors, and reading what `container list`
-//! and `container inspect` print. Nothing here spawns a process, so it
-//! compiles and is tested on Linux too; the tests use JSON documents written
-//! from the Codable types in apple/container's source, not captured output.
+//! and `container inspect` print. Only [`cli`] spawns a process (the
+//! `container` program); the rest compiles and is tested on Linux too, with
+//! JSON documents written from the Codable types in apple/container's
+//! source, not captured output, and [`cli`] is tested there against a
+//! stand-in `container` script.
 //!
 //! Facts below were checked against apple/container at its tags 0.8.0 to
 //! 1.2.2 (`Sources/Services/ContainerAPIService/Client/{Flags,Parser,Utility}.swift`,
 //! `Sources/ContainerCommands/**`, `Sources/ContainerResource/**`).
 
+pub mod cli;
 pub mod inspect;
 pub mod run_args;
 pub mod version;

@@ -68,6 +68,17 @@ pub const FLAG_SINCE: &[(&str, Version)] = &[
     // `network create --subnet` (its `--label` arrived in 0.5.0, after
     // `run --label`; both predate the minimum).
     ("--subnet", Version::new(0, 6, 0)),
+    // Flags of the commands `crate::cli` runs besides `run`/`create`. A flag
+    // several commands take is listed with its latest first appearance
+    // among the ones kina uses.
+    // `delete --force`, `list --all` and `exec --interactive` [0.1.0].
+    ("--force", Version::new(0, 1, 0)),
+    ("--all", Version::new(0, 1, 0)),
+    ("--interactive", Version::new(0, 1, 0)),
+    // `network list --quiet` [0.2.0, with the `network` commands].
+    ("--quiet", Version::new(0, 2, 0)),
+    // `list --format` [0.1.0], `system version --format` [0.10.0].
+    ("--format", Version::new(0, 10, 0)),
 ];
 
 /// The flags of `argv` that `version` does not have yet.
