@@ -108,10 +108,18 @@ fn provider(arg: Option<ProviderArg>) -> ProviderArg {
 }
 
 fn refuse_apple() -> anyhow::Error {
-    anyhow::anyhow!(
-        "the apple provider drives Apple's `container` CLI, which runs on macOS 26 on Apple \
-         silicon only; on this host use --provider qemu"
-    )
+    if cfg!(target_os = "macos") {
+        anyhow::anyhow!(
+            "`kina up --provider apple` is not available yet: kina's Apple container parts \
+             (version gate, `container` arguments, list/inspect parsing, the CLI runner) exist \
+             but do not drive a cluster yet; the config above was checked against Apple's limits"
+        )
+    } else {
+        anyhow::anyhow!(
+            "the apple provider drives Apple's `container` CLI, which runs on macOS 26 on Apple \
+             silicon only; on this host use --provider qemu"
+        )
+    }
 }
 
 pub async fn up(args: UpArgs, quiet: bool) -> anyhow::Result<()> {
