@@ -3,6 +3,8 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -38,16 +40,55 @@ pub async fn ensure_kernel(inputs: &NodeInputs) -> anyhow::Result<String> {
     Ok(kernel.release)
 }
 
+/// Counts node creations still running. A creation cannot be cancelled
+/// half-way (making a disk or starting QEMU blocks its thread), so after a
+/// failure or Ctrl-C the caller waits for the count to reach zero before
+/// removing the nodes: otherwise a VM started after the clean-up would be
+/// left running.
+#[derive(Clone, Default)]
+pub struct InFlight(Arc<AtomicUsize>);
+
+struct InFlightGuard(Arc<AtomicUsize>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl InFlight {
+    fn enter(&self) -> InFlightGuard {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(self.0.clone())
+    }
+
+    /// Waits until no creation runs any more, or `timeout` has passed;
+    /// returns whether they all ended.
+    pub async fn settle(&self, timeout: Duration) -> bool {
+        let started = Instant::now();
+        while self.0.load(Ordering::SeqCst) > 0 {
+            if started.elapsed() > timeout {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        true
+    }
+}
+
 /// Makes and boots every node of `plan` at once, each with its spec.
 /// Stops at the first failure; the nodes already made stay for the caller
-/// to remove (or keep, with `--retain`).
+/// to remove (or keep, with `--retain`), once `in_flight` has settled.
 pub async fn create_nodes(
     data: &Path,
     plan: &ClusterPlan,
     specs: Vec<NodeSpec>,
     inputs: &NodeInputs,
+    in_flight: &InFlight,
 ) -> anyhow::Result<()> {
-    let mut tasks = tokio::task::JoinSet::new();
+    // Plain spawned tasks, not a JoinSet: dropping this future (Ctrl-C)
+    // must not abort a creation in the middle; `in_flight` tracks them.
+    let mut tasks = Vec::new();
     for (node, spec) in plan.nodes.iter().zip(specs) {
         let opts = CreateOptions {
             name: node.name.clone(),
@@ -66,10 +107,16 @@ pub async fn create_nodes(
             extra_files: vec![],
         };
         let data = data.to_path_buf();
-        tasks.spawn(async move { node::create(&data, opts).await });
+        let guard = in_flight.enter();
+        tasks.push(tokio::spawn(async move {
+            let created = node::create(&data, opts).await;
+            drop(guard);
+            created
+        }));
     }
-    while let Some(joined) = tasks.join_next().await {
-        joined.context("a node's creation stopped unexpectedly")??;
+    for task in tasks {
+        task.await
+            .context("a node's creation stopped unexpectedly")??;
     }
     Ok(())
 }

@@ -22,7 +22,7 @@ use crate::cli::{DownArgs, KubeconfigArgs, ProviderArg, UpArgs};
 use crate::cluster::plan::{ClusterPlan, PlanInputs, plan};
 use crate::cluster::progress::Steps;
 use crate::cluster::qemu::{
-    NodeInputs, create_nodes, destroy_nodes, ensure_kernel, exec_output, wait_for,
+    InFlight, NodeInputs, create_nodes, destroy_nodes, ensure_kernel, exec_output, wait_for,
 };
 use crate::cluster::{self, ClusterDir};
 use crate::cluster_config::{ClusterConfig, Provider};
@@ -216,15 +216,17 @@ pub async fn up(args: UpArgs, quiet: bool) -> anyhow::Result<()> {
     steps.say(&format!("Creating cluster \"{name}\" ..."));
     // Written first: an interrupted or failed `up` leaves a record `down` can use.
     record.save(&plan)?;
-    let work = bring_up(
-        &data,
-        &plan,
-        specs,
-        &inputs,
+    let in_flight = InFlight::default();
+    let run = UpRun {
+        data: &data,
+        plan: &plan,
+        inputs: &inputs,
+        in_flight: &in_flight,
+        steps: &steps,
         wait,
-        &steps,
-        args.kubeconfig_skip,
-    );
+        kubeconfig_skip: args.kubeconfig_skip,
+    };
+    let work = bring_up(&run, specs);
     let outcome = tokio::select! {
         result = work => result,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
@@ -238,6 +240,9 @@ pub async fn up(args: UpArgs, quiet: bool) -> anyhow::Result<()> {
             "creating cluster {name} failed; its nodes are kept (--retain): `kina export logs --name {name}` collects their logs, `kina down --name {name}` removes them"
         ))),
         Err(error) => {
+            if !in_flight.settle(Duration::from_secs(600)).await {
+                steps.say("some nodes are still being made after 10 minutes; removing anyway");
+            }
             let removed = remove_cluster(&data, &plan);
             let cleaned = match removed {
                 Ok(()) => "everything it made was removed".to_string(),
@@ -250,17 +255,32 @@ pub async fn up(args: UpArgs, quiet: bool) -> anyhow::Result<()> {
     }
 }
 
+/// What the steps of `up` after the plan work with.
+struct UpRun<'a> {
+    data: &'a Path,
+    plan: &'a ClusterPlan,
+    inputs: &'a NodeInputs,
+    in_flight: &'a InFlight,
+    steps: &'a Steps,
+    wait: Duration,
+    kubeconfig_skip: bool,
+}
+
 /// The steps of `up` after the plan: kernel, nodes, boot, kubeconfig.
 /// Returns the closing message.
 async fn bring_up(
-    data: &Path,
-    plan: &ClusterPlan,
+    run: &UpRun<'_>,
     specs: Vec<kina_contract::node_spec::NodeSpec>,
-    inputs: &NodeInputs,
-    wait: Duration,
-    steps: &Steps,
-    kubeconfig_skip: bool,
 ) -> anyhow::Result<String> {
+    let UpRun {
+        data,
+        plan,
+        inputs,
+        in_flight,
+        steps,
+        wait,
+        kubeconfig_skip,
+    } = *run;
     let step = steps.start("Ensuring the node kernel 🐧");
     match ensure_kernel(inputs).await {
         Ok(_) => step.done(),
@@ -271,7 +291,7 @@ async fn bring_up(
     };
     let boxes = "📦 ".repeat(plan.nodes.len());
     let step = steps.start(format!("Preparing nodes {}", boxes.trim_end()));
-    if let Err(e) = create_nodes(data, plan, specs, inputs).await {
+    if let Err(e) = create_nodes(data, plan, specs, inputs, in_flight).await {
         step.failed();
         return Err(e);
     }
@@ -372,7 +392,19 @@ pub fn down(args: DownArgs, quiet: bool) -> anyhow::Result<()> {
             }
             continue;
         }
-        let plan = record.load(&name)?;
+        let plan = match record.load(&name) {
+            Ok(plan) => plan,
+            Err(e) => {
+                // Without the record the nodes are unknown: keep nothing
+                // of the cluster itself and say what may be left.
+                std::fs::remove_dir_all(&record.dir)
+                    .with_context(|| format!("removing {}", record.dir.display()))?;
+                eprintln!(
+                    "{e:#}\nRemoved the record of cluster {name}; its nodes, if any, are in `kina node list` (`kina node rm` removes them)"
+                );
+                continue;
+            }
+        };
         if !quiet {
             eprintln!("Deleting cluster \"{name}\" ...");
         }
