@@ -182,6 +182,19 @@ mod tests {
     }
 
     #[test]
+    fn a_stop_phase_must_be_a_boot_phase_and_the_cluster_link_defaults_to_eth0() {
+        let text = br#"{"version":1,"name":"n","cluster":"c","role":"worker","pod_cidr":"10.244.1.0/24","stop_after":"kubelet"}"#;
+        let err = NodeSpec::from_json(text, "/etc/kina/node.json").unwrap_err();
+        assert!(err.to_string().contains("stop_after `kubelet`"), "{err}");
+        assert!(err.to_string().contains("containerd"), "{err}");
+        let text = br#"{"version":1,"name":"n","cluster":"c","role":"worker","pod_cidr":"10.244.1.0/24","stop_after":"containerd","cluster_interface":{"device":"eth1","address":"10.89.0.3/24"}}"#;
+        let spec = NodeSpec::from_json(text, "test").unwrap();
+        assert_eq!(spec.stop_after.as_deref(), Some("containerd"));
+        assert_eq!(spec.node_link("eth0"), "eth1");
+        assert_eq!(NodeSpec::unnamed().node_link("eth0"), "eth0");
+    }
+
+    #[test]
     fn another_schema_version_or_unknown_fields_are_refused_by_name() {
         let err = NodeSpec::from_json(
             br#"{"version":2,"name":"n","cluster":"c","role":"worker","pod_cidr":"x"}"#,
