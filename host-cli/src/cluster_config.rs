@@ -269,13 +269,6 @@ pub struct Mount {
 
 impl Mount {
     /// `hostPath` made absolute against `cwd`, as kind's providers do.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "for the Apple provider's mounts, not driven by `up` yet"
-        )
-    )]
     pub fn absolute_host_path(&self, cwd: &Path) -> PathBuf {
         cwd.join(&self.host_path)
     }
@@ -656,6 +649,14 @@ impl ClusterConfig {
                 "containerdConfigPatchesJSON6902",
                 "kina cannot patch containerd's config yet: kina-init writes it itself and the \
                  node spec carries no containerd patches",
+            ));
+        }
+        if provider == Provider::AppleContainer && self.kina.kernel.is_some() {
+            out.push(FieldError::kina(
+                "kernel",
+                "a kernel recipe is for QEMU nodes: Apple's `container --kernel` takes a kernel \
+                 image, and kina does not turn its recipe's Debian kernel into one yet; leave \
+                 `kernel` out to boot Apple's default kernel, which kina-init checks at boot",
             ));
         }
         if provider == Provider::Qemu {

@@ -24,6 +24,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, waitpid};
 use nix::unistd::Pid;
 
+use crate::boot::identity::write_hosts;
 use crate::boot::network::{DEFAULT_UPLINK, sync_peer_routes};
 use crate::boot::sequence::{Mode, phases};
 use crate::boot::{BootContext, Phase, PhaseFailure, StatusFile, run_phases};
@@ -258,6 +259,13 @@ fn follow_peers(path: &Path, booted: &NodeSpec) {
                     Err(e) => say(&format!(
                         "node spec changed, but the peer routes could not follow: {e}"
                     )),
+                }
+                // Peers are reached by name too (the Apple provider's API
+                // endpoint is the control plane's name).
+                if let Err(e) = write_hosts(Path::new("/etc/hosts"), &spec.name, &spec.peers) {
+                    say(&format!(
+                        "node spec changed, but /etc/hosts could not follow: {e}"
+                    ));
                 }
                 peers = spec.peers;
             }

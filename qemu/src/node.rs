@@ -463,6 +463,10 @@ pub fn check_phase(
     last: &mut String,
 ) -> Result<Option<NodeStatus>, NodeError> {
     if running_pid(paths).is_none() {
+        if reboot_after_early_kernel_death(paths) {
+            *last = "rebooted once: the kernel died before kina-init ran".to_string();
+            return Ok(None);
+        }
         return Err(NodeError::VmExited {
             name: name.to_string(),
             console: paths.console_log.clone(),
@@ -494,6 +498,43 @@ pub fn check_phase(
         Err(e) => *last = e.to_string(),
     }
     Ok(None)
+}
+
+/// Debian's cloud kernel has died in early boot under TCG on 2-vCPU hosts
+/// (QEMU 7.2: "Oops: int3" in sched_clock_cpu, a breakpoint of the
+/// kernel's live code patching seen by the second vCPU) before kina-init
+/// printed anything; booting the same VM again went through. So a node
+/// whose kernel died before kina-init's first console line is booted once
+/// more; its first console is kept as `console.log.1` (which also marks
+/// that the second chance was used). Returns whether it was rebooted.
+fn reboot_after_early_kernel_death(paths: &NodePaths) -> bool {
+    let first_console = paths.dir.join("console.log.1");
+    let console = std::fs::read_to_string(&paths.console_log).unwrap_or_default();
+    if !kernel_died_early(&console, first_console.exists()) {
+        return false;
+    }
+    let Ok(record) = std::fs::read(&paths.record)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice::<NodeRecord>(&b).map_err(|e| e.to_string()))
+    else {
+        return false;
+    };
+    if std::fs::rename(&paths.console_log, &first_console).is_err() {
+        return false;
+    }
+    tracing::warn!(
+        "node {}: the kernel died before kina-init ran (console kept as {}); booting it once more",
+        record.name,
+        first_console.display()
+    );
+    start(paths, &record).is_ok()
+}
+
+/// A console that shows the kernel ran but kina-init never did, on a node
+/// not rebooted for it before. An empty console means QEMU itself did not
+/// get that far: booting again would not help.
+fn kernel_died_early(console: &str, already_rebooted: bool) -> bool {
+    !already_rebooted && !console.trim().is_empty() && !console.contains("kina-init")
 }
 
 /// The error of a node that did not reach `phase` within `timeout`.
@@ -569,4 +610,25 @@ pub fn destroy(data_dir: &Path, name: &str) -> Result<bool, NodeError> {
         message: format!("removing {}: {e}", paths.dir.display()),
     })?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernel_died_early;
+
+    #[test]
+    fn only_a_kernel_that_died_before_kina_init_gets_a_second_boot() {
+        let oops = "[    0.912] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\n[    0.913] RIP: 0010:sched_clock_cpu+0x5/0x1d0\n";
+        assert!(kernel_died_early(oops, false));
+        assert!(!kernel_died_early(oops, true), "once only");
+        let booted = "kina-init: mount ok (11 ms): mounted /proc\nkina-init: kernel FAILED\n";
+        assert!(
+            !kernel_died_early(booted, false),
+            "kina-init ran: a real failure"
+        );
+        assert!(
+            !kernel_died_early("", false),
+            "QEMU never got to the kernel"
+        );
+    }
 }

@@ -6,6 +6,7 @@
 //! removes a cluster whose `up` was interrupted; its nodes live where every
 //! QEMU node lives (`nodes/<node>`), named in kind's scheme.
 
+pub mod apple;
 pub mod plan;
 pub mod progress;
 pub mod qemu;
@@ -81,4 +82,62 @@ pub fn all(data_dir: &Path) -> Vec<ClusterPlan> {
         .iter()
         .filter_map(|n| ClusterDir::new(data_dir, n).load(n).ok())
         .collect()
+}
+
+/// What the cluster commands do to one node, whichever provider runs it.
+pub enum Nodes {
+    Qemu { data: PathBuf },
+    Apple { cli: kina_apple::cli::ContainerCli },
+}
+
+impl Nodes {
+    pub fn of(plan: &ClusterPlan, data: &Path) -> Self {
+        match plan.provider {
+            plan::ProviderKind::Qemu => Nodes::Qemu {
+                data: data.to_path_buf(),
+            },
+            plan::ProviderKind::Apple => Nodes::Apple {
+                cli: kina_apple::cli::ContainerCli::from_env(),
+            },
+        }
+    }
+
+    /// Runs `argv` on `node`: its standard output, or an error carrying its
+    /// standard error.
+    pub fn exec(
+        &self,
+        node: &str,
+        argv: &[&str],
+        stdin: &mut dyn std::io::Read,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<Vec<u8>> {
+        match self {
+            Nodes::Qemu { data } => qemu::exec_output(data, node, argv, stdin, timeout),
+            Nodes::Apple { cli } => apple::exec_output(cli, node, argv, stdin),
+        }
+    }
+
+    pub fn running(&self, node: &str) -> bool {
+        match self {
+            Nodes::Qemu { data } => {
+                kina_qemu::node::running_pid(&kina_qemu::node::NodePaths::new(data, node)).is_some()
+            }
+            Nodes::Apple { cli } => apple::is_running(cli, node),
+        }
+    }
+
+    pub fn status(
+        &self,
+        node: &str,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<kina_contract::status::NodeStatus> {
+        match self {
+            Nodes::Qemu { data } => Ok(kina_qemu::node::status(
+                &kina_qemu::node::NodePaths::new(data, node),
+                node,
+                timeout,
+            )?),
+            Nodes::Apple { cli } => apple::status(cli, node),
+        }
+    }
 }

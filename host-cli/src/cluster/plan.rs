@@ -39,10 +39,15 @@ pub const DEFAULT_KUBERNETES_TIMEOUT_SECS: u64 = 900;
 pub struct PlannedNode {
     pub name: String,
     pub role: Role,
-    /// Its address on the cluster segment (no prefix length).
-    pub address: Ipv4Addr,
+    /// Its address on the cluster's network (no prefix length). QEMU: the
+    /// plan's segment address, fixed for the cluster's life. Apple: what
+    /// `container inspect` said after the last start (`None` before the
+    /// first), since vmnet hands out addresses itself.
+    pub address: Option<Ipv4Addr>,
     pub pod_cidr: String,
-    pub mac: String,
+    /// The segment NIC's MAC (QEMU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
     pub cpus: u32,
     pub memory_mib: u32,
     pub host_forwards: Vec<HostForward>,
@@ -75,13 +80,23 @@ impl SegmentPlan {
         Segment {
             group: self.group,
             port: self.port,
-            mac: node.mac.clone(),
+            mac: node.mac.clone().unwrap_or_default(),
         }
     }
 }
 
+/// Which provider runs a cluster's nodes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    #[default]
+    Qemu,
+    Apple,
+}
+
 /// What `up` was asked for besides the config file.
 pub struct PlanInputs<'a> {
+    pub provider: ProviderKind,
     pub config: &'a ClusterConfig,
     pub name: &'a str,
     pub image: &'a str,
@@ -97,13 +112,16 @@ pub struct PlanInputs<'a> {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterPlan {
+    #[serde(default)]
+    pub provider: ProviderKind,
     pub name: String,
     pub image: String,
     pub kubernetes_version: Option<String>,
     pub stop_after: Option<String>,
     /// `None` for clusters without Kubernetes.
     pub api_server: Option<ApiServer>,
-    pub segment: SegmentPlan,
+    /// The QEMU nodes' own L2 segment; Apple nodes share a vmnet network.
+    pub segment: Option<SegmentPlan>,
     pub nodes: Vec<PlannedNode>,
 }
 
@@ -183,7 +201,8 @@ pub fn plan(inputs: &PlanInputs) -> anyhow::Result<ClusterPlan> {
     let net = &config.cluster.networking;
     let pod_subnet = Ipv4Cidr::parse(&net.pod_subnet)
         .map_err(|e| anyhow::anyhow!("networking.podSubnet {}: {e}", net.pod_subnet))?;
-    let segment = segment_for(inputs.name, inputs.ports_in_use);
+    let qemu = inputs.provider == ProviderKind::Qemu;
+    let segment = qemu.then(|| segment_for(inputs.name, inputs.ports_in_use));
     // The config check (`unsupported_on`) refused subnets overlapping it.
     let segment_net = Ipv4Cidr::parse(SEGMENT_SUBNET)
         .map_err(|e| anyhow::anyhow!("segment subnet {SEGMENT_SUBNET}: {e}"))?;
@@ -211,7 +230,7 @@ pub fn plan(inputs: &PlanInputs) -> anyhow::Result<ClusterPlan> {
         if role == Role::ControlPlane && inputs.kubernetes_version.is_some() {
             let address: Ipv4Addr = net.api_server_address.parse().with_context(|| {
                 format!(
-                    "networking.apiServerAddress {}: QEMU forwards IPv4 host addresses only",
+                    "networking.apiServerAddress {}: kina forwards IPv4 host addresses only",
                     net.api_server_address
                 )
             })?;
@@ -240,12 +259,12 @@ pub fn plan(inputs: &PlanInputs) -> anyhow::Result<ClusterPlan> {
                 cluster_config::Protocol::Tcp => ForwardProtocol::Tcp,
                 cluster_config::Protocol::Udp => ForwardProtocol::Udp,
                 cluster_config::Protocol::Sctp => {
-                    bail!("{field}.protocol: QEMU's user network forwards TCP and UDP only")
+                    bail!("{field}.protocol: kina forwards TCP and UDP only")
                 }
             };
             let address: Ipv4Addr = mapping.listen_address.parse().with_context(|| {
                 format!(
-                    "{field}.listenAddress {}: QEMU forwards IPv4 host addresses only",
+                    "{field}.listenAddress {}: kina forwards IPv4 host addresses only",
                     mapping.listen_address
                 )
             })?;
@@ -273,15 +292,17 @@ pub fn plan(inputs: &PlanInputs) -> anyhow::Result<ClusterPlan> {
         nodes.push(PlannedNode {
             name,
             role,
-            address: Ipv4Addr::from(u32::from(segment_net.network()) + u32::from(host)),
+            address: qemu
+                .then(|| Ipv4Addr::from(u32::from(segment_net.network()) + u32::from(host))),
             pod_cidr: pod_cidr(&pod_subnet, i)?,
-            mac: mac_for(inputs.name, i),
+            mac: qemu.then(|| mac_for(inputs.name, i)),
             cpus: resources.cpus,
             memory_mib: resources.memory_mib,
             host_forwards: forwards,
         });
     }
     Ok(ClusterPlan {
+        provider: inputs.provider,
         name: inputs.name.to_string(),
         image: inputs.image.to_string(),
         kubernetes_version: inputs.kubernetes_version.map(str::to_string),
@@ -299,21 +320,38 @@ impl ClusterPlan {
 
     /// The spec node `index` boots with. `secrets` are the cluster's CA and
     /// token when the image carries Kubernetes; only the control plane gets
-    /// the CA's key.
+    /// the CA's key. Peers whose address is not known yet (Apple nodes not
+    /// started) are left out; the spec is written again once they are.
     pub fn node_spec(
         &self,
         index: usize,
         config: &ClusterConfig,
         secrets: Option<&ClusterSecrets>,
-        interface: kina_contract::node_spec::InterfaceConfig,
     ) -> anyhow::Result<NodeSpec> {
         let node = self
             .nodes
             .get(index)
             .with_context(|| format!("no node {index} in the plan"))?;
-        let prefix = Ipv4Cidr::parse(&self.segment.subnet)
-            .map_err(|e| anyhow::anyhow!("segment subnet {}: {e}", self.segment.subnet))?
-            .prefix;
+        // QEMU nodes: eth0 on QEMU's user network, eth1 on the segment.
+        // Apple's vminitd configures eth0 itself.
+        let (interface, cluster_interface) = match &self.segment {
+            Some(segment) => {
+                let prefix = Ipv4Cidr::parse(&segment.subnet)
+                    .map_err(|e| anyhow::anyhow!("segment subnet {}: {e}", segment.subnet))?
+                    .prefix;
+                let address = node
+                    .address
+                    .with_context(|| format!("node {} has no segment address", node.name))?;
+                (
+                    Some(kina_qemu::node::user_network_interface()),
+                    Some(ClusterInterface {
+                        device: SEGMENT_DEVICE.to_string(),
+                        address: format!("{address}/{prefix}"),
+                    }),
+                )
+            }
+            None => (None, None),
+        };
         let (merge, json6902) = config.node_kubeadm_patches(index);
         let kubernetes = match (&self.kubernetes_version, secrets) {
             (Some(_), Some(secrets)) => Some(self.kubernetes_settings(config, node, secrets)?),
@@ -332,10 +370,12 @@ impl ClusterPlan {
                 .nodes
                 .iter()
                 .filter(|n| n.name != node.name)
-                .map(|n| Peer {
-                    name: n.name.clone(),
-                    address: n.address.to_string(),
-                    pod_cidr: n.pod_cidr.clone(),
+                .filter_map(|n| {
+                    Some(Peer {
+                        name: n.name.clone(),
+                        address: n.address?.to_string(),
+                        pod_cidr: n.pod_cidr.clone(),
+                    })
                 })
                 .collect(),
             required_kernel_profiles: config
@@ -344,15 +384,24 @@ impl ClusterPlan {
                 .clone()
                 .unwrap_or_else(|| DEFAULT_PROFILES.map(str::to_string).to_vec()),
             kubernetes,
-            interface: Some(interface),
+            interface,
             kubeadm_config_patches: merge,
             kubeadm_config_patches_json6902: json6902,
-            cluster_interface: Some(ClusterInterface {
-                device: SEGMENT_DEVICE.to_string(),
-                address: format!("{}/{prefix}", node.address),
-            }),
+            cluster_interface,
             stop_after: self.stop_after.clone(),
         })
+    }
+
+    /// Where nodes reach the API server. QEMU: the control plane's fixed
+    /// segment address. Apple: its name, which every node's /etc/hosts maps
+    /// to its current address (kina-init rewrites the entries when the host
+    /// rewrites the spec after a start), since vmnet may give it another
+    /// address on every start; kubeadm puts the name in the certificate.
+    fn endpoint_host(&self, control_plane: &PlannedNode) -> String {
+        match (self.provider, control_plane.address) {
+            (ProviderKind::Qemu, Some(address)) => address.to_string(),
+            _ => control_plane.name.clone(),
+        }
     }
 
     fn kubernetes_settings(
@@ -376,7 +425,10 @@ impl ClusterPlan {
             pod_subnet: net.pod_subnet.clone(),
             service_subnet: net.service_subnet.clone(),
             dns_domain: "cluster.local".to_string(),
-            control_plane_endpoint: format!("{}:{API_SERVER_PORT}", control_plane.address),
+            control_plane_endpoint: format!(
+                "{}:{API_SERVER_PORT}",
+                self.endpoint_host(control_plane)
+            ),
             api_server_cert_sans: sans,
             kube_proxy_mode: net.kube_proxy_mode,
             feature_gates: config.cluster.feature_gates.clone(),
@@ -423,6 +475,7 @@ nodes:
     fn plan_of(text: &str, kubernetes: Option<&str>) -> (ClusterConfig, ClusterPlan) {
         let config = ClusterConfig::parse(text).unwrap();
         let plan = plan(&PlanInputs {
+            provider: ProviderKind::Qemu,
             config: &config,
             name: "kina",
             image: "kina.local/node:base",
@@ -452,15 +505,19 @@ nodes:
     #[test]
     fn every_node_gets_its_own_address_pod_cidr_and_mac_on_one_segment() {
         let (_, plan) = plan_of(THREE, None);
-        let addresses: Vec<String> = plan.nodes.iter().map(|n| n.address.to_string()).collect();
+        let addresses: Vec<String> = plan
+            .nodes
+            .iter()
+            .map(|n| n.address.unwrap().to_string())
+            .collect();
         assert_eq!(addresses, ["10.89.0.2", "10.89.0.3", "10.89.0.4"]);
         let cidrs: Vec<&str> = plan.nodes.iter().map(|n| n.pod_cidr.as_str()).collect();
         assert_eq!(cidrs, ["10.244.0.0/24", "10.244.1.0/24", "10.244.2.0/24"]);
-        let mut macs: Vec<&str> = plan.nodes.iter().map(|n| n.mac.as_str()).collect();
+        let mut macs: Vec<&str> = plan.nodes.iter().filter_map(|n| n.mac.as_deref()).collect();
         macs.dedup();
         assert_eq!(macs.len(), 3);
         assert!(macs.iter().all(|m| m.starts_with("52:54:00:")));
-        assert!(plan.segment.group.is_multicast());
+        assert!(plan.segment.unwrap().group.is_multicast());
     }
 
     #[test]
@@ -506,9 +563,7 @@ nodes:
     #[test]
     fn specs_name_the_peers_the_segment_link_and_the_stop_phase() {
         let (config, plan) = plan_of(THREE, None);
-        let spec = plan
-            .node_spec(1, &config, None, kina_qemu::node::user_network_interface())
-            .unwrap();
+        let spec = plan.node_spec(1, &config, None).unwrap();
         assert_eq!(spec.name, "kina-worker");
         assert_eq!(spec.role, Role::Worker);
         assert_eq!(spec.stop_after.as_deref(), Some("containerd"));
@@ -541,9 +596,8 @@ nodes:
     fn only_the_control_plane_gets_the_ca_key_and_workers_join_its_segment_address() {
         let (config, plan) = plan_of(THREE, Some("v1.34.2"));
         let secrets = crate::cluster_secrets::generate("kina").unwrap();
-        let iface = kina_qemu::node::user_network_interface;
-        let cp = plan.node_spec(0, &config, Some(&secrets), iface()).unwrap();
-        let worker = plan.node_spec(2, &config, Some(&secrets), iface()).unwrap();
+        let cp = plan.node_spec(0, &config, Some(&secrets)).unwrap();
+        let worker = plan.node_spec(2, &config, Some(&secrets)).unwrap();
         let (cp, worker) = (cp.kubernetes.unwrap(), worker.kubernetes.unwrap());
         assert!(cp.certificate_authority.is_some());
         assert!(worker.certificate_authority.is_none());
@@ -557,8 +611,49 @@ nodes:
         }
         assert!(cp.wait_for_coredns && !worker.wait_for_coredns);
         // A Kubernetes image without secrets is a programming error, named.
-        let err = plan.node_spec(0, &config, None, iface()).unwrap_err();
+        let err = plan.node_spec(0, &config, None).unwrap_err();
         assert!(err.to_string().contains("secrets"), "{err}");
+    }
+
+    #[test]
+    fn apple_nodes_get_addresses_from_vmnet_and_join_the_control_plane_by_name() {
+        let config = ClusterConfig::parse(THREE).unwrap();
+        let mut plan = plan(&PlanInputs {
+            provider: ProviderKind::Apple,
+            config: &config,
+            name: "kina",
+            image: "kina.local/node:v1.34.2",
+            kubernetes_version: Some("v1.34.2"),
+            stop_after: None,
+            ports_in_use: &[],
+            free_port: &no_free_port,
+        })
+        .unwrap();
+        assert_eq!(plan.segment, None);
+        assert!(
+            plan.nodes
+                .iter()
+                .all(|n| n.address.is_none() && n.mac.is_none())
+        );
+        let secrets = crate::cluster_secrets::generate("kina").unwrap();
+        // Before any start: no peers known, no QEMU interfaces.
+        let spec = plan.node_spec(1, &config, Some(&secrets)).unwrap();
+        assert!(spec.peers.is_empty());
+        assert_eq!(spec.interface, None);
+        assert_eq!(spec.cluster_interface, None);
+        assert_eq!(
+            spec.kubernetes.unwrap().control_plane_endpoint,
+            "kina-control-plane:6443"
+        );
+        // Once the control plane has an address, it is a peer.
+        plan.nodes[0].address = Some(Ipv4Addr::new(192, 168, 64, 2));
+        let spec = plan.node_spec(1, &config, Some(&secrets)).unwrap();
+        let peers: Vec<(&str, &str)> = spec
+            .peers
+            .iter()
+            .map(|p| (p.name.as_str(), p.address.as_str()))
+            .collect();
+        assert_eq!(peers, [("kina-control-plane", "192.168.64.2")]);
     }
 
     #[test]

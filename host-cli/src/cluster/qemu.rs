@@ -103,7 +103,7 @@ pub async fn create_nodes(
             disk_size: inputs.disk_size,
             spec,
             host_forwards: node.host_forwards.clone(),
-            segment: Some(plan.segment.for_node(node)),
+            segment: plan.segment.as_ref().map(|s| s.for_node(node)),
             extra_files: vec![],
         };
         let data = data.to_path_buf();

@@ -1672,6 +1672,16 @@ fn qemu_runs_several_nodes_but_refuses_subnets_of_its_own_networks() {
     assert!(qemu[0].message.contains("10.0.2.0/24"), "{}", qemu[0]);
     assert!(c.unsupported_on(Provider::AppleContainer).is_empty());
 
+    // A kernel recipe is QEMU's; Apple's --kernel takes an image.
+    let c = parse(&format!(
+        "{TWO_NODES}---\nkind: Kina\napiVersion: kina.dev/v1alpha1\nkernel: kernels/debian-cloud.toml\n"
+    ));
+    assert!(c.unsupported_on(Provider::Qemu).is_empty());
+    let apple = c.unsupported_on(Provider::AppleContainer);
+    assert_eq!(apple.len(), 1, "{apple:?}");
+    assert_eq!(apple[0].path, "kernel");
+    assert_eq!(apple[0].document, Document::Kina);
+
     // The segment the nodes meet on (10.89.0.0/24).
     let c = parse(&cluster("networking:\n  serviceSubnet: 10.89.0.0/16\n"));
     let qemu = c.unsupported_on(Provider::Qemu);

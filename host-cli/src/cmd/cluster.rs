@@ -19,15 +19,17 @@ use kina_qemu::node::{self, NodePaths};
 use kina_qemu::vm::ForwardProtocol;
 
 use crate::cli::{DownArgs, KubeconfigArgs, ProviderArg, UpArgs};
-use crate::cluster::plan::{ClusterPlan, PlanInputs, plan};
+use crate::cluster::plan::{ClusterPlan, PlanInputs, ProviderKind, plan};
 use crate::cluster::progress::Steps;
 use crate::cluster::qemu::{
-    InFlight, NodeInputs, create_nodes, destroy_nodes, ensure_kernel, exec_output, wait_for,
+    InFlight, NodeInputs, create_nodes, destroy_nodes, ensure_kernel, wait_for,
 };
-use crate::cluster::{self, ClusterDir};
+use crate::cluster::{self, ClusterDir, Nodes, apple};
 use crate::cluster_config::{ClusterConfig, Provider};
+use crate::cluster_secrets::ClusterSecrets;
 use crate::cmd::node::kernel_mirrors;
 use crate::{cluster_secrets, kubeconfig};
+use kina_apple::cli::ContainerCli;
 
 /// The label a kina image carries its Kubernetes release in.
 const KUBERNETES_LABEL: &str = "io.kina.kubernetes.version";
@@ -107,21 +109,6 @@ fn provider(arg: Option<ProviderArg>) -> ProviderArg {
     })
 }
 
-fn refuse_apple() -> anyhow::Error {
-    if cfg!(target_os = "macos") {
-        anyhow::anyhow!(
-            "`kina up --provider apple` is not available yet: kina's Apple container parts \
-             (version gate, `container` arguments, list/inspect parsing, the CLI runner) exist \
-             but do not drive a cluster yet; the config above was checked against Apple's limits"
-        )
-    } else {
-        anyhow::anyhow!(
-            "the apple provider drives Apple's `container` CLI, which runs on macOS 26 on Apple \
-             silicon only; on this host use --provider qemu"
-        )
-    }
-}
-
 pub async fn up(args: UpArgs, quiet: bool) -> anyhow::Result<()> {
     let config = match &args.config {
         Some(path) => ClusterConfig::load(path)?,
@@ -141,9 +128,16 @@ pub async fn up(args: UpArgs, quiet: bool) -> anyhow::Result<()> {
         let list: String = unsupported.iter().map(|e| format!("\n  {e}")).collect();
         bail!("the {provider_name} provider cannot create this cluster as configured:{list}");
     }
-    if provider == Provider::AppleContainer {
-        return Err(refuse_apple());
-    }
+    // Apple's CLI is checked before anything else is looked at: without a
+    // `container` that can run nodes, nothing below matters.
+    let apple_cli = match provider {
+        Provider::AppleContainer => {
+            let cli = ContainerCli::from_env();
+            let supported = tokio::task::block_in_place(|| cli.version())?;
+            Some((cli, supported))
+        }
+        Provider::Qemu => None,
+    };
     if let Some(phase) = &args.stop_after
         && !PHASES.contains(&phase.as_str())
     {
@@ -166,8 +160,8 @@ pub async fn up(args: UpArgs, quiet: bool) -> anyhow::Result<()> {
         .collect();
     let image = match images.first() {
         Some(first) if images.iter().any(|i| i != first) => bail!(
-            "nodes[].image: the nodes name different images ({}); the QEMU provider boots \
-             every node of a cluster from one image",
+            "nodes[].image: the nodes name different images ({}); kina boots every node of a \
+             cluster from one image",
             images.join(", ")
         ),
         Some(first) => first.to_string(),
@@ -175,8 +169,15 @@ pub async fn up(args: UpArgs, quiet: bool) -> anyhow::Result<()> {
     };
     let arch = host_arch(args.platform.as_deref())?;
     let kubernetes = image_kubernetes(&image, arch)?;
-    let ports_in_use: Vec<u16> = cluster::all(&data).iter().map(|c| c.segment.port).collect();
+    let ports_in_use: Vec<u16> = cluster::all(&data)
+        .iter()
+        .filter_map(|c| c.segment.as_ref().map(|s| s.port))
+        .collect();
     let plan = plan(&PlanInputs {
+        provider: match provider {
+            Provider::Qemu => ProviderKind::Qemu,
+            Provider::AppleContainer => ProviderKind::Apple,
+        },
         config: &config,
         name: &name,
         image: &image,
@@ -197,8 +198,21 @@ pub async fn up(args: UpArgs, quiet: bool) -> anyhow::Result<()> {
         Some(_) => Some(cluster_secrets::generate(&name)?),
         None => None,
     };
+    let steps = Steps::new(quiet);
+    if let Some((cli, supported)) = apple_cli {
+        let apple = AppleUp {
+            cli,
+            version: supported.cli,
+            config: &config,
+            secrets: secrets.as_ref(),
+            wait,
+            retain: args.retain,
+            kubeconfig_skip: args.kubeconfig_skip,
+        };
+        return up_apple(&data, plan, &apple, &steps).await;
+    }
     let specs = (0..plan.nodes.len())
-        .map(|i| plan.node_spec(i, &config, secrets.as_ref(), node::user_network_interface()))
+        .map(|i| plan.node_spec(i, &config, secrets.as_ref()))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let kernel_recipe = config.kina.kernel.clone().unwrap_or(args.kernel.clone());
     let (recipe, _) = KernelRecipe::load(&kernel_recipe)?;
@@ -212,7 +226,6 @@ pub async fn up(args: UpArgs, quiet: bool) -> anyhow::Result<()> {
         disk_size: args.disk_size << 30,
     };
 
-    let steps = Steps::new(quiet);
     steps.say(&format!("Creating cluster \"{name}\" ..."));
     // Written first: an interrupted or failed `up` leaves a record `down` can use.
     record.save(&plan)?;
@@ -319,6 +332,18 @@ async fn bring_up(
         return Err(e);
     }
     step.done();
+    finish(data, plan, steps, kubeconfig_skip)
+}
+
+/// The end of `up`, once every node is where it was asked to be: the
+/// kubeconfig (for a Kubernetes cluster) and the closing message.
+fn finish(
+    data: &Path,
+    plan: &ClusterPlan,
+    steps: &Steps,
+    kubeconfig_skip: bool,
+) -> anyhow::Result<String> {
+    let name = &plan.name;
     if plan.kubernetes_version.is_none() || plan.stop_after.is_some() {
         let why = match &plan.stop_after {
             Some(p) => format!("booted up to phase {p} (--stop-after)"),
@@ -353,10 +378,101 @@ async fn bring_up(
     }
 }
 
+/// What `up` on Apple's `container` needs besides the plan.
+struct AppleUp<'a> {
+    cli: ContainerCli,
+    version: kina_apple::version::Version,
+    config: &'a ClusterConfig,
+    secrets: Option<&'a ClusterSecrets>,
+    wait: Duration,
+    retain: bool,
+    kubeconfig_skip: bool,
+}
+
+/// `up` on Apple's `container`: version gate, network, nodes (control
+/// plane first), addresses, specs, wait, kubeconfig. Failures and Ctrl-C
+/// delete what was made unless `--retain`, as on QEMU.
+async fn up_apple(
+    data: &Path,
+    mut plan: ClusterPlan,
+    apple: &AppleUp<'_>,
+    steps: &Steps,
+) -> anyhow::Result<()> {
+    let cli = &apple.cli;
+    let name = plan.name.clone();
+    let record = ClusterDir::new(data, &name);
+    steps.say(&format!(
+        "Creating cluster \"{name}\" on Apple container {} ...",
+        apple.version
+    ));
+    record.save(&plan)?;
+    let work = async {
+        let step = steps.start(format!(
+            "Starting nodes {}",
+            "📦 ".repeat(plan.nodes.len()).trim_end()
+        ));
+        let made = tokio::task::block_in_place(|| {
+            apple::create_and_start(cli, &mut plan, apple.config, apple.secrets, &record.dir)
+        });
+        if let Err(e) = made {
+            step.failed();
+            return Err(e);
+        }
+        step.done();
+        record.save(&plan)?;
+        if apple.wait.is_zero() {
+            return Ok(format!(
+                "Cluster \"{name}\" is booting; `kina status --name {name}` shows its nodes' phases"
+            ));
+        }
+        let phase = plan.stop_after.clone().unwrap_or_else(|| "ready".into());
+        let step = steps.start(format!("Booting nodes up to phase {phase} 🥾"));
+        let waited = apple::wait_for(cli, &plan, &phase, apple.wait, |done, total| {
+            step.detail(&format!("{done}/{total} nodes"))
+        })
+        .await;
+        if let Err(e) = waited {
+            step.failed();
+            return Err(e);
+        }
+        step.done();
+        finish(data, &plan, steps, apple.kubeconfig_skip)
+    };
+    let outcome = tokio::select! {
+        result = work => result,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    match outcome {
+        Ok(message) => {
+            steps.say(&message);
+            Ok(())
+        }
+        Err(error) if apple.retain => Err(error.context(format!(
+            "creating cluster {name} failed; its nodes are kept (--retain): `kina export logs --name {name}` collects their logs, `kina down --name {name}` removes them"
+        ))),
+        Err(error) => {
+            let cleaned = match remove_cluster(data, &plan) {
+                Ok(()) => "everything it made was removed".to_string(),
+                Err(e) => format!("removing what it made failed too: {e:#}"),
+            };
+            Err(error.context(format!(
+                "creating cluster {name} failed; {cleaned} (--retain keeps the nodes for debugging)"
+            )))
+        }
+    }
+}
+
 /// Removes a cluster: its nodes (killed, not shut down: nothing on them
 /// is kept), its kubeconfig entries and its record.
 fn remove_cluster(data: &Path, plan: &ClusterPlan) -> anyhow::Result<()> {
-    destroy_nodes(data, plan)?;
+    match Nodes::of(plan, data) {
+        Nodes::Qemu { .. } => {
+            destroy_nodes(data, plan)?;
+        }
+        Nodes::Apple { cli } => {
+            apple::destroy(&cli, &plan.name)?;
+        }
+    }
     let context = format!("kina-{}", plan.name);
     for file in kubeconfig::search_path(std::env::var_os("KUBECONFIG").as_deref(), &home()) {
         kubeconfig::remove(&file, &context)?;
@@ -441,11 +557,11 @@ fn load_cluster(name: &str) -> anyhow::Result<(PathBuf, ClusterPlan)> {
 }
 
 /// The last phase a node finished, or why it cannot say.
-fn node_phase(paths: &NodePaths, name: &str) -> (bool, String) {
-    if node::running_pid(paths).is_none() {
+fn node_phase(nodes: &Nodes, name: &str) -> (bool, String) {
+    if !nodes.running(name) {
         return (false, "stopped".into());
     }
-    match node::status(paths, name, Duration::from_secs(3)) {
+    match nodes.status(name, Duration::from_secs(3)) {
         Ok(s) => {
             let phase = match s.failed() {
                 Some(f) => format!("{} failed", f.name),
@@ -464,11 +580,12 @@ fn node_phase(paths: &NodePaths, name: &str) -> (bool, String) {
 
 pub fn get_nodes(name: &str, json: bool) -> anyhow::Result<()> {
     let (data, plan) = load_cluster(name)?;
+    let nodes = Nodes::of(&plan, &data);
     let rows: Vec<serde_json::Value> = plan
         .nodes
         .iter()
         .map(|n| {
-            let (running, phase) = node_phase(&NodePaths::new(&data, &n.name), &n.name);
+            let (running, phase) = node_phase(&nodes, &n.name);
             serde_json::json!({
                 "name": n.name,
                 "role": match n.role {
@@ -476,7 +593,7 @@ pub fn get_nodes(name: &str, json: bool) -> anyhow::Result<()> {
                     kina_contract::node_spec::Role::Worker => "worker",
                 },
                 "running": running,
-                "address": n.address.to_string(),
+                "address": n.address.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
                 "podCIDR": n.pod_cidr,
                 "phase": phase,
             })
@@ -518,16 +635,16 @@ fn kubeconfig_entry(data: &Path, plan: &ClusterPlan) -> anyhow::Result<kubeconfi
     let control_plane = plan
         .control_plane()
         .context("the cluster record has no control-plane node")?;
-    let admin = exec_output(
-        data,
-        &control_plane.name,
-        &["cat", ADMIN_CONF],
-        &mut std::io::empty(),
-        Duration::from_secs(30),
-    )
-    .with_context(|| {
-        format!("reading {ADMIN_CONF} (has kubeadm init finished? `kina status --name {name}`)")
-    })?;
+    let admin = Nodes::of(plan, data)
+        .exec(
+            &control_plane.name,
+            &["cat", ADMIN_CONF],
+            &mut std::io::empty(),
+            Duration::from_secs(30),
+        )
+        .with_context(|| {
+            format!("reading {ADMIN_CONF} (has kubeadm init finished? `kina status --name {name}`)")
+        })?;
     Ok(kubeconfig::from_admin_conf(
         &String::from_utf8_lossy(&admin),
         name,
@@ -574,6 +691,13 @@ fn print_kubeconfig(data: &Path, plan: &ClusterPlan) -> anyhow::Result<()> {
 
 pub fn stop(name: &str) -> anyhow::Result<()> {
     let (data, plan) = load_cluster(name)?;
+    if let Nodes::Apple { cli } = Nodes::of(&plan, &data) {
+        for n in &plan.nodes {
+            cli.stop(&n.name)?;
+            eprintln!("{}: stopped", n.name);
+        }
+        return Ok(());
+    }
     let results: Vec<(String, Result<&'static str, String>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = plan
             .nodes
@@ -597,11 +721,53 @@ pub fn stop(name: &str) -> anyhow::Result<()> {
 
 /// Boots a stopped cluster again. QEMU nodes keep their segment addresses
 /// across restarts (they are the plan's), so the node specs stay true.
+/// Apple nodes may come back at other addresses: they are read again and
+/// every spec is rewritten, which kina-init follows (routes, /etc/hosts).
 pub async fn start(name: &str, wait: &str, quiet: bool) -> anyhow::Result<()> {
     let wait = parse_wait(wait)?;
-    let (data, plan) = load_cluster(name)?;
+    let (data, mut plan) = load_cluster(name)?;
     let steps = Steps::new(quiet);
     let step = steps.start(format!("Starting {} node(s)", plan.nodes.len()));
+    if let Nodes::Apple { cli } = Nodes::of(&plan, &data) {
+        let record = ClusterDir::new(&data, name);
+        let started = tokio::task::block_in_place(|| -> anyhow::Result<bool> {
+            // The control plane first, as at `up`: workers find it at once.
+            let mut order: Vec<&cluster::plan::PlannedNode> = plan.nodes.iter().collect();
+            order.sort_by_key(|n| n.role != kina_contract::node_spec::Role::ControlPlane);
+            for n in order {
+                if !apple::is_running(&cli, &n.name) {
+                    cli.start(&n.name)?;
+                }
+            }
+            apple::follow_addresses(&cli, &mut plan, &record.dir)
+        });
+        let moved = match started {
+            Ok(moved) => moved,
+            Err(e) => {
+                step.failed();
+                return Err(e);
+            }
+        };
+        record.save(&plan)?;
+        if moved {
+            step.detail("addresses changed; node specs rewritten");
+        }
+        let phase = plan.stop_after.clone().unwrap_or_else(|| "ready".into());
+        let waited = apple::wait_for(&cli, &plan, &phase, wait, |done, total| {
+            step.detail(&format!("{done}/{total} nodes"))
+        })
+        .await;
+        return match waited {
+            Ok(()) => {
+                step.done();
+                Ok(())
+            }
+            Err(e) => {
+                step.failed();
+                Err(e)
+            }
+        };
+    }
     for n in &plan.nodes {
         let (paths, record) = node::load(&data, &n.name)?;
         if node::running_pid(&paths).is_none() {
@@ -627,18 +793,18 @@ pub async fn start(name: &str, wait: &str, quiet: bool) -> anyhow::Result<()> {
 
 pub fn status(name: &str, json: bool) -> anyhow::Result<()> {
     let (data, plan) = load_cluster(name)?;
+    let nodes = Nodes::of(&plan, &data);
     let mut rows = Vec::new();
     for n in &plan.nodes {
-        let paths = NodePaths::new(&data, &n.name);
-        let status = node::running_pid(&paths)
-            .is_some()
-            .then(|| node::status(&paths, &n.name, Duration::from_secs(10)));
+        let status = nodes
+            .running(&n.name)
+            .then(|| nodes.status(&n.name, Duration::from_secs(10)));
         if json {
             rows.push(serde_json::json!({
                 "name": n.name,
                 "running": status.is_some(),
                 "status": status.as_ref().and_then(|s| s.as_ref().ok()),
-                "error": status.as_ref().and_then(|s| s.as_ref().err()).map(|e| e.to_string()),
+                "error": status.as_ref().and_then(|s| s.as_ref().err()).map(|e| format!("{e:#}")),
             }));
             continue;
         }
@@ -646,7 +812,7 @@ pub fn status(name: &str, json: bool) -> anyhow::Result<()> {
         match status {
             None => println!("stopped"),
             Some(Ok(s)) => print!("{}", s.render()),
-            Some(Err(e)) => println!("no status yet: {e}"),
+            Some(Err(e)) => println!("no status yet: {e:#}"),
         }
     }
     if json {
@@ -708,30 +874,31 @@ fn check_archive(path: &Path) -> anyhow::Result<()> {
 
 pub fn load_archives(name: &str, archives: &[PathBuf], only: &[String]) -> anyhow::Result<()> {
     let (data, plan) = load_cluster(name)?;
-    let nodes = chosen_nodes(&plan, only)?;
+    let chosen = chosen_nodes(&plan, only)?;
+    let nodes = Nodes::of(&plan, &data);
     for archive in archives {
         check_archive(archive)?;
     }
     for archive in archives {
-        for node_name in &nodes {
+        for node_name in &chosen {
             let mut file = std::fs::File::open(archive)
                 .with_context(|| format!("opening image archive {}", archive.display()))?;
-            let out = exec_output(
-                &data,
-                node_name,
-                &[
-                    "ctr",
-                    "--namespace",
-                    "k8s.io",
-                    "images",
-                    "import",
-                    "--digests",
-                    "-",
-                ],
-                &mut file,
-                Duration::from_secs(600),
-            )
-            .with_context(|| format!("loading {} into {node_name}", archive.display()))?;
+            let out = nodes
+                .exec(
+                    node_name,
+                    &[
+                        "ctr",
+                        "--namespace",
+                        "k8s.io",
+                        "images",
+                        "import",
+                        "--digests",
+                        "-",
+                    ],
+                    &mut file,
+                    Duration::from_secs(600),
+                )
+                .with_context(|| format!("loading {} into {node_name}", archive.display()))?;
             for line in String::from_utf8_lossy(&out).lines() {
                 eprintln!("{node_name}: {line}");
             }

@@ -2,7 +2,9 @@
 //! once and kept across restarts (kubelet and CNI plugins key on it), and
 //! /etc/hosts entries for the node and its peers.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use kina_contract::node_spec::Peer;
 
 use super::{BootContext, Phase, PhaseFailure};
 
@@ -64,40 +66,7 @@ impl Phase for IdentityPhase {
             })?;
         }
 
-        // /etc/hosts: Apple's runtime pre-writes it, so kina's block is
-        // appended (and replaced on the next boot), never the whole file.
-        let hosts_path = etc.join("hosts");
-        let existing = std::fs::read_to_string(&hosts_path).unwrap_or_default();
-        let mut kept: Vec<&str> = Vec::new();
-        let mut in_block = false;
-        for line in existing.lines() {
-            if line == HOSTS_MARKER {
-                in_block = !in_block;
-                continue;
-            }
-            if !in_block {
-                kept.push(line);
-            }
-        }
-        let mut hosts = kept.join("\n");
-        if !hosts.is_empty() {
-            hosts.push('\n');
-        }
-        if !hosts
-            .lines()
-            .any(|l| l.split_whitespace().skip(1).any(|n| n == "localhost"))
-        {
-            hosts.push_str("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-        }
-        hosts.push_str(HOSTS_MARKER);
-        hosts.push('\n');
-        hosts.push_str(&format!("127.0.1.1\t{name}\n"));
-        for peer in &ctx.spec.peers {
-            hosts.push_str(&format!("{}\t{}\n", peer.address, peer.name));
-        }
-        hosts.push_str(HOSTS_MARKER);
-        hosts.push('\n');
-        std::fs::write(&hosts_path, hosts).map_err(|e| fail(format!("writing /etc/hosts: {e}")))?;
+        write_hosts(&etc.join("hosts"), &name, &ctx.spec.peers).map_err(fail)?;
 
         Ok(format!(
             "hostname {name}, machine-id {}{}, {} peer(s) in /etc/hosts",
@@ -106,6 +75,44 @@ impl Phase for IdentityPhase {
             ctx.spec.peers.len()
         ))
     }
+}
+
+/// Writes kina's block of /etc/hosts: the node's own name and its peers'
+/// addresses. Apple's runtime pre-writes the file, so the block is appended
+/// (and replaced on the next call), never the whole file. Called at boot and
+/// again when the host rewrites the spec with peers' new addresses.
+pub fn write_hosts(hosts_path: &Path, name: &str, peers: &[Peer]) -> Result<(), String> {
+    let existing = std::fs::read_to_string(hosts_path).unwrap_or_default();
+    let mut kept: Vec<&str> = Vec::new();
+    let mut in_block = false;
+    for line in existing.lines() {
+        if line == HOSTS_MARKER {
+            in_block = !in_block;
+            continue;
+        }
+        if !in_block {
+            kept.push(line);
+        }
+    }
+    let mut hosts = kept.join("\n");
+    if !hosts.is_empty() {
+        hosts.push('\n');
+    }
+    if !hosts
+        .lines()
+        .any(|l| l.split_whitespace().skip(1).any(|n| n == "localhost"))
+    {
+        hosts.push_str("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    }
+    hosts.push_str(HOSTS_MARKER);
+    hosts.push('\n');
+    hosts.push_str(&format!("127.0.1.1\t{name}\n"));
+    for peer in peers {
+        hosts.push_str(&format!("{}\t{}\n", peer.address, peer.name));
+    }
+    hosts.push_str(HOSTS_MARKER);
+    hosts.push('\n');
+    std::fs::write(hosts_path, hosts).map_err(|e| format!("writing {}: {e}", hosts_path.display()))
 }
 
 #[cfg(test)]
