@@ -326,6 +326,26 @@ impl ContainerCli {
         })
     }
 
+    /// `inspect <name>` as Apple's CLI prints it, for bug reports (`kina
+    /// export logs`): the document itself, not kina's reading of it.
+    pub fn inspect_document(&self, name: &str) -> Result<Vec<u8>, CliError> {
+        check_name(name, "container")?;
+        Ok(self.run(&inspect::inspect_args(&[name]))?.stdout)
+    }
+
+    /// `logs [--boot] <name>`: the node's standard output and error, where
+    /// kina-init writes its console lines, or with `boot` the VM's boot log
+    /// (the kernel's console). Both since 0.1.0 (`ContainerLogs.swift`).
+    pub fn logs(&self, name: &str, boot: bool) -> Result<Vec<u8>, CliError> {
+        check_name(name, "container")?;
+        let mut args = strings(&["logs"]);
+        if boot {
+            args.push("--boot".to_string());
+        }
+        args.push(name.to_string());
+        Ok(self.run(&args)?.stdout)
+    }
+
     /// Every container, running or not (`list --all --format json`).
     pub fn list_all(&self) -> Result<Vec<NodeInfo>, CliError> {
         let args = strings(&LIST_ARGS);

@@ -70,6 +70,9 @@ start)
 stop) echo stopped > "$dir/c/$2/state"; echo "$2" ;;
 delete) rm -rf "$dir/c/$3"; echo "$3" ;;
 inspect) printf '['; obj "$2"; printf ']\n' ;;
+logs)
+  if [ "$2" = --boot ]; then echo "[    0.000000] Linux version 6.12.0 (stand-in boot log of $3)"
+  else echo "kina-init: ready ok (stand-in output of $2)"; fi ;;
 list)
   printf '['; first=1
   for d in "$dir"/c/*/; do
@@ -301,6 +304,34 @@ fn stand_in_apple_cluster_is_created_followed_across_restarts_and_deleted() {
             "{node}"
         );
     }
+
+    // --- export logs: Apple's inspect document and logs, kina-init's
+    // status through exec, and what could not be had listed.
+    let logs = env.join("logs");
+    run_ok(
+        apple(env, &program)
+            .args(["export", "logs", "--name", "duo"])
+            .arg(&logs),
+    );
+    let worker = logs.join("duo-worker");
+    let inspect: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(worker.join("inspect.json")).unwrap()).unwrap();
+    assert_eq!(inspect[0]["id"], "duo-worker");
+    assert!(
+        std::fs::read_to_string(worker.join("stdio.log"))
+            .unwrap()
+            .contains("stand-in output of duo-worker")
+    );
+    assert!(
+        std::fs::read_to_string(worker.join("boot.log"))
+            .unwrap()
+            .contains("boot log of duo-worker")
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(worker.join("status.json")).unwrap()).unwrap();
+    assert_eq!(status["node"], "duo-worker");
+    let errors = std::fs::read_to_string(logs.join("errors.txt")).unwrap();
+    assert!(errors.contains("duo-worker/dmesg.txt"), "{errors}");
 
     // --- stop and start: the nodes come back at new addresses and every
     // spec follows (kina-init watches the file).

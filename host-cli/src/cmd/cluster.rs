@@ -226,6 +226,7 @@ pub async fn up(args: UpArgs, quiet: bool) -> anyhow::Result<()> {
         disk_size: args.disk_size << 30,
     };
 
+    let mut interrupt = watch_interrupt()?;
     steps.say(&format!("Creating cluster \"{name}\" ..."));
     // Written first: an interrupted or failed `up` leaves a record `down` can use.
     record.save(&plan)?;
@@ -242,7 +243,7 @@ pub async fn up(args: UpArgs, quiet: bool) -> anyhow::Result<()> {
     let work = bring_up(&run, specs);
     let outcome = tokio::select! {
         result = work => result,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        _ = interrupt.recv() => Err(anyhow::anyhow!("interrupted")),
     };
     match outcome {
         Ok(message) => {
@@ -378,6 +379,15 @@ fn finish(
     }
 }
 
+/// Ctrl-C (SIGINT) from now on is reported, not fatal: the handler is
+/// installed here, before anything is made, rather than when a
+/// `ctrl_c()` future is first polled, which a step that blocks its thread
+/// could delay past the point where there is something to clean up.
+fn watch_interrupt() -> anyhow::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("watching for Ctrl-C")
+}
+
 /// What `up` on Apple's `container` needs besides the plan.
 struct AppleUp<'a> {
     cli: ContainerCli,
@@ -398,6 +408,7 @@ async fn up_apple(
     apple: &AppleUp<'_>,
     steps: &Steps,
 ) -> anyhow::Result<()> {
+    let mut interrupt = watch_interrupt()?;
     let cli = &apple.cli;
     let name = plan.name.clone();
     let record = ClusterDir::new(data, &name);
@@ -440,7 +451,7 @@ async fn up_apple(
     };
     let outcome = tokio::select! {
         result = work => result,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        _ = interrupt.recv() => Err(anyhow::anyhow!("interrupted")),
     };
     match outcome {
         Ok(message) => {

@@ -5,9 +5,12 @@
 //! DIR/kina-version.txt      kina's version and the host's kernel
 //! DIR/cluster.json          the cluster record (no secrets)
 //! DIR/errors.txt            what could not be collected, and why
-//! DIR/<node>/vm.json        the provider's record of the node (inspect)
-//! DIR/<node>/console.log    the serial console: kernel and kina-init lines
-//! DIR/<node>/qemu.log       QEMU's own messages
+//! DIR/<node>/vm.json        QEMU: kina's record of the VM
+//! DIR/<node>/console.log    QEMU: the serial console, kernel and kina-init lines
+//! DIR/<node>/qemu.log       QEMU: QEMU's own messages
+//! DIR/<node>/inspect.json   Apple: `container inspect` as printed
+//! DIR/<node>/stdio.log      Apple: `container logs` (kina-init's lines)
+//! DIR/<node>/boot.log       Apple: `container logs --boot` (the kernel's)
 //! DIR/<node>/status.json    kina-init's phases and Kubernetes state
 //! DIR/<node>/kernel-report.json   the live kernel check
 //! DIR/<node>/kina/*.log     /var/log/kina: containerd, kubelet, kubeadm
@@ -23,8 +26,7 @@ use std::time::Duration;
 use anyhow::Context;
 use kina_qemu::node::{self, NodePaths};
 
-use crate::cluster::ClusterDir;
-use crate::cluster::qemu::exec_output;
+use crate::cluster::{ClusterDir, Nodes};
 
 /// Commands whose output is collected from a running node.
 const COMMANDS: &[(&str, &[&str])] = &[
@@ -73,28 +75,47 @@ pub fn run(name: &str, dir: Option<PathBuf>) -> anyhow::Result<()> {
     )?;
     std::fs::copy(record.record(), dir.join("cluster.json"))
         .with_context(|| format!("copying {}", record.record().display()))?;
+    let nodes = Nodes::of(&plan, &data);
     for n in &plan.nodes {
         let out = dir.join(&n.name);
         std::fs::create_dir_all(out.join("kina"))
             .with_context(|| format!("creating {}", out.display()))?;
-        let paths = NodePaths::new(&data, &n.name);
-        for (file, from) in [
-            ("vm.json", &paths.record),
-            ("console.log", &paths.console_log),
-            ("qemu.log", &paths.qemu_log),
-        ] {
-            if let Err(e) = std::fs::copy(from, out.join(file)) {
-                errors.push(format!("{}/{file}: {}: {e}", n.name, from.display()));
+        match &nodes {
+            Nodes::Qemu { .. } => {
+                let paths = NodePaths::new(&data, &n.name);
+                for (file, from) in [
+                    ("vm.json", &paths.record),
+                    ("console.log", &paths.console_log),
+                    ("qemu.log", &paths.qemu_log),
+                ] {
+                    if let Err(e) = std::fs::copy(from, out.join(file)) {
+                        errors.push(format!("{}/{file}: {}: {e}", n.name, from.display()));
+                    }
+                }
+            }
+            Nodes::Apple { cli } => {
+                for (file, got) in [
+                    ("inspect.json", cli.inspect_document(&n.name)),
+                    ("stdio.log", cli.logs(&n.name, false)),
+                    ("boot.log", cli.logs(&n.name, true)),
+                ] {
+                    let written = got
+                        .map_err(anyhow::Error::from)
+                        .and_then(|bytes| Ok(std::fs::write(out.join(file), bytes)?));
+                    if let Err(e) = written {
+                        errors.push(format!("{}/{file}: {e:#}", n.name));
+                    }
+                }
             }
         }
-        if node::running_pid(&paths).is_none() {
+        if !nodes.running(&n.name) {
             errors.push(format!(
                 "{}: not running; only its console and records were collected",
                 n.name
             ));
             continue;
         }
-        collect_running(&data, &n.name, &out, &mut errors)?;
+        collect_running(&nodes, &n.name, &out, &mut errors)?;
     }
     write(dir.join("errors.txt"), errors.join("\n").as_bytes())?;
     println!("{}", dir.display());
@@ -102,21 +123,20 @@ pub fn run(name: &str, dir: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 fn collect_running(
-    data: &Path,
+    nodes: &Nodes,
     node_name: &str,
     out: &Path,
     errors: &mut Vec<String>,
 ) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(60);
     for (file, argv) in COMMANDS {
-        match exec_output(data, node_name, argv, &mut std::io::empty(), timeout) {
+        match nodes.exec(node_name, argv, &mut std::io::empty(), timeout) {
             Ok(bytes) => std::fs::write(out.join(file), bytes)
                 .with_context(|| format!("writing {}", out.join(file).display()))?,
             Err(e) => errors.push(format!("{node_name}/{file}: {e:#}")),
         }
     }
-    let listing = match exec_output(
-        data,
+    let listing = match nodes.exec(
         node_name,
         &["ls", "-1", NODE_LOG_DIR],
         &mut std::io::empty(),
@@ -135,13 +155,7 @@ fn collect_running(
             continue;
         }
         let source = format!("{NODE_LOG_DIR}/{name}");
-        match exec_output(
-            data,
-            node_name,
-            &["cat", &source],
-            &mut std::io::empty(),
-            timeout,
-        ) {
+        match nodes.exec(node_name, &["cat", &source], &mut std::io::empty(), timeout) {
             Ok(bytes) => std::fs::write(out.join("kina").join(name), bytes)
                 .with_context(|| format!("writing {node_name}/kina/{name}"))?,
             Err(e) => errors.push(format!("{node_name}/kina/{name}: {e:#}")),

@@ -87,13 +87,18 @@ impl Controller {
             })
     }
 
-    /// The cluster's nodes as the spec names them, this one at its current
-    /// address.
-    fn cluster_nodes(&self) -> Vec<ClusterNode> {
-        let spec = std::fs::read(&self.spec_path)
+    /// The spec as the host last wrote it (the one booted with if it
+    /// cannot be read).
+    fn current_spec(&self) -> NodeSpec {
+        std::fs::read(&self.spec_path)
             .ok()
             .and_then(|b| NodeSpec::from_json(&b, &self.spec_path.display().to_string()).ok())
-            .unwrap_or_else(|| self.spec.clone());
+            .unwrap_or_else(|| self.spec.clone())
+    }
+
+    /// The cluster's nodes as the spec names them, this one at its current
+    /// address.
+    fn cluster_nodes(&self, spec: &NodeSpec) -> Vec<ClusterNode> {
         let mut own = Vec::new();
         if let Ok(ip) = crate::boot::network::uplink_ipv4(&self.uplink) {
             own.push(IpAddr::V4(ip));
@@ -111,7 +116,8 @@ impl Controller {
 
     /// One round; returns what is worth a console line.
     pub fn round(&mut self) -> Vec<String> {
-        let nodes = self.cluster_nodes();
+        let spec = self.current_spec();
+        let nodes = self.cluster_nodes(&spec);
         let mut said = Vec::new();
         match self.kubectl.run(&["get", "csr", "-o", "json"]) {
             Ok(bytes) => match parse_csr_list(&bytes) {
@@ -148,6 +154,23 @@ impl Controller {
         match self.kubectl.json(&["get", "nodes"]) {
             Ok(list) => {
                 let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+                let mut cidrs = vec![(spec.name.as_str(), spec.pod_cidr.as_str())];
+                cidrs.extend(
+                    spec.peers
+                        .iter()
+                        .map(|p| (p.name.as_str(), p.pod_cidr.as_str())),
+                );
+                for (name, cidr) in missing_pod_cidrs(&list, &cidrs) {
+                    let patch = serde_json::json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}})
+                        .to_string();
+                    match self
+                        .kubectl
+                        .run(&["patch", "node", &name, "--type", "merge", "-p", &patch])
+                    {
+                        Ok(_) => said.push(format!("set node {name}'s pod CIDR to {cidr}")),
+                        Err(e) => said.push(format!("setting node {name}'s pod CIDR: {e}")),
+                    }
+                }
                 for name in unlabelled_workers(&list, &names) {
                     let label = format!("{WORKER_LABEL}=");
                     match self
@@ -175,6 +198,26 @@ impl Controller {
         }
         said
     }
+}
+
+/// Nodes of this cluster whose Node object has no pod CIDR yet, with the
+/// one their spec gives them. (Set once: the API server refuses to change
+/// a pod CIDR, so a node that has another one keeps it.)
+pub fn missing_pod_cidrs(node_list: &Value, cidrs: &[(&str, &str)]) -> Vec<(String, String)> {
+    node_list["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|n| {
+                    let name = n["metadata"]["name"].as_str()?;
+                    let (_, cidr) = cidrs.iter().find(|(node, _)| *node == name)?;
+                    let has = n["spec"]["podCIDR"].as_str().is_some_and(|c| !c.is_empty());
+                    (!has && !cidr.is_empty()).then(|| (name.to_string(), cidr.to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Nodes of this cluster that have neither role label; kubeadm labels
@@ -212,6 +255,28 @@ mod tests {
         }
         assert_eq!(seen, [6, 12, 24, 30, 30]);
         assert_eq!(next_interval(i, true), BUSY_INTERVAL);
+    }
+
+    #[test]
+    fn nodes_without_a_pod_cidr_get_their_specs_and_others_are_left_alone() {
+        let list = json!({"items": [
+            {"metadata": {"name": "kina-control-plane"}, "spec": {"podCIDR": "10.244.0.0/24"}},
+            {"metadata": {"name": "kina-worker"}, "spec": {}},
+            {"metadata": {"name": "kina-worker2"}, "spec": {"podCIDR": ""}},
+            {"metadata": {"name": "stranger"}, "spec": {}},
+        ]});
+        let cidrs = [
+            ("kina-control-plane", "10.244.0.0/24"),
+            ("kina-worker", "10.244.1.0/24"),
+            ("kina-worker2", "10.244.2.0/24"),
+        ];
+        assert_eq!(
+            missing_pod_cidrs(&list, &cidrs),
+            [
+                ("kina-worker".to_string(), "10.244.1.0/24".to_string()),
+                ("kina-worker2".to_string(), "10.244.2.0/24".to_string()),
+            ]
+        );
     }
 
     #[test]

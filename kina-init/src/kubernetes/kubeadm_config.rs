@@ -205,6 +205,13 @@ pub fn init_documents(inputs: &Inputs) -> Result<Vec<Value>, String> {
         api_server_args.push(("runtime-config", list.join(",")));
     }
     let component_args: Vec<(&str, String)> = gates.into_iter().collect();
+    // Every node's pod CIDR is the node spec's (ptp's host-local range, the
+    // peers' routes), and kina-init's controller writes it into the Node
+    // object. kube-controller-manager's allocator would hand out /24s of
+    // podSubnet in the order nodes register, which need not be the spec's,
+    // so it is turned off.
+    let mut controller_manager_args = component_args.clone();
+    controller_manager_args.push(("allocate-node-cidrs", "false".to_string()));
     let mut api_server = Map::new();
     api_server.insert("certSANs".into(), json!(sans));
     if !api_server_args.is_empty() {
@@ -229,7 +236,7 @@ pub fn init_documents(inputs: &Inputs) -> Result<Vec<Value>, String> {
             "dnsDomain": k.dns_domain,
         },
         "apiServer": api_server,
-        "controllerManager": component(&component_args),
+        "controllerManager": component(&controller_manager_args),
         "scheduler": component(&component_args),
     });
 
