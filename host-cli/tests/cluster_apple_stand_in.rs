@@ -305,6 +305,53 @@ fn stand_in_apple_cluster_is_created_followed_across_restarts_and_deleted() {
         );
     }
 
+    // --- load image: an image of kina's store, exported and streamed to
+    // the node --nodes names only; the export is not left behind.
+    run_ok(apple(env, &program).args([
+        "load",
+        "image",
+        "--name",
+        "duo",
+        "--nodes",
+        "duo-worker",
+        "kina.local/node:base",
+    ]));
+    let loaded = fake.join("c/duo-worker/imported.tar");
+    let mut archive_entries = tar::Archive::new(std::fs::File::open(&loaded).unwrap());
+    let names: Vec<String> = archive_entries
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.trim_start_matches("./") == "index.json"),
+        "{names:?}"
+    );
+    assert_eq!(
+        std::fs::read(fake.join("c/duo-control-plane/imported.tar")).unwrap(),
+        std::fs::read(&archive).unwrap(),
+        "--nodes left the control plane alone"
+    );
+    let scratch: Vec<_> = std::fs::read_dir(env.join("data/tmp"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(scratch.is_empty(), "exports left behind: {scratch:?}");
+    let err = run_err(apple(env, &program).args([
+        "load",
+        "image",
+        "--name",
+        "duo",
+        "--nodes",
+        "duo-nope",
+        "kina.local/node:base",
+    ]));
+    assert!(
+        err.contains("duo-nope") && err.contains("duo-worker"),
+        "{err}"
+    );
+
     // --- export logs: Apple's inspect document and logs, kina-init's
     // status through exec, and what could not be had listed.
     let logs = env.join("logs");
