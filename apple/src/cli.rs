@@ -326,6 +326,32 @@ impl ContainerCli {
         })
     }
 
+    /// Whether Apple's image store has `reference` (`image inspect`, which
+    /// fails with "image not found" otherwise, `ImageInspect.swift`). Any
+    /// failure counts as absent: loading it then says what is wrong.
+    pub fn image_present(&self, reference: &str) -> Result<bool, CliError> {
+        check_name(reference, "image reference")?;
+        match self.run(&strings(&["image", "inspect", reference])) {
+            Ok(_) => Ok(true),
+            Err(CliError::Failed { .. }) => Ok(false),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// `image load --input <archive>`: an OCI archive into Apple's image
+    /// store, named by its `org.opencontainers.image.ref.name` annotations
+    /// (`--input` since 0.1.0, `ImageLoad.swift`).
+    pub fn image_load(&self, archive: &Path) -> Result<(), CliError> {
+        let path = archive.to_str().ok_or_else(|| {
+            CliError::Invalid(format!(
+                "image archive path {} is not UTF-8",
+                archive.display()
+            ))
+        })?;
+        self.run(&strings(&["image", "load", "--input", path]))
+            .map(drop)
+    }
+
     /// `inspect <name>` as Apple's CLI prints it, for bug reports (`kina
     /// export logs`): the document itself, not kina's reading of it.
     pub fn inspect_document(&self, name: &str) -> Result<Vec<u8>, CliError> {

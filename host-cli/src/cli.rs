@@ -42,7 +42,7 @@ pub enum Command {
     },
     /// Merge the cluster's kubeconfig into the file kubectl uses (or print it).
     Kubeconfig(KubeconfigArgs),
-    /// Shut every node of a cluster down in order.
+    /// Shut every node of a cluster down (each in order: its services, then power off).
     Stop(ClusterName),
     /// Boot a stopped cluster's nodes again.
     Start {
@@ -318,8 +318,12 @@ pub struct NodeCreateArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ClusterName {
     /// Cluster name (default: the config's name, else `kina`).
-    #[arg(long, short = 'n', env = "KINA_CLUSTER_NAME")]
+    #[arg(long, short = 'n', env = "KINA_CLUSTER_NAME", value_parser = cluster_name)]
     pub name: Option<String>,
+}
+
+fn cluster_name(text: &str) -> Result<String, String> {
+    crate::cluster_config::check_cluster_name(text).map(|()| text.to_string())
 }
 
 impl ClusterName {
@@ -412,8 +416,13 @@ pub enum CreateCommand {
 pub enum DeleteCommand {
     /// Delete a cluster.
     Cluster(DownArgs),
-    /// Delete every cluster.
-    Clusters(DownArgs),
+    /// Delete the named clusters, or every cluster with --all.
+    Clusters {
+        #[arg(required_unless_present = "all", value_parser = cluster_name)]
+        names: Vec<String>,
+        #[arg(long, short = 'A', conflicts_with = "names")]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1246,18 +1246,36 @@ impl<'de> Deserialize<'de> for Scalar {
 // ---------------------------------------------------------------------------
 // Checks.
 
+/// The longest cluster name: node names add up to 15 characters
+/// (`-control-plane2`) and must stay valid hostnames and Apple container
+/// names (63).
+pub const MAX_CLUSTER_NAME: usize = 48;
+
+/// A cluster name is kind's (lowercase letters, digits, `.` and `-`),
+/// starting with a letter or digit, so it is never empty, `.`, `..` or a
+/// flag: it names a directory kina removes on `kina down`.
+pub fn check_cluster_name(name: &str) -> Result<(), String> {
+    let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-';
+    let starts_well = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !starts_well || !name.bytes().all(allowed) || name.len() > MAX_CLUSTER_NAME {
+        return Err(format!(
+            "`{name}` is not a cluster name: use up to {MAX_CLUSTER_NAME} lowercase letters, \
+             digits, `.` and `-`, starting with a letter or digit (as kind)"
+        ));
+    }
+    Ok(())
+}
+
 fn validate(cluster: &Cluster, kina: &KinaSettings, errors: &mut Vec<FieldError>) -> Patches {
     let e = |path: &str, message: String| FieldError::cluster(path, message);
 
     if let Some(name) = &cluster.name
-        && !name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && let Err(problem) = check_cluster_name(name)
     {
-        errors.push(e(
-            "name",
-            format!("`{name}` is not a cluster name: use lowercase letters, digits, `.` and `-` (as kind)"),
-        ));
+        errors.push(e("name", problem));
     }
 
     let net = &cluster.networking;

@@ -69,6 +69,15 @@ start)
   sed "s/@NODE@/$2/" "$dir/status.json" > "$dir/c/$2/status.json"; echo "$2" ;;
 stop) echo stopped > "$dir/c/$2/state"; echo "$2" ;;
 delete) rm -rf "$dir/c/$3"; echo "$3" ;;
+image)
+  case "$2" in
+  inspect)
+    if grep -qx "$3" "$dir/images" 2>/dev/null; then echo "[{\"name\":\"$3\"}]"
+    else echo "Error: notFound: \"image not found: $3\"" >&2; exit 1; fi ;;
+  load)
+    cp "$4" "$dir/loaded.tar"
+    tar -xOf "$4" index.json | grep -o '"org.opencontainers.image.ref.name":"[^"]*"' | cut -d'"' -f4 >> "$dir/images" ;;
+  esac ;;
 inspect) printf '['; obj "$2"; printf ']\n' ;;
 logs)
   if [ "$2" = --boot ]; then echo "[    0.000000] Linux version 6.12.0 (stand-in boot log of $3)"
@@ -186,7 +195,7 @@ fn peers(spec: &serde_json::Value) -> Vec<(String, String)> {
 }
 
 #[test]
-fn stand_in_apple_cluster_is_created_followed_across_restarts_and_deleted() {
+fn stand_in_apple_cluster_is_created_its_specs_follow_restarts_and_it_is_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let env = dir.path();
     build_base_image(env, "amd64");
@@ -241,6 +250,22 @@ fn stand_in_apple_cluster_is_created_followed_across_restarts_and_deleted() {
         }
         assert_eq!(create.last().unwrap(), "kina.local/node:base");
     }
+    // The image was not in Apple's store: exported from kina's and loaded,
+    // before any node was created, and the export removed.
+    let load = log
+        .iter()
+        .position(|c| c[..2] == ["image", "load"])
+        .unwrap_or_else(|| panic!("no image load: {verbs:?}"));
+    assert!(load < log.iter().position(|c| c[0] == "create").unwrap());
+    assert_eq!(
+        std::fs::read_to_string(fake.join("images")).unwrap().trim(),
+        "kina.local/node:base"
+    );
+    assert!(
+        !Path::new(&log[load][3]).exists(),
+        "the export is left behind"
+    );
+
     let starts: Vec<&str> = log
         .iter()
         .filter(|c| c[0] == "start")
@@ -430,4 +455,51 @@ fn stand_in_apple_cli_too_old_stops_up_before_anything_is_made() {
         "nothing but the version check ran: {log:?}"
     );
     assert!(!env.join("data/clusters/old").exists());
+}
+
+#[test]
+fn stand_in_apple_up_that_fails_deletes_the_nodes_it_made_and_the_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path();
+    build_base_image(env, "amd64");
+    let fake = env.join("apple");
+    let program = stand_in(&fake);
+    // The worker cannot start (the stand-in refuses it, as Apple would a
+    // VM it cannot boot).
+    let script = std::fs::read_to_string(&program).unwrap().replace(
+        "start)\n",
+        "start)\n  case \"$2\" in *-worker) echo \"Error: internalError: cannot boot $2\" >&2; exit 1 ;; esac\n",
+    );
+    std::fs::write(fake.join("stand-in.sh"), script).unwrap();
+    assert!(
+        Command::new("cp")
+            .arg(fake.join("stand-in.sh"))
+            .arg(&program)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let config = env.join("two-nodes.yaml");
+    std::fs::write(&config, TWO_NODES).unwrap();
+    let err = run_err(
+        apple(env, &program)
+            .args(["up", "--name", "duo", "--platform", "amd64", "--config"])
+            .arg(&config),
+    );
+    assert!(err.contains("cannot boot duo-worker"), "{err}");
+    assert!(err.contains("everything it made was removed"), "{err}");
+    let log = calls(&fake);
+    let mut deleted: Vec<&str> = log
+        .iter()
+        .filter(|c| c[..2] == ["delete", "--force"])
+        .map(|c| c[2].as_str())
+        .collect();
+    deleted.sort();
+    assert_eq!(deleted, ["duo-control-plane", "duo-worker"], "{log:?}");
+    assert!(
+        log.iter()
+            .any(|c| c[..] == ["network", "delete", "kina-duo"])
+    );
+    assert_eq!(std::fs::read_dir(fake.join("c")).unwrap().count(), 0);
+    assert!(!env.join("data/clusters/duo").exists());
 }

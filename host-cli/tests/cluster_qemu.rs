@@ -150,7 +150,9 @@ fn a_two_node_qemu_cluster_comes_up_carries_pod_traffic_and_goes_without_a_trace
     build_base_image(env, "amd64");
     let config = env.join("two-nodes.yaml");
     std::fs::write(&config, TWO_NODES).unwrap();
-    // The user's kubeconfig must come out of all this byte for byte.
+    // The user's kubeconfig (with no kina entry: a base cluster has no
+    // Kubernetes to merge) must come out of `up` and `down` byte for byte;
+    // merging itself is tested in host-cli's kubeconfig module.
     let kubeconfig = env.join("kubeconfig");
     let kubeconfig_text = "# mine\napiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\ncurrent-context: \"\"\nusers: []\n";
     std::fs::write(&kubeconfig, kubeconfig_text).unwrap();

@@ -108,7 +108,8 @@ fn an_amd64_base_image_boots_to_ready_in_qemu_and_behaves_as_a_node() {
     );
 
     // --- Routes follow the spec: a peer appears, then comes back at
-    // another address, and this node's route to its pod CIDR follows.
+    // another address, and this node's route to its pod CIDR, its
+    // /etc/hosts entry and the masquerading exemption follow.
     for address in ["10.0.2.99", "10.0.2.98"] {
         let mut spec: serde_json::Value =
             serde_json::from_str(&exec_ok(env, "n1", &["cat", "/etc/kina/node.json"])).unwrap();
@@ -126,13 +127,17 @@ fn an_amd64_base_image_boots_to_ready_in_qemu_and_behaves_as_a_node() {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let route = exec_ok(env, "n1", &["ip", "route", "show", "10.244.9.0/24"]);
-            if route.contains(&format!("via {address} dev eth0")) {
+            let hosts = exec_ok(env, "n1", &["cat", "/etc/hosts"]);
+            let masq = exec_ok(env, "n1", &["iptables", "-t", "nat", "-S", "KINA-MASQ"]);
+            if route.contains(&format!("via {address} dev eth0"))
+                && hosts.contains(&format!("{address}\tn2"))
+                && masq.contains("-d 10.244.9.0/24 -j RETURN")
+            {
                 break;
             }
             assert!(
                 Instant::now() < deadline,
-                "no route via {address}: {}\n{}",
-                route,
+                "the node did not follow peer n2 to {address}:\nroute: {route}\nhosts: {hosts}\nmasquerading: {masq}\n{}",
                 console(env, "n1")
             );
             std::thread::sleep(Duration::from_millis(500));

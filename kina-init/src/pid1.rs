@@ -16,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use kina_contract::node_spec::{NODE_SPEC_PATH, NodeSpec, NodeSpecError};
-use kina_contract::status::{NodeStatus, STATUS_PATH};
+use kina_contract::status::{NodeStatus, PhaseState, STATUS_PATH};
 use nix::mount::{MsFlags, mount};
 use nix::poll::{PollFd, PollFlags, poll};
 use nix::sys::signal::{SigSet, Signal, kill};
@@ -25,7 +25,7 @@ use nix::sys::wait::{WaitPidFlag, waitpid};
 use nix::unistd::Pid;
 
 use crate::boot::identity::write_hosts;
-use crate::boot::network::{DEFAULT_UPLINK, sync_peer_routes};
+use crate::boot::network::{DEFAULT_UPLINK, sync_masquerade, sync_peer_routes};
 use crate::boot::sequence::{Mode, phases};
 use crate::boot::{BootContext, Phase, PhaseFailure, StatusFile, run_phases};
 use crate::children;
@@ -212,6 +212,16 @@ fn boot(mode: Mode, supervisor: Arc<Mutex<Supervisor>>) {
     };
     let started = Instant::now();
     let stop_after = ctx.spec.stop_after.clone();
+    // From the start, not after the boot: the host rewrites specs while
+    // nodes boot (Apple's addresses are known only once nodes run), and a
+    // Kubernetes boot takes minutes.
+    let (booted, status) = (ctx.spec.clone(), ctx.status.clone());
+    let follower = thread::Builder::new()
+        .name("peers".into())
+        .spawn(move || follow_peers(Path::new(NODE_SPEC_PATH), &booted, &status));
+    if let Err(e) = follower {
+        say(&format!("cannot start following the node spec: {e}"));
+    }
     let failed = run_phases(
         &mut phases,
         &mut ctx,
@@ -219,62 +229,91 @@ fn boot(mode: Mode, supervisor: Arc<Mutex<Supervisor>>) {
         stop_after.as_deref(),
     );
     match failed {
-        None => {
-            match &stop_after {
-                Some(phase) => say(&format!(
-                    "boot stopped after phase {phase} as the node spec asks (stop_after), {} ms",
-                    started.elapsed().as_millis()
-                )),
-                None => say(&format!(
-                    "boot complete in {} ms",
-                    started.elapsed().as_millis()
-                )),
-            }
-            follow_peers(Path::new(NODE_SPEC_PATH), &ctx.spec);
-        }
+        None => match &stop_after {
+            Some(phase) => say(&format!(
+                "boot stopped after phase {phase} as the node spec asks (stop_after), {} ms",
+                started.elapsed().as_millis()
+            )),
+            None => say(&format!(
+                "boot complete in {} ms",
+                started.elapsed().as_millis()
+            )),
+        },
         Some(phase) => say(&format!(
             "boot stopped at phase {phase}; the node stays up for inspection (`kina-init status`)"
         )),
     }
 }
 
-/// Keeps the routes to the peers' pod CIDRs in line with the node spec for
-/// the node's whole life: when a node comes back with another address, the
-/// host rewrites every node's spec and the routes follow within seconds.
-fn follow_peers(path: &Path, booted: &NodeSpec) {
+/// Keeps the node's view of its peers in line with the node spec for the
+/// node's whole life: routes to their pod CIDRs, their /etc/hosts entries
+/// (the Apple provider's API endpoint is the control plane's name) and the
+/// masquerading exemptions. The host rewrites every node's spec when a node
+/// comes back at another address, and on Apple while nodes boot. Following
+/// starts once the network phase has set all this up from the booted spec,
+/// so the two never race; a change that cannot be applied is retried.
+fn follow_peers(path: &Path, booted: &NodeSpec, status: &StatusFile) {
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let mut seen = modified(path);
-    let mut peers = booted.peers.clone();
+    let network_done = || {
+        status
+            .snapshot()
+            .phase("network")
+            .is_some_and(|p| p.state == PhaseState::Ok)
+    };
+    // `None`: the first look compares the file with what the boot used.
+    let mut seen = None;
+    let mut applied = booted.peers.clone();
+    let mut last_error = String::new();
     loop {
         thread::sleep(PEER_CHECK);
-        let now = modified(path);
-        if now == seen {
+        if !network_done() {
             continue;
         }
-        seen = now;
-        match load_spec(path) {
-            Ok(spec) if spec.peers != peers => {
-                match sync_peer_routes(spec.node_link(DEFAULT_UPLINK), &spec.peers) {
-                    Ok(n) => say(&format!("node spec changed: {n} peer route(s) updated")),
-                    Err(e) => say(&format!(
-                        "node spec changed, but the peer routes could not follow: {e}"
-                    )),
-                }
-                // Peers are reached by name too (the Apple provider's API
-                // endpoint is the control plane's name).
-                if let Err(e) = write_hosts(Path::new("/etc/hosts"), &spec.name, &spec.peers) {
-                    say(&format!(
-                        "node spec changed, but /etc/hosts could not follow: {e}"
-                    ));
-                }
-                peers = spec.peers;
+        let now = modified(path);
+        if now.is_some() && now == seen {
+            continue;
+        }
+        let spec = match load_spec(path) {
+            Ok(spec) => spec,
+            Err(e) => {
+                seen = now;
+                say(&format!(
+                    "node spec changed but cannot be read, keeping the routes: {e}"
+                ));
+                continue;
             }
-            Ok(_) => {}
-            Err(e) => say(&format!(
-                "node spec changed but cannot be read, keeping the routes: {e}"
-            )),
+        };
+        if spec.peers == applied {
+            seen = now;
+            continue;
+        }
+        match apply_peers(&spec) {
+            Ok(routes) => {
+                say(&format!(
+                    "node spec changed: {routes} peer route(s), /etc/hosts and masquerading updated"
+                ));
+                applied = spec.peers;
+                seen = now;
+                last_error.clear();
+            }
+            // `seen` stays: the next look tries again.
+            Err(e) => {
+                if e != last_error {
+                    say(&format!(
+                        "node spec changed, but the node could not follow yet (retrying): {e}"
+                    ));
+                    last_error = e;
+                }
+            }
         }
     }
+}
+
+fn apply_peers(spec: &NodeSpec) -> Result<usize, String> {
+    let routes = sync_peer_routes(spec.node_link(DEFAULT_UPLINK), &spec.peers)?;
+    write_hosts(Path::new("/etc/hosts"), &spec.name, &spec.peers)?;
+    sync_masquerade(spec)?;
+    Ok(routes)
 }
 
 /// Services in reverse start order, then every other process, then power

@@ -527,7 +527,12 @@ fn reboot_after_early_kernel_death(paths: &NodePaths) -> bool {
         record.name,
         first_console.display()
     );
-    start(paths, &record).is_ok()
+    if start(paths, &record).is_ok() {
+        return true;
+    }
+    // The error that follows points at console.log: put it back.
+    let _ = std::fs::rename(&first_console, &paths.console_log);
+    false
 }
 
 /// A console that shows the kernel ran but kina-init never did, on a node

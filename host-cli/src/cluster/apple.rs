@@ -49,15 +49,20 @@ pub fn write_spec(cluster_dir: &Path, spec: &NodeSpec) -> anyhow::Result<()> {
         .mode(0o700)
         .create(&dir)
         .with_context(|| format!("creating {}", dir.display()))?;
-    let file_name = Path::new(NODE_SPEC_PATH)
-        .file_name()
-        .context("the node spec path has no file name")?;
-    let path = dir.join(file_name);
+    let path = spec_file(cluster_dir, &spec.name)?;
     let text = serde_json::to_vec_pretty(spec).context("encoding the node spec")?;
     kina_builder::fsutil::write_atomic(&path, &text)
         .with_context(|| format!("writing {}", path.display()))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("setting the mode of {}", path.display()))
+}
+
+/// The host file a node reads as its spec (`NODE_SPEC_PATH` in the node).
+fn spec_file(cluster_dir: &Path, node: &str) -> anyhow::Result<PathBuf> {
+    let file_name = Path::new(NODE_SPEC_PATH)
+        .file_name()
+        .context("the node spec path has no file name")?;
+    Ok(etc_dir(cluster_dir, node).join(file_name))
 }
 
 /// What `container create` gets for `node`.
@@ -169,29 +174,38 @@ pub fn follow_addresses(
         return Ok(false);
     }
     for (i, node) in plan.nodes.iter().enumerate() {
-        let dir = etc_dir(cluster_dir, &node.name);
-        let path = dir.join("node.json");
+        let path = spec_file(cluster_dir, &node.name)?;
         let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let mut spec = NodeSpec::from_json(&text, &path.display().to_string())?;
-        spec.peers = peers_of(plan, i);
+        spec.peers = plan.peers_of(i);
         write_spec(cluster_dir, &spec)?;
     }
     Ok(true)
 }
 
-fn peers_of(plan: &ClusterPlan, index: usize) -> Vec<kina_contract::node_spec::Peer> {
-    plan.nodes
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != index)
-        .filter_map(|(_, n)| {
-            Some(kina_contract::node_spec::Peer {
-                name: n.name.clone(),
-                address: n.address?.to_string(),
-                pod_cidr: n.pod_cidr.clone(),
-            })
-        })
-        .collect()
+/// Makes sure Apple's image store has the node image: kina builds images
+/// into its own store, so one Apple does not have yet is exported from
+/// there as an OCI archive (both name annotations set) and handed to
+/// `container image load`. The archive is removed whatever happens.
+/// Returns whether it had to be loaded.
+pub fn ensure_image(cli: &ContainerCli, image: &str, scratch: &Path) -> anyhow::Result<bool> {
+    if cli.image_present(image)? {
+        return Ok(false);
+    }
+    let store =
+        kina_builder::store::ImageStore::open(kina_builder::store::ImageStore::default_root())
+            .context("opening kina's image store")?;
+    std::fs::create_dir_all(scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    let archive = scratch.join(format!("apple-load-{}.tar", std::process::id()));
+    let loaded = store
+        .export(image, &archive, 0)
+        .with_context(|| format!("exporting {image} from kina's image store"))
+        .and_then(|()| {
+            cli.image_load(&archive)
+                .with_context(|| format!("loading {image} into Apple's image store"))
+        });
+    let _ = std::fs::remove_file(&archive);
+    loaded.map(|()| true)
 }
 
 /// Creates the cluster's network and nodes, starts the control plane, then

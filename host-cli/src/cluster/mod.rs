@@ -37,6 +37,23 @@ impl ClusterDir {
         self.record().exists()
     }
 
+    /// Takes the cluster's name for a new cluster: its directory is made
+    /// with `mkdir`, which only one of two `kina up` of the same name at
+    /// once can do.
+    pub fn claim(&self, name: &str) -> anyhow::Result<()> {
+        if let Some(parent) = self.dir.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        match std::fs::create_dir(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => anyhow::bail!(
+                "cluster {name} already exists (or is being created); `kina down --name {name}` deletes it"
+            ),
+            Err(e) => Err(e).with_context(|| format!("creating {}", self.dir.display())),
+        }
+    }
+
     pub fn save(&self, plan: &ClusterPlan) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;

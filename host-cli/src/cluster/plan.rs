@@ -106,6 +106,10 @@ pub struct PlanInputs<'a> {
     pub stop_after: Option<&'a str>,
     /// Ports of the segments of the clusters that already exist.
     pub ports_in_use: &'a [u16],
+    /// What else tells this cluster from a namesake: kina's data directory,
+    /// so two users' (or two test runs') clusters called `kina` get
+    /// different segments.
+    pub segment_scope: &'a str,
     /// Picks a free host port for `hostPort: 0` and the API server.
     pub free_port: &'a dyn Fn(ForwardProtocol, Ipv4Addr) -> anyhow::Result<u16>,
 }
@@ -152,10 +156,11 @@ fn digest_of(text: &str) -> [u8; 32] {
     Sha256::digest(text.as_bytes()).into()
 }
 
-/// The cluster's multicast group and port, from its name; a port another
-/// cluster already uses is skipped, so two clusters never share a segment.
-pub fn segment_for(cluster: &str, ports_in_use: &[u16]) -> SegmentPlan {
-    let d = digest_of(cluster);
+/// The cluster's multicast group and port, from its name and `scope`; a
+/// port another cluster already uses is skipped, so two clusters never
+/// share a segment.
+pub fn segment_for(cluster: &str, scope: &str, ports_in_use: &[u16]) -> SegmentPlan {
+    let d = digest_of(&format!("{scope}\0{cluster}"));
     // 239.255.0.0/16: organisation-local scope (RFC 2365), never routed.
     let group = Ipv4Addr::new(239, 255, d[0], d[1].max(1));
     let base = u16::from_be_bytes([d[2], d[3]]) % 20000;
@@ -202,7 +207,7 @@ pub fn plan(inputs: &PlanInputs) -> anyhow::Result<ClusterPlan> {
     let pod_subnet = Ipv4Cidr::parse(&net.pod_subnet)
         .map_err(|e| anyhow::anyhow!("networking.podSubnet {}: {e}", net.pod_subnet))?;
     let qemu = inputs.provider == ProviderKind::Qemu;
-    let segment = qemu.then(|| segment_for(inputs.name, inputs.ports_in_use));
+    let segment = qemu.then(|| segment_for(inputs.name, inputs.segment_scope, inputs.ports_in_use));
     // The config check (`unsupported_on`) refused subnets overlapping it.
     let segment_net = Ipv4Cidr::parse(SEGMENT_SUBNET)
         .map_err(|e| anyhow::anyhow!("segment subnet {SEGMENT_SUBNET}: {e}"))?;
@@ -366,18 +371,7 @@ impl ClusterPlan {
             cluster: self.name.clone(),
             role: node.role.clone(),
             pod_cidr: node.pod_cidr.clone(),
-            peers: self
-                .nodes
-                .iter()
-                .filter(|n| n.name != node.name)
-                .filter_map(|n| {
-                    Some(Peer {
-                        name: n.name.clone(),
-                        address: n.address?.to_string(),
-                        pod_cidr: n.pod_cidr.clone(),
-                    })
-                })
-                .collect(),
+            peers: self.peers_of(index),
             required_kernel_profiles: config
                 .kina
                 .kernel_profiles
@@ -390,6 +384,22 @@ impl ClusterPlan {
             cluster_interface,
             stop_after: self.stop_after.clone(),
         })
+    }
+
+    /// Node `index`'s peers: every other node whose address is known.
+    pub fn peers_of(&self, index: usize) -> Vec<Peer> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != index)
+            .filter_map(|(_, n)| {
+                Some(Peer {
+                    name: n.name.clone(),
+                    address: n.address?.to_string(),
+                    pod_cidr: n.pod_cidr.clone(),
+                })
+            })
+            .collect()
     }
 
     /// Where nodes reach the API server. QEMU: the control plane's fixed
@@ -482,6 +492,7 @@ nodes:
             kubernetes_version: kubernetes,
             stop_after: Some("containerd"),
             ports_in_use: &[],
+            segment_scope: "/data",
             free_port: &no_free_port,
         })
         .unwrap();
@@ -514,6 +525,7 @@ nodes:
         let cidrs: Vec<&str> = plan.nodes.iter().map(|n| n.pod_cidr.as_str()).collect();
         assert_eq!(cidrs, ["10.244.0.0/24", "10.244.1.0/24", "10.244.2.0/24"]);
         let mut macs: Vec<&str> = plan.nodes.iter().filter_map(|n| n.mac.as_deref()).collect();
+        macs.sort();
         macs.dedup();
         assert_eq!(macs.len(), 3);
         assert!(macs.iter().all(|m| m.starts_with("52:54:00:")));
@@ -626,6 +638,7 @@ nodes:
             kubernetes_version: Some("v1.34.2"),
             stop_after: None,
             ports_in_use: &[],
+            segment_scope: "/data",
             free_port: &no_free_port,
         })
         .unwrap();
@@ -658,10 +671,18 @@ nodes:
 
     #[test]
     fn a_segment_port_another_cluster_uses_is_never_reused() {
-        let first = segment_for("kina", &[]);
-        let second = segment_for("kina", &[first.port]);
+        let first = segment_for("kina", "/data", &[]);
+        let second = segment_for("kina", "/data", &[first.port]);
         assert_ne!(first.port, second.port);
         assert!((40000..60000).contains(&second.port));
-        assert_ne!(segment_for("a", &[]).group, segment_for("b", &[]).group);
+        assert_ne!(
+            segment_for("a", "/data", &[]).group,
+            segment_for("b", "/data", &[]).group
+        );
+        // Namesakes in two data directories (two users) differ too.
+        assert_ne!(
+            segment_for("kina", "/home/a/.local/share/kina", &[]),
+            segment_for("kina", "/home/b/.local/share/kina", &[])
+        );
     }
 }

@@ -184,6 +184,7 @@ pub async fn up(args: UpArgs, quiet: bool) -> anyhow::Result<()> {
         kubernetes_version: kubernetes.as_deref(),
         stop_after: args.stop_after.as_deref(),
         ports_in_use: &ports_in_use,
+        segment_scope: &data.display().to_string(),
         free_port: &free_port,
     })?;
     for node in &plan.nodes {
@@ -229,7 +230,11 @@ pub async fn up(args: UpArgs, quiet: bool) -> anyhow::Result<()> {
     let mut interrupt = watch_interrupt()?;
     steps.say(&format!("Creating cluster \"{name}\" ..."));
     // Written first: an interrupted or failed `up` leaves a record `down` can use.
-    record.save(&plan)?;
+    record.claim(&name)?;
+    if let Err(e) = record.save(&plan) {
+        let _ = std::fs::remove_dir_all(&record.dir);
+        return Err(e);
+    }
     let in_flight = InFlight::default();
     let run = UpRun {
         data: &data,
@@ -245,28 +250,49 @@ pub async fn up(args: UpArgs, quiet: bool) -> anyhow::Result<()> {
         result = work => result,
         _ = interrupt.recv() => Err(anyhow::anyhow!("interrupted")),
     };
-    match outcome {
+    conclude(outcome, args.retain, &data, &plan, &steps, Some(&in_flight)).await
+}
+
+/// How `up` ends: the closing message; or, after a failure or Ctrl-C,
+/// everything made removed (unless `--retain`) and the error saying which.
+/// Node creations still running (QEMU) are waited for first, so no VM can
+/// start after the removal.
+async fn conclude(
+    outcome: anyhow::Result<String>,
+    retain: bool,
+    data: &Path,
+    plan: &ClusterPlan,
+    steps: &Steps,
+    in_flight: Option<&InFlight>,
+) -> anyhow::Result<()> {
+    let name = &plan.name;
+    let error = match outcome {
         Ok(message) => {
             steps.say(&message);
-            Ok(())
+            return Ok(());
         }
-        Err(error) if args.retain => Err(error.context(format!(
+        Err(error) => error,
+    };
+    if retain {
+        return Err(error.context(format!(
             "creating cluster {name} failed; its nodes are kept (--retain): `kina export logs --name {name}` collects their logs, `kina down --name {name}` removes them"
-        ))),
-        Err(error) => {
-            if !in_flight.settle(Duration::from_secs(600)).await {
-                steps.say("some nodes are still being made after 10 minutes; removing anyway");
-            }
-            let removed = remove_cluster(&data, &plan);
-            let cleaned = match removed {
-                Ok(()) => "everything it made was removed".to_string(),
-                Err(e) => format!("removing what it made failed too: {e:#}"),
-            };
-            Err(error.context(format!(
-                "creating cluster {name} failed; {cleaned} (--retain keeps the nodes for debugging)"
-            )))
-        }
+        )));
     }
+    steps.say(&format!(
+        "Creating cluster \"{name}\" failed ({error}); removing what was made (this finishes even if interrupted again)"
+    ));
+    if let Some(in_flight) = in_flight
+        && !in_flight.settle(Duration::from_secs(600)).await
+    {
+        steps.say("some nodes are still being made after 10 minutes; removing anyway");
+    }
+    let cleaned = match remove_cluster(data, plan) {
+        Ok(()) => "everything it made was removed".to_string(),
+        Err(e) => format!("removing what it made failed too: {e:#}"),
+    };
+    Err(error.context(format!(
+        "creating cluster {name} failed; {cleaned} (--retain keeps the nodes for debugging)"
+    )))
 }
 
 /// What the steps of `up` after the plan work with.
@@ -314,8 +340,15 @@ async fn bring_up(
     let name = &plan.name;
     if wait.is_zero() {
         return Ok(format!(
-            "Cluster \"{name}\" is booting ({} nodes); `kina status --name {name}` shows their phases",
-            plan.nodes.len()
+            "Cluster \"{name}\" is booting ({} nodes); `kina status --name {name}` shows their phases{}",
+            plan.nodes.len(),
+            if plan.kubernetes_version.is_some() {
+                format!(
+                    ", and `kina kubeconfig --name {name}` merges the kubeconfig once they are ready"
+                )
+            } else {
+                String::new()
+            }
         ));
     }
     let title = match (&plan.kubernetes_version, &plan.stop_after) {
@@ -416,8 +449,21 @@ async fn up_apple(
         "Creating cluster \"{name}\" on Apple container {} ...",
         apple.version
     ));
-    record.save(&plan)?;
+    record.claim(&name)?;
+    if let Err(e) = record.save(&plan) {
+        let _ = std::fs::remove_dir_all(&record.dir);
+        return Err(e);
+    }
     let work = async {
+        let step = steps.start(format!("Ensuring node image {} 🖼", plan.image));
+        let scratch = data.join("tmp");
+        match tokio::task::block_in_place(|| apple::ensure_image(cli, &plan.image, &scratch)) {
+            Ok(_) => step.done(),
+            Err(e) => {
+                step.failed();
+                return Err(e);
+            }
+        };
         let step = steps.start(format!(
             "Starting nodes {}",
             "📦 ".repeat(plan.nodes.len()).trim_end()
@@ -433,7 +479,14 @@ async fn up_apple(
         record.save(&plan)?;
         if apple.wait.is_zero() {
             return Ok(format!(
-                "Cluster \"{name}\" is booting; `kina status --name {name}` shows its nodes' phases"
+                "Cluster \"{name}\" is booting; `kina status --name {name}` shows its nodes' phases{}",
+                if plan.kubernetes_version.is_some() {
+                    format!(
+                        ", and `kina kubeconfig --name {name}` merges the kubeconfig once they are ready"
+                    )
+                } else {
+                    String::new()
+                }
             ));
         }
         let phase = plan.stop_after.clone().unwrap_or_else(|| "ready".into());
@@ -453,24 +506,7 @@ async fn up_apple(
         result = work => result,
         _ = interrupt.recv() => Err(anyhow::anyhow!("interrupted")),
     };
-    match outcome {
-        Ok(message) => {
-            steps.say(&message);
-            Ok(())
-        }
-        Err(error) if apple.retain => Err(error.context(format!(
-            "creating cluster {name} failed; its nodes are kept (--retain): `kina export logs --name {name}` collects their logs, `kina down --name {name}` removes them"
-        ))),
-        Err(error) => {
-            let cleaned = match remove_cluster(data, &plan) {
-                Ok(()) => "everything it made was removed".to_string(),
-                Err(e) => format!("removing what it made failed too: {e:#}"),
-            };
-            Err(error.context(format!(
-                "creating cluster {name} failed; {cleaned} (--retain keeps the nodes for debugging)"
-            )))
-        }
-    }
+    conclude(outcome, apple.retain, data, &plan, steps, None).await
 }
 
 /// Removes a cluster: its nodes (killed, not shut down: nothing on them
@@ -504,13 +540,20 @@ fn home() -> PathBuf {
 }
 
 pub fn down(args: DownArgs, quiet: bool) -> anyhow::Result<()> {
+    down_named(&[args.cluster.resolve()], args.all, quiet)
+}
+
+/// Deletes the clusters `names`, or every cluster with `all`.
+pub fn down_named(names: &[String], all: bool, quiet: bool) -> anyhow::Result<()> {
     let data = node::data_dir();
-    let names = if args.all {
+    let names = if all {
         cluster::names(&data)
     } else {
-        vec![args.cluster.resolve()]
+        names.to_vec()
     };
     for name in names {
+        // The name becomes a path that is removed: never `..` or empty.
+        crate::cluster_config::check_cluster_name(&name).map_err(anyhow::Error::msg)?;
         let record = ClusterDir::new(&data, &name);
         if !record.dir.exists() {
             // kind: deleting a cluster that does not exist is not an error.
@@ -519,15 +562,24 @@ pub fn down(args: DownArgs, quiet: bool) -> anyhow::Result<()> {
             }
             continue;
         }
+        if !record.exists() {
+            // Claimed by an `up` that stopped before writing its record:
+            // nothing was made yet.
+            std::fs::remove_dir_all(&record.dir)
+                .with_context(|| format!("removing {}", record.dir.display()))?;
+            continue;
+        }
         let plan = match record.load(&name) {
             Ok(plan) => plan,
             Err(e) => {
-                // Without the record the nodes are unknown: keep nothing
-                // of the cluster itself and say what may be left.
+                // Without a readable record the nodes are unknown: remove
+                // the cluster's own directory and say what may be left.
                 std::fs::remove_dir_all(&record.dir)
                     .with_context(|| format!("removing {}", record.dir.display()))?;
                 eprintln!(
-                    "{e:#}\nRemoved the record of cluster {name}; its nodes, if any, are in `kina node list` (`kina node rm` removes them)"
+                    "{e:#}\nRemoved the record of cluster {name}. Nodes it had may remain: QEMU \
+                     nodes named {name}-… in `kina node list` (`kina node rm` removes them), \
+                     Apple containers labelled io.kina.cluster={name} in `container list --all`"
                 );
                 continue;
             }
@@ -919,6 +971,9 @@ pub fn load_archives(name: &str, archives: &[PathBuf], only: &[String]) -> anyho
 }
 
 pub fn load_images(name: &str, references: &[String], only: &[String]) -> anyhow::Result<()> {
+    // The cluster and its nodes first: a wrong name costs no export.
+    let (_, plan) = load_cluster(name)?;
+    chosen_nodes(&plan, only)?;
     let data = node::data_dir();
     let store = ImageStore::open(ImageStore::default_root()).context("opening the image store")?;
     let scratch = data.join("tmp");

@@ -44,9 +44,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) | Command::Create(CreateCommand::Cluster(args)) => {
             cluster::up(*args, quiet).await
         }
-        Command::Down(args)
-        | Command::Delete(DeleteCommand::Cluster(args))
-        | Command::Delete(DeleteCommand::Clusters(args)) => cluster::down(args, quiet),
+        Command::Down(args) | Command::Delete(DeleteCommand::Cluster(args)) => {
+            cluster::down(args, quiet)
+        }
+        Command::Delete(DeleteCommand::Clusters { names, all }) => {
+            cluster::down_named(&names, all, quiet)
+        }
         Command::List { json } | Command::Get(GetCommand::Clusters { json }) => cluster::list(json),
         Command::Get(GetCommand::Nodes { cluster: c, json }) => {
             cluster::get_nodes(&c.resolve(), json)

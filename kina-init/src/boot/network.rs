@@ -13,7 +13,7 @@ use std::process::Command;
 
 use futures_util::TryStreamExt;
 use kina_contract::cidr::Ipv4Cidr;
-use kina_contract::node_spec::Peer;
+use kina_contract::node_spec::{NodeSpec, Peer};
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
@@ -289,9 +289,7 @@ impl Phase for NetworkPhase {
             std::fs::write(&self.resolv_conf, text)
                 .map_err(|e| fail(format!("writing {}: {e}", self.resolv_conf.display())))?;
         }
-        let mut own_and_peers = vec![ctx.spec.pod_cidr.as_str()];
-        own_and_peers.extend(ctx.spec.peers.iter().map(|p| p.pod_cidr.as_str()));
-        masquerade(&ctx.spec.pod_cidr, &own_and_peers)?;
+        masquerade_for(&ctx.spec)?;
         Ok(format!(
             "{node_link} mtu {mtu}, {tso}, ptp over {}, {routes} peer route(s), masquerading what leaves the pod network",
             ctx.spec.pod_cidr
@@ -331,6 +329,19 @@ pub fn masquerade_rules(pod_cidr: &str, pod_networks: &[&str]) -> Vec<Vec<String
 }
 
 const MASQ_CHAIN: &str = "KINA-MASQ";
+
+/// Masquerading for `spec`: its own pod CIDR and every peer's spared.
+fn masquerade_for(spec: &NodeSpec) -> Result<(), PhaseFailure> {
+    let mut own_and_peers = vec![spec.pod_cidr.as_str()];
+    own_and_peers.extend(spec.peers.iter().map(|p| p.pod_cidr.as_str()));
+    masquerade(&spec.pod_cidr, &own_and_peers)
+}
+
+/// Rebuilds the masquerading rules when the spec's peers changed (a peer
+/// that was not known at boot must be spared too).
+pub fn sync_masquerade(spec: &NodeSpec) -> Result<(), String> {
+    masquerade_for(spec).map_err(|f| f.message)
+}
 
 fn masquerade(pod_cidr: &str, pod_networks: &[&str]) -> Result<(), PhaseFailure> {
     let iptables = |args: &[String]| -> Result<std::process::Output, PhaseFailure> {
