@@ -50,8 +50,9 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::CONTAINER_BINARY;
 use crate::inspect::{self, InspectError, LIST_ARGS, NodeInfo};
@@ -111,6 +112,11 @@ pub enum CliError {
         /// its standard output).
         output_tail: String,
     },
+    #[error(
+        "`{command}` did not end within {secs} s and was killed; is the node running and \
+         responsive (`container list --all`)?"
+    )]
+    TimedOut { command: String, secs: u64 },
     #[error("{source} (read from `{command}`)")]
     Version {
         command: String,
@@ -412,6 +418,36 @@ impl ContainerCli {
         argv: &[S],
         stdin: &mut dyn Read,
     ) -> Result<Output, CliError> {
+        self.exec_within(name, argv, stdin, None)
+    }
+
+    /// [`Self::exec_ok`] that gives up on a command still running `timeout`
+    /// after its input was sent: `container exec` is killed and the error
+    /// says so. For the short commands kina runs while waiting for nodes
+    /// (reading their status), which must not hang a `--wait`.
+    pub fn exec_ok_within<S: AsRef<str>>(
+        &self,
+        name: &str,
+        argv: &[S],
+        stdin: &mut dyn Read,
+        timeout: Duration,
+    ) -> Result<Output, CliError> {
+        let output = self.exec_within(name, argv, stdin, Some(timeout))?;
+        if output.status.success() {
+            return Ok(output);
+        }
+        let mut args = strings(&["exec", "--interactive", name]);
+        args.extend(argv.iter().map(|a| a.as_ref().to_string()));
+        Err(failed(self.describe(&args), &output))
+    }
+
+    fn exec_within<S: AsRef<str>>(
+        &self,
+        name: &str,
+        argv: &[S],
+        stdin: &mut dyn Read,
+        timeout: Option<Duration>,
+    ) -> Result<Output, CliError> {
         check_name(name, "container")?;
         if argv.is_empty() {
             return Err(CliError::Invalid(format!(
@@ -448,7 +484,25 @@ impl ContainerCli {
             }
             None => Ok(()),
         };
-        let status = child.wait();
+        let status = match timeout {
+            None => child.wait(),
+            Some(limit) => match wait_until(&mut child, Instant::now() + limit) {
+                Ok(Some(status)) => Ok(status),
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    // The output threads are not joined: a process the
+                    // command left behind may hold its pipes open; they end
+                    // when it does.
+                    drop((stdout, stderr));
+                    return Err(CliError::TimedOut {
+                        command,
+                        secs: limit.as_secs(),
+                    });
+                }
+                Err(e) => Err(e),
+            },
+        };
         let stdout = join(stdout);
         let stderr = join(stderr);
         pumped.map_err(|(what, source)| CliError::Io {
@@ -628,6 +682,19 @@ fn strings(items: &[&str]) -> Vec<String> {
 }
 
 /// Names the API server would take as a flag or reject outright.
+/// The child's exit status once it ends, or `None` at `deadline`.
+fn wait_until(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStatus>> {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn check_name(name: &str, what: &str) -> Result<(), CliError> {
     if name.is_empty() || name.starts_with('-') || name.contains(char::is_whitespace) {
         return Err(CliError::Invalid(format!("`{name}` is not a {what} name")));

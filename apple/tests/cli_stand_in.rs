@@ -811,3 +811,29 @@ fn stand_in_ensure_network_creates_a_missing_one_and_reports_real_failures() {
         "{message}"
     );
 }
+
+#[test]
+fn stand_in_exec_that_hangs_is_killed_at_its_timeout_and_named() {
+    let stand_in = StandIn::new(r#""exec --interactive") sleep 30 ;;"#);
+    let started = std::time::Instant::now();
+    let err = stand_in
+        .cli
+        .exec_ok_within(
+            "kina-dev-worker",
+            &["cat", "/run/kina/status.json"],
+            &mut io::empty(),
+            std::time::Duration::from_secs(1),
+        )
+        .unwrap_err();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "not killed at its timeout: {:?}",
+        started.elapsed()
+    );
+    assert!(matches!(err, CliError::TimedOut { secs: 1, .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("exec --interactive kina-dev-worker cat /run/kina/status.json"),
+        "{message}"
+    );
+}

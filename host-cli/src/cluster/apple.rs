@@ -33,6 +33,8 @@ const SPEC_DIR_IN_NODE: &str = "/etc/kina";
 
 /// How often the nodes' status files are read while waiting.
 const POLL: Duration = Duration::from_secs(1);
+/// The longest one read of a node's status may take.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The host directory bound at `/etc/kina` in `node`.
 pub fn etc_dir(cluster_dir: &Path, node: &str) -> PathBuf {
@@ -268,12 +270,19 @@ pub fn exec_output(
     node: &str,
     argv: &[&str],
     stdin: &mut dyn Read,
+    timeout: Duration,
 ) -> anyhow::Result<Vec<u8>> {
-    Ok(cli.exec_ok(node, argv, stdin)?.stdout)
+    Ok(cli.exec_ok_within(node, argv, stdin, timeout)?.stdout)
 }
 
-pub fn status(cli: &ContainerCli, node: &str) -> anyhow::Result<NodeStatus> {
-    let out = exec_output(cli, node, &["cat", STATUS_PATH], &mut std::io::empty())?;
+pub fn status(cli: &ContainerCli, node: &str, timeout: Duration) -> anyhow::Result<NodeStatus> {
+    let out = exec_output(
+        cli,
+        node,
+        &["cat", STATUS_PATH],
+        &mut std::io::empty(),
+        timeout,
+    )?;
     serde_json::from_slice(&out)
         .with_context(|| format!("node {node}: {STATUS_PATH} is not readable yet"))
 }
@@ -295,7 +304,10 @@ pub async fn wait_for(
             if done[i] {
                 continue;
             }
-            match tokio::task::block_in_place(|| status(cli, &node.name)) {
+            let left = timeout
+                .saturating_sub(started.elapsed())
+                .clamp(Duration::from_secs(1), STATUS_TIMEOUT);
+            match tokio::task::block_in_place(|| status(cli, &node.name, left)) {
                 Ok(s) => {
                     if let Some(f) = s.failed() {
                         bail!(

@@ -130,7 +130,7 @@ impl Nodes {
     ) -> anyhow::Result<Vec<u8>> {
         match self {
             Nodes::Qemu { data } => qemu::exec_output(data, node, argv, stdin, timeout),
-            Nodes::Apple { cli } => apple::exec_output(cli, node, argv, stdin),
+            Nodes::Apple { cli } => apple::exec_output(cli, node, argv, stdin, timeout),
         }
     }
 
@@ -154,7 +154,7 @@ impl Nodes {
                 node,
                 timeout,
             )?),
-            Nodes::Apple { cli } => apple::status(cli, node),
+            Nodes::Apple { cli } => apple::status(cli, node, timeout),
         }
     }
 }
