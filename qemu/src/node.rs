@@ -219,17 +219,21 @@ async fn create_in(paths: &NodePaths, opts: &CreateOptions) -> Result<NodeRecord
         .collect(),
         size_bytes: opts.disk_size,
     };
-    build_stored_root_disk(
-        &image_store_layout(),
-        &opts.image,
-        opts.arch,
-        &extras,
-        &paths.disk,
-    )
-    .map_err(|e| fail("root disk")(&e))?;
-    let kina_init = read_from_disk(&paths.disk, KINA_INIT_IN_IMAGE, &paths.dir)
-        .map_err(|e| fail("initramfs")(&e))?;
-    build_initramfs(&kernel, &kina_init, &paths.initramfs).map_err(|e| fail("initramfs")(&e))?;
+    // Seconds of CPU and disk work: off the async workers, so the nodes of
+    // a cluster are made side by side and the runtime stays responsive.
+    tokio::task::block_in_place(|| {
+        build_stored_root_disk(
+            &image_store_layout(),
+            &opts.image,
+            opts.arch,
+            &extras,
+            &paths.disk,
+        )
+        .map_err(|e| fail("root disk")(&e))?;
+        let kina_init = read_from_disk(&paths.disk, KINA_INIT_IN_IMAGE, &paths.dir)
+            .map_err(|e| fail("initramfs")(&e))?;
+        build_initramfs(&kernel, &kina_init, &paths.initramfs).map_err(|e| fail("initramfs")(&e))
+    })?;
 
     let decision = tokio::task::block_in_place(|| {
         choose(
