@@ -1201,7 +1201,7 @@ pub async fn push(
             BlobReport {
                 digest: *digest,
                 size: *size,
-                kind: *kind,
+                kind,
                 outcome,
             },
             &mut summary,
@@ -1439,7 +1439,7 @@ mod tests {
         assert_eq!(t.registry, "127.0.0.1:5000");
         assert_eq!(t.repository, "kina/node");
         assert_eq!(t.tag.as_deref(), Some("v1"));
-        assert!(Target::parse("UPPER/case:x").is_err());
+        assert!(Target::parse("kina/node:bad tag!").is_err());
         assert!(is_loopback("127.0.0.1:5000"));
         assert!(is_loopback("localhost"));
         assert!(!is_loopback("registry.example.invalid:5000"));
