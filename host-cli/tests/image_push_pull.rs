@@ -535,3 +535,43 @@ fn tls_registry_with_htpasswd_needs_its_ca_and_pull_verifies_into_an_empty_store
     let store_b = ImageStore::open(env_b.join("data/images")).unwrap();
     assert_eq!(store_b.find(&target).unwrap().digest, entry.digest);
 }
+
+#[test]
+fn a_push_interrupted_by_a_registry_restart_is_retried_to_completion() {
+    require_tool("skopeo");
+    let mut registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let env = work.path().join("a");
+    let entry = make_image(&env, "local/node:v1", 8 << 20);
+    let target = format!("{}/kina/node:v1", registry.host());
+    let child = push(&env, &target, "local/node:v1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // An upload session on disk means the push is under way: stop the
+    // registry under it, then bring it back on the same port and storage.
+    let uploads = registry
+        .dir
+        .path()
+        .join("data/docker/registry/v2/repositories/kina/node/_uploads");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_dir(&uploads).is_ok_and(|mut d| d.next().is_some()) {
+        assert!(
+            Instant::now() < deadline,
+            "the push never started an upload"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    registry.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    registry.run();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}{stderr}", stdout(&out));
+    assert!(stderr.contains("retrying"), "no retry happened:\n{stderr}");
+    let index = skopeo_raw(&target, &[]);
+    assert_eq!(Sha256Digest::of(&index), entry.digest);
+    // Every blob made it: pulling into an empty store verifies them all.
+    run_ok(kina(&work.path().join("b")).args(["image", "pull", &target]));
+}
