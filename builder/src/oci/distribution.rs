@@ -302,20 +302,12 @@ pub fn docker_credentials(opts: &Options, registry: &str) -> Result<Option<Crede
         message,
     };
     let doc: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
-    // docker writes Docker Hub as its legacy URL.
-    let keys: Vec<String> = if registry == "index.docker.io" || registry == "docker.io" {
-        vec![
-            "https://index.docker.io/v1/".into(),
-            "index.docker.io".into(),
-            "docker.io".into(),
-        ]
-    } else {
-        vec![
-            registry.to_string(),
-            format!("https://{registry}"),
-            format!("http://{registry}"),
-        ]
-    };
+    // Entries are keyed by host, or by URL when written by older docker logins.
+    let keys: Vec<String> = vec![
+        registry.to_string(),
+        format!("https://{registry}"),
+        format!("http://{registry}"),
+    ];
     for key in &keys {
         if let Some(helper) = doc["credHelpers"][key].as_str() {
             return credential_helper(helper, key).map(Some);
