@@ -109,6 +109,10 @@ pub enum ImageCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Push a local image (index, platform manifests, configs, layers) to a registry.
+    Push(PushArgs),
+    /// Pull an image from a registry into the local store, verifying every digest.
+    Pull(PullArgs),
     /// Remove images from the local store.
     Rm {
         #[arg(required_unless_present = "all")]
@@ -117,6 +121,43 @@ pub enum ImageCommand {
         #[arg(long, conflicts_with = "references")]
         all: bool,
     },
+}
+
+/// How to reach and log in to a registry; shared by `push` and `pull`.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Allow plain http and unverifiable TLS certificates for this registry
+    /// (loopback registries may use http without it).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Log in as this user; the password is read from stdin (--password-stdin).
+    #[arg(long, short = 'u', requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the password for --username from stdin.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+    /// Also trust the CA certificates in this PEM file.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Where to push: REGISTRY/REPOSITORY[:TAG] (e.g. 127.0.0.1:5000/kina/node:v1).
+    pub reference: String,
+    /// The local image to push (default: REFERENCE itself).
+    #[arg(long, value_name = "LOCAL")]
+    pub from: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// What to pull: REGISTRY/REPOSITORY[:TAG|@DIGEST].
+    pub reference: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// Where inputs come from; shared by `lock` and `build`.

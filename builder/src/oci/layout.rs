@@ -20,6 +20,14 @@ pub enum LayoutError {
     MissingBlob { path: PathBuf, digest: Sha256Digest },
     #[error("OCI layout {path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error(
+        "OCI layout {path}: blob {expected:?} was expected, but the bytes received hash to {actual:?}; nothing was stored"
+    )]
+    DigestMismatch {
+        path: PathBuf,
+        expected: Sha256Digest,
+        actual: Sha256Digest,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LayoutError + '_ {
@@ -106,6 +114,31 @@ impl Write for BlobWriter {
 }
 
 impl BlobWriter {
+    /// Keeps the blob only if its bytes hash to `expected`: what a registry
+    /// served is stored under the digest it was asked for or not at all, so a
+    /// bad download leaves no file behind (the temporary file is dropped).
+    pub fn commit_verified(self, expected: &Sha256Digest) -> Result<u64, LayoutError> {
+        let (digest, size, mut buffered) = self.inner.finish();
+        let dest = self.store.path(expected);
+        buffered.flush().map_err(io_err(&dest))?;
+        if digest != *expected {
+            return Err(LayoutError::DigestMismatch {
+                path: self.store.root.clone(),
+                expected: *expected,
+                actual: digest,
+            });
+        }
+        buffered.get_ref().sync_all().map_err(io_err(&dest))?;
+        if dest.exists() {
+            return Ok(size);
+        }
+        self.tmp.persist(&dest).map_err(|e| LayoutError::Io {
+            path: dest.clone(),
+            source: e.error,
+        })?;
+        Ok(size)
+    }
+
     pub fn commit(self) -> Result<(Sha256Digest, u64), LayoutError> {
         let (digest, size, mut buffered) = self.inner.finish();
         let dest = self.store.path(&digest);

@@ -1,6 +1,7 @@
 //! OCI output: deterministic layers, image config, manifests, the multi-arch index, layouts and registries.
 
 pub mod canonical;
+pub mod distribution;
 pub mod image;
 pub mod layer;
 pub mod layout;

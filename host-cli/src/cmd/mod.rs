@@ -7,6 +7,8 @@ mod image_build;
 pub mod image_inspect;
 mod image_list;
 mod image_lock;
+mod image_pull;
+mod image_push;
 mod image_rm;
 mod kernel_check;
 mod kernel_lock;
@@ -29,6 +31,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(ImageCommand::Inspect { reference, json }) => {
             image_inspect::run(&reference, json)
         }
+        Command::Image(ImageCommand::Push(args)) => image_push::run(args, quiet).await,
+        Command::Image(ImageCommand::Pull(args)) => image_pull::run(args, quiet).await,
         Command::Image(ImageCommand::Rm { references, all }) => image_rm::run(&references, all),
         Command::Kernel(KernelCommand::Check {
             config,

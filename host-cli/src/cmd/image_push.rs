@@ -1,0 +1,84 @@
+//! `kina image push`: the local image, blob by blob, to a registry.
+
+use kina_builder::oci::distribution::{self, BlobReport, Credentials, Options, Outcome, Summary};
+use kina_builder::store::ImageStore;
+
+use crate::cli::{PushArgs, RegistryArgs};
+
+/// Registry options from the flags; the password comes from stdin only, so
+/// it never sits in shell history or the process list.
+pub fn options(args: &RegistryArgs) -> anyhow::Result<Options> {
+    let credentials = match &args.username {
+        Some(username) => {
+            let mut password = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut password)
+                .map_err(|e| anyhow::anyhow!("reading the password from stdin: {e}"))?;
+            let password = password.trim_end_matches(['\n', '\r']).to_string();
+            if password.is_empty() {
+                anyhow::bail!(
+                    "--password-stdin: stdin was empty; pipe the password in (e.g. `cat pw | kina image push -u {username} --password-stdin …`)"
+                );
+            }
+            Some(Credentials {
+                username: username.clone(),
+                password,
+            })
+        }
+        None => None,
+    };
+    Ok(Options {
+        credentials,
+        insecure: args.insecure,
+        ca_file: args.ca_file.clone(),
+        docker_config_dir: None,
+    })
+}
+
+/// One line per blob, as it completes.
+pub fn print_blob(r: &BlobReport, verb: &str) {
+    let what = match r.outcome {
+        Outcome::Transferred => verb,
+        Outcome::Skipped => "skipped (present)",
+        Outcome::Mounted => "mounted",
+    };
+    println!(
+        "{:<8} {} {:>10}  {what}",
+        r.kind,
+        r.digest.oci(),
+        super::image_build::human(r.size)
+    );
+}
+
+pub fn print_summary(s: &Summary, verb: &str) {
+    let h = super::image_build::human;
+    let mut line = format!(
+        "{verb} {} blobs ({}), skipped {} already present ({})",
+        s.transferred.0,
+        h(s.transferred.1),
+        s.skipped.0,
+        h(s.skipped.1)
+    );
+    if s.mounted.0 > 0 {
+        line.push_str(&format!(", mounted {} ({})", s.mounted.0, h(s.mounted.1)));
+    }
+    println!("{line}");
+}
+
+pub async fn run(args: PushArgs, quiet: bool) -> anyhow::Result<()> {
+    let opts = options(&args.registry)?;
+    let store = ImageStore::open(ImageStore::default_root())?;
+    let local = args.from.as_deref().unwrap_or(&args.reference);
+    let mut progress = |r: &BlobReport| {
+        if !quiet {
+            print_blob(r, "pushed");
+        }
+    };
+    let summary = distribution::push(&store, local, &args.reference, &opts, &mut progress).await?;
+    if !quiet {
+        print_summary(&summary, "pushed");
+    }
+    if let Some(d) = summary.index_digest {
+        println!("{}@{}", args.reference, d.oci());
+    }
+    Ok(())
+}

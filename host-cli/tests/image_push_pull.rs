@@ -1,0 +1,577 @@
+//! `kina image push` and `kina image pull` against Debian's `docker-registry`
+//! on loopback, checked by an independent client (skopeo).
+
+// Integration test: helpers outside #[test] functions fail the test by panicking too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::*;
+use kina_builder::digest::Sha256Digest;
+use kina_builder::lock::LayerName;
+use kina_builder::oci::image::{ImageConfigParams, write_index, write_platform_image};
+use kina_builder::oci::layer::{Compression, write_layer};
+use kina_builder::oci::layout::LayoutEntry;
+use kina_builder::platform::Arch;
+use kina_builder::rootfs::tree::{Node, Tree};
+use kina_builder::store::ImageStore;
+
+/// A bcrypt hash (cost 4) of `PASSWORD`, for the htpasswd registry.
+const HTPASSWD: &str = "kina:$2b$04$1WVyEoXryJAZvr94KW9cW.NkE6BR5W7Sd/Cpu3pTUBoo35we7WCUa\n";
+const PASSWORD: &str = "correct-horse-kina";
+
+/// Debian's docker-registry on a free loopback port, optionally with
+/// htpasswd authentication and TLS; `restart` keeps port and storage.
+struct Registry {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+struct Tls {
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+impl Registry {
+    fn start() -> Self {
+        Self::start_with(false, None)
+    }
+
+    fn start_with(htpasswd: bool, tls: Option<&Tls>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some(tls) = tls {
+            std::fs::write(dir.path().join("cert.pem"), &tls.cert_pem).unwrap();
+            std::fs::write(dir.path().join("key.pem"), &tls.key_pem).unwrap();
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                dir.path().join("cert.pem").display(),
+                dir.path().join("key.pem").display()
+            ));
+        }
+        if htpasswd {
+            std::fs::write(dir.path().join("htpasswd"), HTPASSWD).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: kina-test\n    path: {}\n",
+                dir.path().join("htpasswd").display()
+            ));
+        }
+        let path = dir.path().join("config.yml");
+        std::fs::write(&path, config).unwrap();
+        let mut registry = Self {
+            child: None,
+            port,
+            dir,
+            config: path,
+        };
+        registry.run();
+        registry
+    }
+
+    fn run(&mut self) {
+        let child = Command::new(require_tool("docker-registry"))
+            .arg("serve")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not start on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Blobs the registry stores (its filesystem layout: blobs/sha256/xx/<hex>/data).
+    fn blob_count(&self) -> usize {
+        let root = self.dir.path().join("data/docker/registry/v2/blobs/sha256");
+        let Ok(prefixes) = std::fs::read_dir(&root) else {
+            return 0;
+        };
+        prefixes
+            .flat_map(|p| std::fs::read_dir(p.unwrap().path()).unwrap())
+            .filter(|b| b.as_ref().unwrap().path().join("data").exists())
+            .count()
+    }
+
+    fn has_blob(&self, digest: &Sha256Digest) -> bool {
+        let hex = digest.hex();
+        self.dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(&hex)
+            .join("data")
+            .exists()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Deterministic incompressible bytes, so a layer's size is its content's.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A two-platform image in the store under `env/data/images`, named
+/// `reference`: one layer shared by both platforms (`shared_len` bytes of
+/// noise) and one per platform, written by kina's own OCI writer.
+fn make_image(env: &Path, reference: &str, shared_len: usize) -> LayoutEntry {
+    let store = ImageStore::open(env.join("data/images")).unwrap();
+    let mut shared = Tree::new();
+    shared.insert("opt", Node::dir(0o755));
+    shared.insert("opt/shared.bin", Node::file(noise(7, shared_len), 0o644));
+    let mut manifests = Vec::new();
+    for arch in Arch::ALL {
+        let base = write_layer(&shared, 0, Compression::Gzip, store.blobs()).unwrap();
+        let mut tree = Tree::new();
+        tree.insert("etc", Node::dir(0o755));
+        tree.insert(
+            "etc/platform",
+            Node::file(format!("{arch}\n").into_bytes(), 0o644),
+        );
+        let own = write_layer(&tree, 0, Compression::Gzip, store.blobs()).unwrap();
+        let params = ImageConfigParams {
+            arch,
+            created_epoch: 0,
+            entrypoint: vec!["/sbin/init".into()],
+            stop_signal: "SIGRTMIN+3".into(),
+            env: vec![],
+            labels: Default::default(),
+        };
+        manifests.push(
+            write_platform_image(
+                &params,
+                &[(LayerName::DebianBase, base), (LayerName::Images, own)],
+                store.blobs(),
+            )
+            .unwrap(),
+        );
+    }
+    let (digest, size) = write_index(&manifests, store.blobs()).unwrap();
+    let entry = LayoutEntry {
+        media_type: "application/vnd.oci.image.index.v1+json".into(),
+        digest,
+        size,
+        reference: reference.into(),
+    };
+    store.tag(entry.clone()).unwrap();
+    entry
+}
+
+fn push(env: &Path, target: &str, from: &str) -> Command {
+    let mut cmd = kina(env);
+    cmd.args(["image", "push", target, "--from", from])
+        .env("DOCKER_CONFIG", env.join("docker"));
+    cmd
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn skopeo_raw(image: &str, extra: &[&str]) -> Vec<u8> {
+    let out = run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .args(extra)
+            .arg(format!("docker://{image}")),
+    );
+    out.stdout
+}
+
+/// Every blob line of a push or pull (kind, digest, outcome).
+fn blob_lines(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| {
+            ["layer ", "config ", "manifest ", "index "]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
+        .collect()
+}
+
+#[test]
+fn push_agrees_with_skopeo_repush_skips_everything_and_pull_round_trips() {
+    require_tool("skopeo");
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let env = work.path().join("a");
+    let entry = make_image(&env, "local/node:v1", 256 * 1024);
+    let target = format!("{}/kina/node:v1", registry.host());
+
+    let out = run_ok(&mut push(&env, &target, "local/node:v1"));
+    let text = stdout(&out);
+    let lines = blob_lines(&text);
+    // 2 configs + 1 shared layer (once) + 2 own layers + 2 manifests + index.
+    assert_eq!(lines.len(), 8, "{text}");
+    assert!(lines.iter().all(|l| l.ends_with("pushed")), "{text}");
+    assert!(text.contains(&entry.digest.oci()), "{text}");
+
+    // skopeo reads back exactly the bytes kina stored, index and manifests.
+    let store = ImageStore::open(env.join("data/images")).unwrap();
+    let index = skopeo_raw(&target, &[]);
+    assert_eq!(Sha256Digest::of(&index), entry.digest);
+    assert_eq!(index, store.blobs().read(&entry.digest).unwrap());
+    let doc: serde_json::Value = serde_json::from_slice(&index).unwrap();
+    let platform_digests: Vec<Sha256Digest> = doc["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(platform_digests.len(), 2);
+    for d in &platform_digests {
+        let raw = skopeo_raw(&format!("{}/kina/node@{}", registry.host(), d.oci()), &[]);
+        assert_eq!(Sha256Digest::of(&raw), *d);
+    }
+    let copy = work.path().join("skopeo-copy");
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--all", "--src-tls-verify=false"])
+            .arg(format!("docker://{target}"))
+            .arg(format!("oci:{}:node", copy.display())),
+    );
+    let copied: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(copy.join("index.json")).unwrap()).unwrap();
+    assert_eq!(copied["manifests"][0]["digest"], entry.digest.oci());
+
+    // Pushing again uploads nothing.
+    let blobs_before = registry.blob_count();
+    let out = run_ok(&mut push(&env, &target, "local/node:v1"));
+    let text = stdout(&out);
+    let lines = blob_lines(&text);
+    assert_eq!(lines.len(), 8, "{text}");
+    assert!(
+        lines.iter().all(|l| l.ends_with("skipped (present)")),
+        "{text}"
+    );
+    assert!(text.contains("pushed 0 blobs"), "{text}");
+    assert_eq!(registry.blob_count(), blobs_before);
+
+    // Pull into an empty store: same index, same bytes for every blob.
+    let env_b = work.path().join("b");
+    let out = run_ok(kina(&env_b).args(["image", "pull", &target]));
+    let text = stdout(&out);
+    assert!(text.contains("pulled 8 blobs"), "{text}");
+    let store_b = ImageStore::open(env_b.join("data/images")).unwrap();
+    let pulled = store_b.find(&target).unwrap();
+    assert_eq!(pulled.digest, entry.digest);
+    let blobs = store.blobs_of(&entry.digest).unwrap();
+    assert_eq!(store_b.blobs_of(&pulled.digest).unwrap(), blobs);
+    for d in &blobs {
+        assert_eq!(
+            store_b.blobs().read(d).unwrap(),
+            store.blobs().read(d).unwrap()
+        );
+    }
+    // kina's own listing sees the pulled image with both platforms.
+    let out = run_ok(kina(&env_b).args(["image", "inspect", &target, "--json"]));
+    let inspect = stdout(&out);
+    assert!(
+        inspect.contains("amd64") && inspect.contains("arm64"),
+        "{inspect}"
+    );
+
+    // Pulling again downloads no blob.
+    let out = run_ok(kina(&env_b).args(["image", "pull", &target]));
+    assert!(stdout(&out).contains("pulled 0 blobs"), "{}", stdout(&out));
+}
+
+#[test]
+fn a_tampered_local_blob_fails_the_push_naming_its_digest() {
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let env = work.path().join("a");
+    let entry = make_image(&env, "local/node:v1", 64 * 1024);
+    let store = ImageStore::open(env.join("data/images")).unwrap();
+    // The shared layer: the largest blob of the image.
+    let layer = store
+        .blobs_of(&entry.digest)
+        .unwrap()
+        .into_iter()
+        .max_by_key(|d| store.blobs().read(d).unwrap().len())
+        .unwrap();
+    let path = store.blobs().path(&layer);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let target = format!("{}/kina/node:v1", registry.host());
+    let err = run_err(&mut push(&env, &target, "local/node:v1"));
+    assert!(err.contains(&layer.oci()), "{err}");
+    assert!(err.contains("does not hash to its name"), "{err}");
+    assert!(!registry.has_blob(&layer), "a corrupt upload was completed");
+    // Nothing names the image at the registry.
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{target}"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn an_unreachable_registry_and_a_digest_mismatch_are_clear_errors() {
+    let work = tempfile::tempdir().unwrap();
+    let env = work.path().join("a");
+    let entry = make_image(&env, "local/node:v1", 1024);
+    let port = free_port();
+    let err = run_err(&mut push(
+        &env,
+        &format!("127.0.0.1:{port}/kina/node:v1"),
+        "local/node:v1",
+    ));
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(err.contains("not reachable"), "{err}");
+
+    let err = run_err(&mut push(&env, "127.0.0.1:1/kina/node:v1", "local/missing"));
+    assert!(err.contains("no image `local/missing`"), "{err}");
+
+    let registry = Registry::start();
+    let wrong = Sha256Digest::of(b"not the index");
+    let err = run_err(&mut push(
+        &env,
+        &format!("{}/kina/node@{}", registry.host(), wrong.oci()),
+        "local/node:v1",
+    ));
+    assert!(
+        err.contains(&wrong.oci()) && err.contains(&entry.digest.oci()),
+        "{err}"
+    );
+}
+
+fn push_with_password(env: &Path, target: &str, password: &str, extra: &[&str]) -> Output {
+    let mut child = push(env, target, "local/node:v1")
+        .args(["--username", "kina", "--password-stdin"])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn htpasswd_registry_takes_the_right_password_and_never_echoes_a_wrong_one() {
+    require_tool("skopeo");
+    let registry = Registry::start_with(true, None);
+    let work = tempfile::tempdir().unwrap();
+    let env = work.path().join("a");
+    let entry = make_image(&env, "local/node:v1", 4096);
+    let target = format!("{}/kina/node:v1", registry.host());
+
+    let err = run_err(&mut push(&env, &target, "local/node:v1"));
+    assert!(err.contains("requires credentials"), "{err}");
+
+    let wrong = "wrong-password-do-not-print";
+    let out = push_with_password(&env, &target, wrong, &["-v"]);
+    assert!(!out.status.success());
+    let all = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        all.contains("rejected the credentials of user `kina`"),
+        "{all}"
+    );
+    assert!(!all.contains(wrong), "the password was printed:\n{all}");
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("kina:{wrong}"));
+    assert!(
+        !all.contains(&encoded),
+        "the Basic header was printed:\n{all}"
+    );
+    assert_eq!(registry.blob_count(), 0);
+
+    let out = push_with_password(&env, &target, PASSWORD, &["-vv"]);
+    let all = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{all}");
+    assert!(!all.contains(PASSWORD), "the password was printed:\n{all}");
+    let index = skopeo_raw(&target, &["--creds", &format!("kina:{PASSWORD}")]);
+    assert_eq!(Sha256Digest::of(&index), entry.digest);
+
+    // docker's config.json is used when no flags are given.
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("kina:{PASSWORD}"));
+    std::fs::create_dir_all(env.join("docker")).unwrap();
+    std::fs::write(
+        env.join("docker/config.json"),
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#,
+            registry.host()
+        ),
+    )
+    .unwrap();
+    let out = run_ok(&mut push(&env, &target, "local/node:v1"));
+    assert!(stdout(&out).contains("pushed 0 blobs"), "{}", stdout(&out));
+}
+
+/// A CA and a leaf certificate for 127.0.0.1 signed by it.
+fn make_tls() -> Tls {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(vec!["kina test CA".to_string()]).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    Tls {
+        ca_pem: ca.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+#[test]
+fn tls_registry_with_htpasswd_needs_its_ca_and_pull_verifies_into_an_empty_store() {
+    let tls = make_tls();
+    let registry = Registry::start_with(true, Some(&tls));
+    let work = tempfile::tempdir().unwrap();
+    let env = work.path().join("a");
+    let entry = make_image(&env, "local/node:v1", 4096);
+    let ca = work.path().join("ca.pem");
+    std::fs::write(&ca, &tls.ca_pem).unwrap();
+    let target = format!("{}/kina/node:v1", registry.host());
+
+    let ca_arg = ca.display().to_string();
+    let out = push_with_password(&env, &target, PASSWORD, &["--ca-file", &ca_arg]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Without the CA: https fails verification and the http fallback meets a TLS server.
+    let out = push_with_password(&env, &target, PASSWORD, &[]);
+    assert!(!out.status.success());
+
+    let env_b = work.path().join("b");
+    let mut pull = kina(&env_b);
+    pull.args([
+        "image",
+        "pull",
+        &target,
+        "--ca-file",
+        &ca_arg,
+        "-u",
+        "kina",
+        "--password-stdin",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = pull.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(PASSWORD.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store_b = ImageStore::open(env_b.join("data/images")).unwrap();
+    assert_eq!(store_b.find(&target).unwrap().digest, entry.digest);
+}
+
+#[test]
+fn a_push_interrupted_by_a_registry_restart_is_retried_to_completion() {
+    require_tool("skopeo");
+    let mut registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let env = work.path().join("a");
+    let entry = make_image(&env, "local/node:v1", 8 << 20);
+    let target = format!("{}/kina/node:v1", registry.host());
+    let child = push(&env, &target, "local/node:v1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // An upload session on disk means the push is under way: stop the
+    // registry under it, then bring it back on the same port and storage.
+    let uploads = registry
+        .dir
+        .path()
+        .join("data/docker/registry/v2/repositories/kina/node/_uploads");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_dir(&uploads).is_ok_and(|mut d| d.next().is_some()) {
+        assert!(
+            Instant::now() < deadline,
+            "the push never started an upload"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    registry.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    registry.run();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}{stderr}", stdout(&out));
+    assert!(stderr.contains("retrying"), "no retry happened:\n{stderr}");
+    let index = skopeo_raw(&target, &[]);
+    assert_eq!(Sha256Digest::of(&index), entry.digest);
+    // Every blob made it: pulling into an empty store verifies them all.
+    run_ok(kina(&work.path().join("b")).args(["image", "pull", &target]));
+}
