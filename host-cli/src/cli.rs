@@ -113,6 +113,11 @@ pub enum ImageCommand {
     Push(PushArgs),
     /// Pull an image from a registry into the local store, verifying every digest.
     Pull(PullArgs),
+    /// Hand a local image to Apple's `container image load` (macOS), so it can start nodes there.
+    Load {
+        /// Image reference in the local store.
+        reference: String,
+    },
     /// Remove images from the local store.
     Rm {
         #[arg(required_unless_present = "all")]

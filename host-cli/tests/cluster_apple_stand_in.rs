@@ -438,6 +438,28 @@ fn stand_in_apple_cluster_is_created_its_specs_follow_restarts_and_it_is_deleted
     );
     assert!(!env.join("data/clusters/duo").exists());
     assert_eq!(std::fs::read_dir(fake.join("c")).unwrap().count(), 0);
+
+    // --- kina image load hands the image to `container image load` as an
+    // OCI archive carrying the full reference under both annotations.
+    std::fs::remove_file(fake.join("loaded.tar")).unwrap();
+    run_ok(apple(env, &program).args(["image", "load", "kina.local/node:base"]));
+    let mut loaded = tar::Archive::new(std::fs::File::open(fake.join("loaded.tar")).unwrap());
+    let index: serde_json::Value = loaded
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find(|e| e.path().unwrap().to_string_lossy().trim_start_matches("./") == "index.json")
+        .map(|e| serde_json::from_reader(e).unwrap())
+        .unwrap();
+    let annotations = &index["manifests"][0]["annotations"];
+    assert_eq!(
+        annotations["io.containerd.image.name"],
+        "kina.local/node:base"
+    );
+    assert_eq!(
+        annotations["org.opencontainers.image.ref.name"],
+        "kina.local/node:base"
+    );
 }
 
 #[test]

@@ -194,9 +194,18 @@ pub fn ensure_image(cli: &ContainerCli, image: &str, scratch: &Path) -> anyhow::
     if cli.image_present(image)? {
         return Ok(false);
     }
-    let store =
-        kina_builder::store::ImageStore::open(kina_builder::store::ImageStore::default_root())
-            .context("opening kina's image store")?;
+    load_image(cli, image, scratch).map(|()| true)
+}
+
+/// `kina image load`: an image of kina's store into Apple's, as an OCI
+/// archive whose index carries the full reference in both
+/// `io.containerd.image.name` and `org.opencontainers.image.ref.name`
+/// (Apple names loaded images by the latter). The archive, made in
+/// `scratch`, is removed whatever happens.
+pub fn load_image(cli: &ContainerCli, image: &str, scratch: &Path) -> anyhow::Result<()> {
+    let root = kina_builder::store::ImageStore::default_root();
+    let store = kina_builder::store::ImageStore::open(&root)
+        .with_context(|| format!("opening kina's image store at {}", root.display()))?;
     std::fs::create_dir_all(scratch).with_context(|| format!("creating {}", scratch.display()))?;
     let archive = scratch.join(format!("apple-load-{}.tar", std::process::id()));
     let loaded = store
@@ -207,7 +216,7 @@ pub fn ensure_image(cli: &ContainerCli, image: &str, scratch: &Path) -> anyhow::
                 .with_context(|| format!("loading {image} into Apple's image store"))
         });
     let _ = std::fs::remove_file(&archive);
-    loaded.map(|()| true)
+    loaded
 }
 
 /// Creates the cluster's network and nodes, starts the control plane, then

@@ -33,6 +33,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Image(ImageCommand::Push(args)) => image_push::run(args, quiet).await,
         Command::Image(ImageCommand::Pull(args)) => image_pull::run(args, quiet).await,
+        Command::Image(ImageCommand::Load { reference }) => {
+            let cli = kina_apple::cli::ContainerCli::from_env();
+            cli.version()?;
+            let scratch = kina_qemu::node::data_dir().join("tmp");
+            crate::cluster::apple::load_image(&cli, &reference, &scratch)?;
+            if !quiet {
+                eprintln!("loaded {reference} into Apple's image store");
+            }
+            Ok(())
+        }
         Command::Image(ImageCommand::Rm { references, all }) => image_rm::run(&references, all),
         Command::Kernel(KernelCommand::Check {
             config,
