@@ -256,7 +256,13 @@ fn push_agrees_with_skopeo_repush_skips_everything_and_pull_round_trips() {
     let lines = blob_lines(&text);
     // 2 configs + 1 shared layer (once) + 2 own layers + 2 manifests + index.
     assert_eq!(lines.len(), 8, "{text}");
-    assert!(lines.iter().all(|l| l.ends_with("pushed")), "{text}");
+    // Each transferred blob says so, with its rate.
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains(" pushed (") && l.ends_with("/s)")),
+        "{text}"
+    );
     assert!(text.contains(&entry.digest.oci()), "{text}");
 
     // skopeo reads back exactly the bytes kina stored, index and manifests.

@@ -41,8 +41,15 @@ pub fn print_blob(r: &BlobReport, verb: &str) {
         Outcome::Skipped => "skipped (present)",
         Outcome::Mounted => "mounted",
     };
+    let rate = match r.outcome {
+        Outcome::Transferred if r.elapsed.as_secs_f64() > 0.0 => format!(
+            " ({}/s)",
+            super::image_build::human((r.size as f64 / r.elapsed.as_secs_f64()) as u64)
+        ),
+        _ => String::new(),
+    };
     println!(
-        "{:<8} {} {:>10}  {what}",
+        "{:<8} {} {:>10}  {what}{rate}",
         r.kind,
         r.digest.oci(),
         super::image_build::human(r.size)

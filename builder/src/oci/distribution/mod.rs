@@ -155,6 +155,9 @@ pub struct BlobReport {
     /// `layer`, `config`, `manifest` or `index`.
     pub kind: &'static str,
     pub outcome: Outcome,
+    /// How long this blob took, from the previous one's end (the HEAD
+    /// check included): with `size`, the transfer rate.
+    pub elapsed: Duration,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -340,7 +343,10 @@ pub async fn push(
     }
 
     let mut summary = Summary::default();
-    let mut report = |r: BlobReport, summary: &mut Summary| {
+    let mut last = std::time::Instant::now();
+    let mut report = |mut r: BlobReport, summary: &mut Summary| {
+        r.elapsed = last.elapsed();
+        last = std::time::Instant::now();
         summary.add(&r);
         progress(&r);
     };
@@ -358,6 +364,7 @@ pub async fn push(
                 size: *size,
                 kind,
                 outcome,
+                elapsed: Duration::ZERO,
             },
             &mut summary,
         );
@@ -377,6 +384,7 @@ pub async fn push(
                 size: bytes.len() as u64,
                 kind: "manifest",
                 outcome,
+                elapsed: Duration::ZERO,
             },
             &mut summary,
         );
@@ -405,6 +413,7 @@ pub async fn push(
                 "index"
             },
             outcome,
+            elapsed: Duration::ZERO,
         },
         &mut summary,
     );
@@ -445,7 +454,10 @@ pub async fn pull(
         manifests.push((top_digest, top.clone()));
     }
     let mut summary = Summary::default();
-    let mut report = |r: BlobReport, summary: &mut Summary| {
+    let mut last = std::time::Instant::now();
+    let mut report = |mut r: BlobReport, summary: &mut Summary| {
+        r.elapsed = last.elapsed();
+        last = std::time::Instant::now();
         summary.add(&r);
         progress(&r);
     };
@@ -475,6 +487,7 @@ pub async fn pull(
                     size,
                     kind,
                     outcome,
+                    elapsed: Duration::ZERO,
                 },
                 &mut summary,
             );
@@ -498,6 +511,7 @@ pub async fn pull(
                 size: bytes.len() as u64,
                 kind: "manifest",
                 outcome,
+                elapsed: Duration::ZERO,
             },
             &mut summary,
         );
@@ -514,6 +528,7 @@ pub async fn pull(
             size: top.len() as u64,
             kind: if is_index { "index" } else { "manifest" },
             outcome,
+            elapsed: Duration::ZERO,
         },
         &mut summary,
     );
