@@ -3,15 +3,22 @@
 use kina_builder::oci::distribution::{self, BlobReport};
 use kina_builder::store::ImageStore;
 
+use super::blob_bars::BlobBars;
 use super::image_push::{options, print_blob, print_summary};
 use crate::cli::PullArgs;
 
 pub async fn run(args: PullArgs, quiet: bool) -> anyhow::Result<()> {
-    let opts = options(&args.registry)?;
+    let mut opts = options(&args.registry)?;
     let store = ImageStore::open(ImageStore::default_root())?;
+    let bars = BlobBars::for_terminal(quiet);
+    opts.progress = bars.as_ref().map(|b| b.byte_progress());
     let mut progress = |r: &BlobReport| {
-        if !quiet {
-            print_blob(r, "pulled");
+        if quiet {
+            return;
+        }
+        match &bars {
+            Some(bars) => bars.finish(&r.digest, || print_blob(r, "pulled")),
+            None => print_blob(r, "pulled"),
         }
     };
     let summary = distribution::pull(&store, &args.reference, None, &opts, &mut progress).await?;

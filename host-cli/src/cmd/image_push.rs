@@ -3,6 +3,7 @@
 use kina_builder::oci::distribution::{self, BlobReport, Credentials, Options, Outcome, Summary};
 use kina_builder::store::ImageStore;
 
+use super::blob_bars::BlobBars;
 use crate::cli::{PushArgs, RegistryArgs};
 
 /// Registry options from the flags; the password comes from stdin only, so
@@ -31,6 +32,7 @@ pub fn options(args: &RegistryArgs) -> anyhow::Result<Options> {
         insecure: args.insecure,
         ca_file: args.ca_file.clone(),
         docker_config_dir: None,
+        progress: None,
     })
 }
 
@@ -72,12 +74,18 @@ pub fn print_summary(s: &Summary, verb: &str) {
 }
 
 pub async fn run(args: PushArgs, quiet: bool) -> anyhow::Result<()> {
-    let opts = options(&args.registry)?;
+    let mut opts = options(&args.registry)?;
     let store = ImageStore::open(ImageStore::default_root())?;
     let local = args.from.as_deref().unwrap_or(&args.reference);
+    let bars = BlobBars::for_terminal(quiet);
+    opts.progress = bars.as_ref().map(|b| b.byte_progress());
     let mut progress = |r: &BlobReport| {
-        if !quiet {
-            print_blob(r, "pushed");
+        if quiet {
+            return;
+        }
+        match &bars {
+            Some(bars) => bars.finish(&r.digest, || print_blob(r, "pushed")),
+            None => print_blob(r, "pushed"),
         }
     };
     let summary = distribution::push(&store, local, &args.reference, &opts, &mut progress).await?;

@@ -1,6 +1,7 @@
 //! One file per verb. Each takes its parsed arguments and returns an error
 //! that already says which input failed and what to do.
 
+mod blob_bars;
 mod cluster;
 mod export_logs;
 mod image_build;

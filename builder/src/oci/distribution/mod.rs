@@ -135,6 +135,21 @@ pub struct Options {
     pub ca_file: Option<PathBuf>,
     /// Where docker's config.json lives (default `$DOCKER_CONFIG`, else `~/.docker`).
     pub docker_config_dir: Option<PathBuf>,
+    /// Told how far each blob's transfer has got, for progress bars.
+    pub progress: Option<ByteProgress>,
+}
+
+/// Called with a blob's digest, the bytes sent or received so far and its
+/// size (0 when the registry does not say), as they stream.
+#[derive(Clone)]
+pub struct ByteProgress(pub Arc<ByteProgressFn>);
+
+pub type ByteProgressFn = dyn Fn(&Sha256Digest, u64, u64) + Send + Sync;
+
+impl std::fmt::Debug for ByteProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ByteProgress")
+    }
 }
 
 /// What happened to one blob, for per-blob progress lines.

@@ -23,6 +23,7 @@ pub(super) struct Session {
     pub(super) authorization: Option<String>,
     /// Token scopes to ask for.
     pub(super) scopes: Vec<String>,
+    pub(super) progress: Option<ByteProgress>,
 }
 
 impl Session {
@@ -63,6 +64,7 @@ impl Session {
             credentials,
             authorization: None,
             scopes: vec![format!("repository:{}:{action}", target.repository)],
+            progress: opts.progress.clone(),
         };
         session.ping(opts).await?;
         Ok(session)
@@ -396,7 +398,7 @@ impl Session {
                     path: path.clone(),
                 }
             })?;
-            let body = verified_body(file, *digest, size, corrupt.clone());
+            let body = verified_body(file, *digest, size, corrupt.clone(), self.progress.clone());
             let result = self
                 .request(Method::PUT, location)
                 .header(CONTENT_TYPE, "application/octet-stream")
@@ -527,9 +529,15 @@ impl Session {
             }
             let mut writer = store.blobs().writer()?;
             let mut resp = resp;
+            let total = resp.content_length().unwrap_or(0);
+            let mut received = 0u64;
             let streamed: std::result::Result<(), String> = async {
                 while let Some(chunk) = resp.chunk().await.map_err(|e| error_text(&e))? {
                     writer.write_all(&chunk).map_err(|e| e.to_string())?;
+                    received += chunk.len() as u64;
+                    if let Some(p) = &self.progress {
+                        (p.0)(digest, received, total);
+                    }
                 }
                 Ok(())
             }
@@ -620,6 +628,7 @@ pub(super) fn verified_body(
     digest: Sha256Digest,
     size: u64,
     corrupt: Arc<Mutex<bool>>,
+    progress: Option<ByteProgress>,
 ) -> reqwest::Body {
     use tokio::io::AsyncReadExt;
     struct State {
@@ -645,6 +654,7 @@ pub(super) fn verified_body(
     };
     let stream = futures_util::stream::unfold(state, move |mut st| {
         let corrupt = corrupt.clone();
+        let progress = progress.clone();
         async move {
             if st.done {
                 return None;
@@ -668,6 +678,9 @@ pub(super) fn verified_body(
                     buf.truncate(n);
                     st.hasher.update(&buf);
                     st.read += n as u64;
+                    if let Some(p) = &progress {
+                        (p.0)(&digest, st.read, size);
+                    }
                     if st.read > size {
                         st.done = true;
                         return Some((Err(fail(&corrupt)), st));
