@@ -333,6 +333,21 @@ fn push_agrees_with_skopeo_repush_skips_everything_and_pull_round_trips() {
     // Pulling again downloads no blob.
     let out = run_ok(kina(&env_b).args(["image", "pull", &target]));
     assert!(stdout(&out).contains("pulled 0 blobs"), "{}", stdout(&out));
+
+    // The pulled image pushed to another repository of the same registry:
+    // its configs and layers are mounted from where they came, not sent.
+    let other = format!("{}/team/node:v1", registry.host());
+    let blobs_before = registry.blob_count();
+    let out = run_ok(&mut push(&env_b, &other, &target));
+    let text = stdout(&out);
+    let mounted = blob_lines(&text)
+        .iter()
+        .filter(|l| l.ends_with("mounted"))
+        .count();
+    // 2 configs + 3 distinct layers; the manifests and index are PUT.
+    assert_eq!(mounted, 5, "{text}");
+    assert_eq!(registry.blob_count(), blobs_before, "no blob stored twice");
+    assert_eq!(Sha256Digest::of(&skopeo_raw(&other, &[])), entry.digest);
 }
 
 #[test]
@@ -506,9 +521,15 @@ fn tls_registry_with_htpasswd_needs_its_ca_and_pull_verifies_into_an_empty_store
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // Without the CA: https fails verification and the http fallback meets a TLS server.
+    // Without the CA: https fails verification (the http fallback meets a
+    // TLS server), and the error says what to do about the certificate.
     let out = push_with_password(&env, &target, PASSWORD, &[]);
     assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("certificate could not be verified") && stderr.contains("--ca-file"),
+        "{stderr}"
+    );
 
     let env_b = work.path().join("b");
     let mut pull = kina(&env_b);

@@ -51,6 +51,10 @@ pub enum DistributionError {
     )]
     Unreachable { registry: String, message: String },
     #[error(
+        "registry {registry} speaks https, but its certificate could not be verified ({message}); if it uses a private CA, pass --ca-file with the CA's PEM (or --insecure to skip verification)"
+    )]
+    Tls { registry: String, message: String },
+    #[error(
         "registry {registry} requires credentials: pass --username and --password-stdin, or log in with docker so ~/.docker/config.json has them"
     )]
     NeedsCredentials { registry: String },

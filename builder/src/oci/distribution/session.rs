@@ -87,6 +87,7 @@ impl Session {
             schemes.push("http");
         }
         let mut last = String::new();
+        let mut https_failed = None;
         let mut found = None;
         for scheme in schemes {
             let url = Url::parse(&format!("{scheme}://{host}/v2/")).map_err(|e| {
@@ -100,7 +101,12 @@ impl Session {
                     found = Some((url, resp));
                     break;
                 }
-                Err(e) => last = error_text(&e),
+                Err(e) => {
+                    last = error_text(&e);
+                    if scheme == "https" {
+                        https_failed = Some(last.clone());
+                    }
+                }
             }
         }
         let Some((url, resp)) = found else {
@@ -109,6 +115,17 @@ impl Session {
                 message: last,
             });
         };
+        // https failed and plain http met a TLS server (it answers 400 to
+        // plain http): the https error is the one that says what is wrong.
+        if url.scheme() == "http"
+            && resp.status() == StatusCode::BAD_REQUEST
+            && let Some(message) = https_failed
+        {
+            return Err(DistributionError::Tls {
+                registry: host,
+                message,
+            });
+        }
         self.base = url;
         if resp.status() == StatusCode::UNAUTHORIZED {
             let challenge = resp
