@@ -480,6 +480,57 @@ fn htpasswd_registry_takes_the_right_password_and_never_echoes_a_wrong_one() {
     .unwrap();
     let out = run_ok(&mut push(&env, &target, "local/node:v1"));
     assert!(stdout(&out).contains("pushed 0 blobs"), "{}", stdout(&out));
+
+    // A credential helper named in credHelpers answers instead: a script
+    // speaking docker's helper protocol (`get`, the registry on stdin, JSON
+    // out), standing in for docker-credential-pass, -osxkeychain and the
+    // like. It records what it was asked.
+    let helpers = work.path().join("helpers");
+    std::fs::create_dir_all(&helpers).unwrap();
+    let source = work.path().join("helper.sh");
+    let asked = work.path().join("helper-asked");
+    std::fs::write(
+        &source,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 2\ncat > '{}'\nprintf '{{\"ServerURL\":\"x\",\"Username\":\"kina\",\"Secret\":\"{PASSWORD}\"}}'\n",
+            asked.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&source, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // Copied by another process, so no thread of this one can hold it open
+    // for writing when it is executed (ETXTBSY).
+    let helper = helpers.join("docker-credential-kinatest");
+    assert!(
+        Command::new("cp")
+            .arg(&source)
+            .arg(&helper)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::write(
+        env.join("docker/config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"kinatest"}}}}"#, registry.host()),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        helpers.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let other = format!("{}/kina/helped:v1", registry.host());
+    let out = run_ok(push(&env, &other, "local/node:v1").env("PATH", &path));
+    assert!(
+        stdout(&out).contains(&entry.digest.oci()),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&asked).unwrap().trim(),
+        registry.host(),
+        "the helper is asked for this registry"
+    );
 }
 
 /// A CA and a leaf certificate for 127.0.0.1 signed by it.
