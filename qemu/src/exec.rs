@@ -170,16 +170,17 @@ pub fn call_streaming(
     }
 }
 
-/// Runs `argv` in the node and collects its output.
+/// Runs `argv` in the node and collects its output; standard input is
+/// streamed from `stdin` (an image archive is never held in memory).
 pub fn run(
     socket: &Path,
     argv: &[&str],
-    stdin: &[u8],
+    stdin: &mut dyn Read,
     timeout: Duration,
 ) -> Result<Output, ExecError> {
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
-    let exit = call(
+    let exit = call_streaming(
         socket,
         &Request::Exec {
             argv: argv.iter().map(|s| s.to_string()).collect(),

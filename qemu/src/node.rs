@@ -418,8 +418,13 @@ pub fn console_tail(paths: &NodePaths, lines: usize) -> String {
 
 /// The node's status file, read through the exec channel.
 pub fn status(paths: &NodePaths, name: &str, timeout: Duration) -> Result<NodeStatus, NodeError> {
-    let out = exec::run(&paths.exec_socket, &["cat", STATUS_PATH], b"", timeout)
-        .map_err(|e| NodeError::Exec(e, name.to_string()))?;
+    let out = exec::run(
+        &paths.exec_socket,
+        &["cat", STATUS_PATH],
+        &mut std::io::empty(),
+        timeout,
+    )
+    .map_err(|e| NodeError::Exec(e, name.to_string()))?;
     serde_json::from_slice(&out.stdout).map_err(|e| NodeError::Step {
         name: name.to_string(),
         phase: "status",

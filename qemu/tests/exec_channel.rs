@@ -40,7 +40,7 @@ fn a_command_runs_with_its_output_streams_and_exit_code_kept_apart() {
     let out = run(
         &sock,
         &["sh", "-c", "echo to-out; echo to-err >&2; exit 3"],
-        b"",
+        &mut &b""[..],
         Duration::from_secs(10),
     )
     .unwrap();
@@ -55,7 +55,13 @@ fn stdin_larger_than_a_frame_reaches_the_command_intact() {
     let dir = tempfile::tempdir().unwrap();
     let (sock, _) = serve(dir.path());
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-    let out = run(&sock, &["cat"], &data, Duration::from_secs(10)).unwrap();
+    let out = run(
+        &sock,
+        &["cat"],
+        &mut data.as_slice(),
+        Duration::from_secs(10),
+    )
+    .unwrap();
     assert!(out.success(), "{:?}", out.exit);
     assert_eq!(out.stdout, data);
 }
@@ -64,7 +70,13 @@ fn stdin_larger_than_a_frame_reaches_the_command_intact() {
 fn a_missing_program_is_reported_not_hung() {
     let dir = tempfile::tempdir().unwrap();
     let (sock, _) = serve(dir.path());
-    let out = run(&sock, &["/no/such/program"], b"", Duration::from_secs(10)).unwrap();
+    let out = run(
+        &sock,
+        &["/no/such/program"],
+        &mut &b""[..],
+        Duration::from_secs(10),
+    )
+    .unwrap();
     let error = out.exit.error.unwrap();
     assert!(error.contains("/no/such/program"), "{error}");
     assert_eq!(out.exit.code, None);
@@ -92,6 +104,6 @@ fn a_node_that_never_answers_times_out_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("silent.sock");
     let _listener = UnixListener::bind(&path).unwrap();
-    let err = run(&path, &["true"], b"", Duration::from_millis(300)).unwrap_err();
+    let err = run(&path, &["true"], &mut &b""[..], Duration::from_millis(300)).unwrap_err();
     assert!(err.to_string().contains("did not answer"), "{err}");
 }

@@ -11,7 +11,6 @@ use anyhow::{Context, bail};
 use kina_builder::fetch::cache::Cache;
 use kina_builder::fetch::mirror::DebianMirrors;
 use kina_builder::platform::Arch;
-use kina_contract::exec::{Request, STDOUT};
 use kina_contract::node_spec::NodeSpec;
 use kina_contract::status::NodeStatus;
 use kina_qemu::accel::AccelChoice;
@@ -191,24 +190,9 @@ pub fn exec_output(
     timeout: Duration,
 ) -> anyhow::Result<Vec<u8>> {
     let paths = NodePaths::new(data, node_name);
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
-    let exit = kina_qemu::exec::call_streaming(
-        &paths.exec_socket,
-        &Request::Exec {
-            argv: argv.iter().map(|s| s.to_string()).collect(),
-        },
-        stdin,
-        timeout,
-        |kind, data| {
-            if kind == STDOUT {
-                stdout.extend_from_slice(data);
-            } else {
-                stderr.extend_from_slice(data);
-            }
-        },
-    )
-    .with_context(|| format!("node {node_name}: running {}", argv.join(" ")))?;
+    let out = kina_qemu::exec::run(&paths.exec_socket, argv, stdin, timeout)
+        .with_context(|| format!("node {node_name}: running {}", argv.join(" ")))?;
+    let exit = out.exit;
     if let Some(error) = exit.error {
         bail!("node {node_name}: {}: {error}", argv.join(" "));
     }
@@ -219,8 +203,8 @@ pub fn exec_output(
             exit.code
                 .map(|c| c.to_string())
                 .unwrap_or_else(|| format!("signal {}", exit.signal.unwrap_or(0))),
-            String::from_utf8_lossy(&stderr).trim()
+            String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(stdout)
+    Ok(out.stdout)
 }

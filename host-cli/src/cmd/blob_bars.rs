@@ -69,3 +69,21 @@ impl BlobBars {
         self.multi.suspend(report);
     }
 }
+
+/// The per-blob report for push (`verb` "pushed") and pull ("pulled"):
+/// nothing when quiet, else the blob's line, above the bars on a terminal.
+pub fn reporter(
+    bars: Option<Arc<BlobBars>>,
+    quiet: bool,
+    verb: &'static str,
+) -> impl FnMut(&kina_builder::oci::distribution::BlobReport) + Send {
+    move |r| {
+        if quiet {
+            return;
+        }
+        match &bars {
+            Some(bars) => bars.finish(&r.digest, || super::image_push::print_blob(r, verb)),
+            None => super::image_push::print_blob(r, verb),
+        }
+    }
+}

@@ -1,10 +1,10 @@
 //! `kina image pull`: an image from a registry into the local store.
 
-use kina_builder::oci::distribution::{self, BlobReport};
+use kina_builder::oci::distribution;
 use kina_builder::store::ImageStore;
 
-use super::blob_bars::BlobBars;
-use super::image_push::{options, print_blob, print_summary};
+use super::blob_bars::{self, BlobBars};
+use super::image_push::{options, print_summary};
 use crate::cli::PullArgs;
 
 pub async fn run(args: PullArgs, quiet: bool) -> anyhow::Result<()> {
@@ -12,15 +12,7 @@ pub async fn run(args: PullArgs, quiet: bool) -> anyhow::Result<()> {
     let store = ImageStore::open(ImageStore::default_root())?;
     let bars = BlobBars::for_terminal(quiet);
     opts.progress = bars.as_ref().map(|b| b.byte_progress());
-    let mut progress = |r: &BlobReport| {
-        if quiet {
-            return;
-        }
-        match &bars {
-            Some(bars) => bars.finish(&r.digest, || print_blob(r, "pulled")),
-            None => print_blob(r, "pulled"),
-        }
-    };
+    let mut progress = blob_bars::reporter(bars, quiet, "pulled");
     let summary = distribution::pull(&store, &args.reference, None, &opts, &mut progress).await?;
     if !quiet {
         print_summary(&summary, "pulled");

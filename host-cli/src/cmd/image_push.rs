@@ -3,7 +3,7 @@
 use kina_builder::oci::distribution::{self, BlobReport, Credentials, Options, Outcome, Summary};
 use kina_builder::store::ImageStore;
 
-use super::blob_bars::BlobBars;
+use super::blob_bars::{self, BlobBars};
 use crate::cli::{PushArgs, RegistryArgs};
 
 /// Registry options from the flags; the password comes from stdin only, so
@@ -79,15 +79,7 @@ pub async fn run(args: PushArgs, quiet: bool) -> anyhow::Result<()> {
     let local = args.from.as_deref().unwrap_or(&args.reference);
     let bars = BlobBars::for_terminal(quiet);
     opts.progress = bars.as_ref().map(|b| b.byte_progress());
-    let mut progress = |r: &BlobReport| {
-        if quiet {
-            return;
-        }
-        match &bars {
-            Some(bars) => bars.finish(&r.digest, || print_blob(r, "pushed")),
-            None => print_blob(r, "pushed"),
-        }
-    };
+    let mut progress = blob_bars::reporter(bars, quiet, "pushed");
     let summary = distribution::push(&store, local, &args.reference, &opts, &mut progress).await?;
     if !quiet {
         print_summary(&summary, "pushed");
