@@ -153,6 +153,11 @@ pub struct PushArgs {
     /// The local image to push (default: REFERENCE itself).
     #[arg(long, value_name = "LOCAL")]
     pub from: Option<String>,
+    /// Upload blobs larger than SIZE in chunks of SIZE (bytes, or with Ki, Mi,
+    /// Gi); 0 sends every blob in one request. Chunks keep big layers under
+    /// the request-size limits of proxies in front of a registry.
+    #[arg(long, value_name = "SIZE", default_value = "64Mi", value_parser = parse_byte_size)]
+    pub chunk_size: u64,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -523,4 +528,41 @@ pub enum LoadCommand {
         #[arg(long, value_delimiter = ',')]
         nodes: Vec<String>,
     },
+}
+
+/// A byte count: digits, optionally followed by Ki, Mi or Gi.
+fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, shift) = [("Gi", 30), ("Mi", 20), ("Ki", 10)]
+        .iter()
+        .find_map(|(suffix, shift)| t.strip_suffix(suffix).map(|d| (d, *shift)))
+        .unwrap_or((t, 0));
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "`{text}` is not a size: write bytes (1048576) or a number with Ki, Mi or Gi (64Mi)"
+        ));
+    }
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes_take_binary_suffixes_and_refuse_the_rest() {
+        assert_eq!(parse_byte_size("64Mi"), Ok(64 << 20));
+        assert_eq!(parse_byte_size("0"), Ok(0));
+        assert_eq!(parse_byte_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_byte_size("2Gi"), Ok(2 << 30));
+        for bad in ["", "Mi", "64MB", "-1", "1.5Gi"] {
+            let e = parse_byte_size(bad).unwrap_err();
+            assert!(e.contains("not a size"), "{bad}: {e}");
+        }
+        assert!(parse_byte_size("99999999999999999999Gi").is_err());
+    }
 }

@@ -653,3 +653,77 @@ fn a_push_interrupted_by_a_registry_restart_is_retried_to_completion() {
     // Every blob made it: pulling into an empty store verifies them all.
     run_ok(kina(&work.path().join("b")).args(["image", "pull", &target]));
 }
+
+/// A single-platform image (a manifest, no index) made by umoci and pushed
+/// by skopeo, both independent of kina: pull keeps it a manifest with every
+/// blob verified, and pushing it on gives the registry the same bytes.
+#[test]
+fn a_single_platform_image_from_other_tools_pulls_and_pushes_unchanged() {
+    require_tool("skopeo");
+    require_tool("umoci");
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let image = format!("{}:solo", layout.display());
+    run_ok(
+        Command::new("umoci")
+            .arg("init")
+            .arg("--layout")
+            .arg(&layout),
+    );
+    run_ok(Command::new("umoci").args(["new", "--image", &image]));
+    let file = work.path().join("payload.bin");
+    std::fs::write(&file, noise(11, 300 * 1024)).unwrap();
+    run_ok(
+        Command::new("umoci")
+            .args(["insert", "--image", &image])
+            .arg(&file)
+            .arg("/payload.bin"),
+    );
+    let source = format!("{}/other/solo:v1", registry.host());
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{image}"),
+        &format!("docker://{source}"),
+    ]));
+    let manifest = skopeo_raw(&source, &[]);
+    let doc: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    assert!(doc.get("manifests").is_none(), "skopeo pushed an index");
+
+    let env = work.path().join("a");
+    let out = run_ok(kina(&env).args(["image", "pull", &source]));
+    let text = stdout(&out);
+    let lines = blob_lines(&text);
+    assert_eq!(lines.len(), 3, "config, layer, manifest:\n{text}");
+    assert!(lines[2].starts_with("manifest "), "{text}");
+    let store = ImageStore::open(env.join("data/images")).unwrap();
+    let entry = store.find(&source).unwrap();
+    assert_eq!(entry.digest, Sha256Digest::of(&manifest));
+    // umoci leaves the optional mediaType field out: the type comes from
+    // the registry's Content-Type, and the image stays a manifest.
+    assert_eq!(
+        entry.media_type,
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    for d in [&doc["config"], &doc["layers"][0]] {
+        let digest: Sha256Digest = d["digest"].as_str().unwrap().parse().unwrap();
+        let bytes = std::fs::read(store.blobs().path(&digest)).unwrap();
+        assert_eq!(Sha256Digest::of(&bytes), digest);
+    }
+
+    // Pushed on to another repository (named by another host spelling, so
+    // nothing is mounted): the registry holds the very same manifest bytes.
+    let target = format!("localhost:{}/kina/solo:v1", registry.port);
+    let out = run_ok(&mut push(&env, &target, &source));
+    let text = stdout(&out);
+    assert_eq!(
+        blob_lines(&text)
+            .iter()
+            .filter(|l| l.contains(" pushed"))
+            .count(),
+        3,
+        "{text}"
+    );
+    assert_eq!(skopeo_raw(&target, &[]), manifest);
+}

@@ -33,6 +33,7 @@ pub fn options(args: &RegistryArgs) -> anyhow::Result<Options> {
         ca_file: args.ca_file.clone(),
         docker_config_dir: None,
         progress: None,
+        chunk_size: None,
     })
 }
 
@@ -75,6 +76,7 @@ pub fn print_summary(s: &Summary, verb: &str) {
 
 pub async fn run(args: PushArgs, quiet: bool) -> anyhow::Result<()> {
     let mut opts = options(&args.registry)?;
+    opts.chunk_size = Some(args.chunk_size);
     let store = ImageStore::open(ImageStore::default_root())?;
     let local = args.from.as_deref().unwrap_or(&args.reference);
     let bars = BlobBars::for_terminal(quiet);

@@ -6,13 +6,22 @@
 //! cross-repository mount, and pushing must send manifests and the index as
 //! the exact stored bytes whose digests the local store knows.
 //!
-//! Uploads are *monolithic streaming* uploads: `POST` opens a session, then
-//! one `PUT …?digest=` streams the blob file with its `Content-Length`. The
-//! body is hashed as it is read, and the stream fails before its last byte
-//! when the file does not hash to its name, so a corrupt local blob never
-//! completes an upload. Chunked `PATCH` uploads are not used: every registry
-//! accepts a monolithic PUT, a streamed body already keeps memory flat, and a
-//! failed upload restarts from the beginning anyway (HEAD skips what landed).
+//! Blobs up to the chunk size (64 MiB unless told) go as *monolithic
+//! streaming* uploads: `POST` opens a session, then one `PUT …?digest=`
+//! streams the file with its `Content-Length`. Larger ones go in *chunks*:
+//! `PATCH` requests with `Content-Range`, each streamed from the file, then
+//! an empty `PUT …?digest=`. Chunks are what keep big layers under the
+//! request-size limits of the proxies many registries sit behind; a registry
+//! that refuses `PATCH` (405/501) gets whole blobs for the rest of the push.
+//! Either way the file is hashed as it is sent and the upload is completed
+//! only once the bytes proved to be the blob named: a monolithic body fails
+//! before its last byte, a chunked upload never gets its closing `PUT`.
+//!
+//! A failed chunk restarts its blob from the beginning rather than resuming
+//! at the registry's reported offset: distribution (docker-registry) checks
+//! the upload state a client sends against the bytes it holds and cancels
+//! the upload when they differ ("upload resumed at wrong offset"), which is
+//! what an interrupted `PATCH` leaves behind.
 //!
 //! Every request that fails for a transport reason, a 5xx or a 429 is retried
 //! with exponential backoff; a whole blob is re-uploaded from its file.
@@ -41,6 +50,8 @@ use crate::store::{INDEX_MEDIA_TYPE, ImageStore, StoreError};
 
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 const ATTEMPTS: u32 = 5;
+/// Blobs larger than this are uploaded in chunks of this size.
+pub const DEFAULT_CHUNK_SIZE: u64 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DistributionError {
@@ -141,6 +152,9 @@ pub struct Options {
     pub docker_config_dir: Option<PathBuf>,
     /// Told how far each blob's transfer has got, for progress bars.
     pub progress: Option<ByteProgress>,
+    /// Upload blobs larger than this in chunks of this size; `None` means
+    /// [`DEFAULT_CHUNK_SIZE`], `Some(0)` whole blobs only.
+    pub chunk_size: Option<u64>,
 }
 
 /// Called with a blob's digest, the bytes sent or received so far and its

@@ -2,6 +2,11 @@
 //! once, requests retried with backoff, blobs uploaded and downloaded as
 //! streams verified against their digests.
 
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use reqwest::header::CONTENT_RANGE;
+
 use super::auth::{Challenge, parse_challenge};
 use super::*;
 
@@ -24,6 +29,10 @@ pub(super) struct Session {
     /// Token scopes to ask for.
     pub(super) scopes: Vec<String>,
     pub(super) progress: Option<ByteProgress>,
+    /// Blobs larger than this go in chunks of this size; 0: never.
+    pub(super) chunk_size: u64,
+    /// Set once the registry refused a chunk: whole blobs from then on.
+    pub(super) whole_blobs: AtomicBool,
 }
 
 impl Session {
@@ -65,6 +74,8 @@ impl Session {
             authorization: None,
             scopes: vec![format!("repository:{}:{action}", target.repository)],
             progress: opts.progress.clone(),
+            chunk_size: opts.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
+            whole_blobs: AtomicBool::new(false),
         };
         session.ping(opts).await?;
         Ok(session)
@@ -356,7 +367,7 @@ impl Session {
         &self,
         digest: &Sha256Digest,
         mount_from: Option<&str>,
-    ) -> Result<Option<Url>> {
+    ) -> Result<Option<UploadSession>> {
         let mut url = self.url(&format!("{}/blobs/uploads/", self.target.repository))?;
         if let Some(from) = mount_from {
             url.query_pairs_mut()
@@ -373,24 +384,42 @@ impl Session {
         match resp.status() {
             StatusCode::CREATED if mount_from.is_some() => Ok(None),
             StatusCode::ACCEPTED => {
-                let location = resp
-                    .headers()
-                    .get(LOCATION)
-                    .and_then(|v| v.to_str().ok())
+                let location = self
+                    .location(&resp)
                     .ok_or_else(|| DistributionError::Http {
                         registry: self.target.name(),
                         what: what.clone(),
                         status: 202,
                         message: "no Location header for the upload".into(),
-                    })?;
-                Ok(Some(self.url(location)?))
+                    })??;
+                let min_chunk = resp
+                    .headers()
+                    .get("oci-chunk-min-length")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                Ok(Some(UploadSession {
+                    location,
+                    min_chunk,
+                }))
             }
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(self.rejected()),
             _ => Err(http_error(&self.target.name(), &what, resp).await),
         }
     }
 
-    /// Uploads one blob from the local store, streaming it from its file.
+    /// The upload URL a response hands on, resolved against the registry.
+    fn location(&self, resp: &reqwest::Response) -> Option<Result<Url>> {
+        resp.headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(|l| self.url(l))
+    }
+
+    /// Uploads one blob from the local store, streaming it from its file:
+    /// whole, or in chunks when it is larger than the chunk size. A failed
+    /// attempt is cancelled at the registry and the blob sent again from
+    /// its first byte.
     pub(super) async fn upload(
         &self,
         store: &ImageStore,
@@ -399,55 +428,200 @@ impl Session {
         mount_from: Option<&str>,
     ) -> Result<Outcome> {
         let path = store.blobs().path(digest);
-        let what = format!("uploading blob {digest:?}");
         let mut attempt = 0;
         loop {
-            let Some(mut location) = self.start_upload(digest, mount_from).await? else {
+            let Some(upload) = self.start_upload(digest, mount_from).await? else {
                 return Ok(Outcome::Mounted);
             };
-            location
-                .query_pairs_mut()
-                .append_pair("digest", &digest.oci());
-            let corrupt = Arc::new(Mutex::new(false));
-            let file = tokio::fs::File::open(&path).await.map_err(|_| {
-                DistributionError::CorruptLocalBlob {
-                    digest: *digest,
-                    path: path.clone(),
-                }
-            })?;
-            let body = verified_body(file, *digest, size, corrupt.clone(), self.progress.clone());
-            let result = self
-                .request(Method::PUT, location)
-                .header(CONTENT_TYPE, "application/octet-stream")
-                .header(CONTENT_LENGTH, size.to_string())
-                .body(body)
-                .send()
-                .await;
-            if corrupt.lock().map(|c| *c).unwrap_or(true) {
-                return Err(DistributionError::CorruptLocalBlob {
-                    digest: *digest,
-                    path,
-                });
-            }
-            let retry = match &result {
-                Ok(resp) if resp.status().is_success() => return Ok(Outcome::Transferred),
-                Ok(resp) => retryable_status(resp.status()),
-                Err(_) => true,
+            let chunk = self.chunk_size.max(upload.min_chunk);
+            let chunked =
+                self.chunk_size > 0 && size > chunk && !self.whole_blobs.load(Ordering::Relaxed);
+            let mut location = upload.location;
+            let sent = if chunked {
+                self.send_chunks(&mut location, &path, digest, size, chunk)
+                    .await
+            } else {
+                self.send_whole(&location, &path, digest, size).await
             };
-            if !retry || attempt + 1 >= ATTEMPTS {
-                return match result {
-                    Ok(resp) => Err(http_error(&self.target.name(), &what, resp).await),
-                    Err(e) => Err(DistributionError::Transport {
-                        registry: self.target.name(),
-                        what,
-                        message: error_text(&e),
-                    }),
-                };
+            let error = match sent {
+                Ok(()) => return Ok(Outcome::Transferred),
+                Err(Failed::NoChunks) => {
+                    tracing::warn!(
+                        "registry {} does not take chunked uploads (PATCH refused); sending whole blobs",
+                        self.target.registry
+                    );
+                    self.whole_blobs.store(true, Ordering::Relaxed);
+                    self.cancel_upload(location).await;
+                    continue;
+                }
+                Err(Failed::Fatal(e)) => {
+                    self.cancel_upload(location).await;
+                    return Err(e);
+                }
+                Err(Failed::Retry(e)) => e,
+            };
+            self.cancel_upload(location).await;
+            if attempt + 1 >= ATTEMPTS {
+                return Err(error);
             }
-            tracing::warn!("{what}: attempt {} failed, retrying", attempt + 1);
+            tracing::warn!(
+                "uploading blob {digest:?}: attempt {} failed ({error}), retrying",
+                attempt + 1
+            );
             tokio::time::sleep(backoff(attempt)).await;
             attempt += 1;
         }
+    }
+
+    /// One `PUT …?digest=` carrying the whole file.
+    async fn send_whole(
+        &self,
+        location: &Url,
+        path: &Path,
+        digest: &Sha256Digest,
+        size: u64,
+    ) -> Result<(), Failed> {
+        let mut url = location.clone();
+        url.query_pairs_mut().append_pair("digest", &digest.oci());
+        let sent = Arc::new(Mutex::new(Sent::default()));
+        let file = open_blob(path, digest, 0).await?;
+        let body = file_body(
+            file,
+            size,
+            BodyCheck {
+                digest: *digest,
+                size,
+                prove_at_end: true,
+            },
+            sent.clone(),
+            self.progress.clone(),
+        );
+        let result = self
+            .request(Method::PUT, url)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, size.to_string())
+            .body(body)
+            .send()
+            .await;
+        if Sent::corrupt(&sent) {
+            return Err(corrupt(path, digest));
+        }
+        let what = format!("uploading blob {digest:?}");
+        match result {
+            Ok(resp) if resp.status().is_success() => Ok(()),
+            Ok(resp) => Err(self.failed(&what, resp).await),
+            Err(e) => Err(Failed::Retry(self.transport(&what, &e))),
+        }
+    }
+
+    /// `PATCH` requests of `chunk` bytes with their `Content-Range`, each
+    /// streamed from the file, then the closing `PUT …?digest=`, sent only
+    /// when every byte hashed to the blob's name.
+    async fn send_chunks(
+        &self,
+        location: &mut Url,
+        path: &Path,
+        digest: &Sha256Digest,
+        size: u64,
+        chunk: u64,
+    ) -> Result<(), Failed> {
+        let sent = Arc::new(Mutex::new(Sent::default()));
+        let mut offset = 0;
+        while offset < size {
+            let len = chunk.min(size - offset);
+            let what = format!(
+                "uploading blob {digest:?} (bytes {offset}-{} of {size})",
+                offset + len - 1
+            );
+            let file = open_blob(path, digest, offset).await?;
+            let body = file_body(
+                file,
+                len,
+                BodyCheck {
+                    digest: *digest,
+                    size,
+                    prove_at_end: false,
+                },
+                sent.clone(),
+                self.progress.clone(),
+            );
+            let result = self
+                .request(Method::PATCH, location.clone())
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_LENGTH, len.to_string())
+                .header(CONTENT_RANGE, format!("{offset}-{}", offset + len - 1))
+                .body(body)
+                .send()
+                .await;
+            if Sent::corrupt(&sent) {
+                return Err(corrupt(path, digest));
+            }
+            let resp = result.map_err(|e| Failed::Retry(self.transport(&what, &e)))?;
+            match resp.status() {
+                StatusCode::ACCEPTED | StatusCode::NO_CONTENT => {}
+                StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED if offset == 0 => {
+                    return Err(Failed::NoChunks);
+                }
+                _ => return Err(self.failed(&what, resp).await),
+            }
+            if let Some(next) = self.location(&resp) {
+                *location = next.map_err(Failed::Fatal)?;
+            }
+            offset += len;
+        }
+        let proven = Sent::digest(&sent) == Some(*digest)
+            && tokio::fs::metadata(path)
+                .await
+                .is_ok_and(|m| m.len() == size);
+        if !proven {
+            return Err(corrupt(path, digest));
+        }
+        let mut url = location.clone();
+        url.query_pairs_mut().append_pair("digest", &digest.oci());
+        let what = format!("completing the upload of blob {digest:?}");
+        let resp = self
+            .request(Method::PUT, url)
+            .header(CONTENT_LENGTH, "0")
+            .send()
+            .await
+            .map_err(|e| Failed::Retry(self.transport(&what, &e)))?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.failed(&what, resp).await)
+        }
+    }
+
+    /// Sorts a failed upload response into retry-from-scratch or give up.
+    /// A lost or invalidated upload session (the registry restarted, or a
+    /// broken request left it at another offset) is worth a fresh start.
+    async fn failed(&self, what: &str, resp: reqwest::Response) -> Failed {
+        let status = resp.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Failed::Fatal(self.rejected());
+        }
+        let error = http_error(&self.target.name(), what, resp).await;
+        let lost_session = matches!(&error, DistributionError::Http { message, .. }
+            if message.contains("BLOB_UPLOAD_UNKNOWN") || message.contains("BLOB_UPLOAD_INVALID"));
+        if retryable_status(status) || status == StatusCode::RANGE_NOT_SATISFIABLE || lost_session {
+            Failed::Retry(error)
+        } else {
+            Failed::Fatal(error)
+        }
+    }
+
+    fn transport(&self, what: &str, e: &reqwest::Error) -> DistributionError {
+        DistributionError::Transport {
+            registry: self.target.name(),
+            what: what.to_string(),
+            message: error_text(e),
+        }
+    }
+
+    /// Best effort: the registry would otherwise keep the partial upload
+    /// until its upload purger runs.
+    async fn cancel_upload(&self, location: Url) {
+        let _ = self.request(Method::DELETE, location).send().await;
     }
 
     /// `PUT` of a manifest or index: the exact bytes, under their media type.
@@ -638,96 +812,163 @@ pub(super) async fn http_error(
     }
 }
 
-/// The file's bytes as a request body, hashed on the way; the stream errors
-/// out (so the upload never completes) when they do not match `digest`/`size`.
-pub(super) fn verified_body(
-    file: tokio::fs::File,
+/// An upload's session URL, and the smallest chunk the registry takes
+/// (`OCI-Chunk-Min-Length`; 0 when it does not say).
+pub(super) struct UploadSession {
+    location: Url,
+    min_chunk: u64,
+}
+
+/// How an upload attempt failed.
+enum Failed {
+    /// Worth a fresh attempt from the first byte (transport error, 5xx,
+    /// 429, a lost or invalidated upload session).
+    Retry(DistributionError),
+    /// The registry does not take `PATCH`: send whole blobs instead.
+    NoChunks,
+    /// Another attempt cannot help.
+    Fatal(DistributionError),
+}
+
+impl From<DistributionError> for Failed {
+    fn from(e: DistributionError) -> Self {
+        Self::Fatal(e)
+    }
+}
+
+fn corrupt(path: &Path, digest: &Sha256Digest) -> Failed {
+    Failed::Fatal(DistributionError::CorruptLocalBlob {
+        digest: *digest,
+        path: path.to_path_buf(),
+    })
+}
+
+/// The blob's file, positioned at `offset`.
+async fn open_blob(
+    path: &Path,
+    digest: &Sha256Digest,
+    offset: u64,
+) -> Result<tokio::fs::File, Failed> {
+    use tokio::io::AsyncSeekExt;
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|_| corrupt(path, digest))?;
+    file.seek(std::io::SeekFrom::Start(offset))
+        .await
+        .map_err(|_| corrupt(path, digest))?;
+    Ok(file)
+}
+
+/// What one upload attempt has sent so far, across all its request bodies
+/// (they are sent in order, so one hasher follows them all).
+#[derive(Default)]
+struct Sent {
+    hasher: Sha256,
+    bytes: u64,
+    corrupt: bool,
+}
+
+impl Sent {
+    fn corrupt(sent: &Mutex<Self>) -> bool {
+        sent.lock().map_or(true, |s| s.corrupt)
+    }
+
+    fn digest(sent: &Mutex<Self>) -> Option<Sha256Digest> {
+        let s = sent.lock().ok()?;
+        Some(Sha256Digest::from_bytes(s.hasher.clone().finalize().into()))
+    }
+}
+
+/// What a request body is checked against.
+#[derive(Clone, Copy)]
+struct BodyCheck {
     digest: Sha256Digest,
+    /// The blob's whole size, for progress.
     size: u64,
-    corrupt: Arc<Mutex<bool>>,
+    /// The body is the whole blob: hold its last bytes back until the file
+    /// ended exactly there and hashed to `digest`, so the request fails
+    /// instead of completing a corrupt upload.
+    prove_at_end: bool,
+}
+
+/// `len` bytes of `file` as a request body, hashed into `sent` as they go.
+/// A file that ends early (or, with `prove_at_end`, runs on or hashes
+/// wrong) marks `sent` corrupt and errors the stream.
+fn file_body(
+    file: tokio::fs::File,
+    len: u64,
+    check: BodyCheck,
+    sent: Arc<Mutex<Sent>>,
     progress: Option<ByteProgress>,
 ) -> reqwest::Body {
     use tokio::io::AsyncReadExt;
     struct State {
         file: tokio::fs::File,
-        hasher: Sha256,
-        read: u64,
+        left: u64,
         done: bool,
     }
-    let fail = move |corrupt: &Arc<Mutex<bool>>| {
-        if let Ok(mut c) = corrupt.lock() {
-            *c = true;
+    let fail = move |sent: &Mutex<Sent>| {
+        if let Ok(mut s) = sent.lock() {
+            s.corrupt = true;
         }
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("local blob {digest:?} does not match its digest"),
+            format!("local blob {:?} does not match its digest", check.digest),
         )
     };
     let state = State {
         file,
-        hasher: Sha256::new(),
-        read: 0,
+        left: len,
         done: false,
     };
     let stream = futures_util::stream::unfold(state, move |mut st| {
-        let corrupt = corrupt.clone();
+        let sent = sent.clone();
         let progress = progress.clone();
         async move {
-            if st.done {
+            if st.done || st.left == 0 {
                 return None;
             }
-            let mut buf = vec![0u8; 256 * 1024];
-            match st.file.read(&mut buf).await {
+            let mut buf = vec![0u8; st.left.min(256 * 1024) as usize];
+            let n = match st.file.read(&mut buf).await {
+                Ok(n) => n,
                 Err(e) => {
                     st.done = true;
-                    Some((Err(e), st))
+                    return Some((Err(e), st));
                 }
-                Ok(0) => {
+            };
+            if n == 0 {
+                st.done = true;
+                return Some((Err(fail(&sent)), st));
+            }
+            buf.truncate(n);
+            st.left -= n as u64;
+            let (total, hasher) = match sent.lock() {
+                Ok(mut s) => {
+                    s.hasher.update(&buf);
+                    s.bytes += n as u64;
+                    (s.bytes, s.hasher.clone())
+                }
+                Err(_) => {
                     st.done = true;
-                    let actual = Sha256Digest::from_bytes(st.hasher.clone().finalize().into());
-                    if actual != digest || st.read != size {
-                        Some((Err(fail(&corrupt)), st))
-                    } else {
-                        None
-                    }
+                    return Some((Err(fail(&sent)), st));
                 }
-                Ok(n) => {
-                    buf.truncate(n);
-                    st.hasher.update(&buf);
-                    st.read += n as u64;
-                    if let Some(p) = &progress {
-                        (p.0)(&digest, st.read, size);
-                    }
-                    if st.read > size {
-                        st.done = true;
-                        return Some((Err(fail(&corrupt)), st));
-                    }
-                    // The last bytes are held back until EOF proves the digest,
-                    // so a corrupt blob never reaches a complete upload.
-                    if st.read == size {
-                        let mut probe = [0u8; 1];
-                        match st.file.read(&mut probe).await {
-                            Ok(0) => {
-                                st.done = true;
-                                let actual =
-                                    Sha256Digest::from_bytes(st.hasher.clone().finalize().into());
-                                if actual != digest {
-                                    return Some((Err(fail(&corrupt)), st));
-                                }
-                            }
-                            Ok(_) => {
-                                st.done = true;
-                                return Some((Err(fail(&corrupt)), st));
-                            }
-                            Err(e) => {
-                                st.done = true;
-                                return Some((Err(e), st));
-                            }
-                        }
-                    }
-                    Some((Ok(buf), st))
+            };
+            if let Some(p) = &progress {
+                (p.0)(&check.digest, total, check.size);
+            }
+            if st.left == 0 && check.prove_at_end {
+                st.done = true;
+                let mut probe = [0u8; 1];
+                let ended = match st.file.read(&mut probe).await {
+                    Ok(more) => more == 0,
+                    Err(e) => return Some((Err(e), st)),
+                };
+                let actual = Sha256Digest::from_bytes(hasher.finalize().into());
+                if !ended || actual != check.digest {
+                    return Some((Err(fail(&sent)), st));
                 }
             }
+            Some((Ok(buf), st))
         }
     });
     reqwest::Body::wrap_stream(stream)
