@@ -31,7 +31,8 @@
 //! certificate. Credentials come from the caller (`--username` with
 //! `--password-stdin`), else docker's `config.json` (`auths`, `credHelpers`,
 //! `credsStore`), else none. Both `Basic` and `Bearer` challenges are
-//! answered. The `Authorization` value is kept private: no error or Debug
+//! answered; a token refused mid-push (they live minutes) is renewed once
+//! per request, for the scope the new challenge names too. The `Authorization` value is kept private: no error or Debug
 //! output contains it or the password.
 
 use std::collections::BTreeMap;
@@ -332,10 +333,11 @@ pub async fn push(
         .ok()
         .filter(|t| t.registry == target.registry && t.repository != target.repository)
         .map(|t| t.repository);
-    let mut session = Session::open(&target, opts, true).await?;
-    if let Some(from) = &mount_from {
-        session.scopes.push(format!("repository:{from}:pull"));
-    }
+    let mount_scope: Vec<String> = mount_from
+        .iter()
+        .map(|from| format!("repository:{from}:pull"))
+        .collect();
+    let session = Session::open(&target, opts, true, &mount_scope).await?;
 
     let top = read_local(store, &entry.digest)?;
     let top_doc = parse(local, "index", &top)?;
@@ -465,7 +467,7 @@ pub async fn pull(
     progress: &mut (dyn FnMut(&BlobReport) + Send),
 ) -> Result<Summary> {
     let target = Target::parse(reference)?;
-    let session = Session::open(&target, opts, false).await?;
+    let session = Session::open(&target, opts, false, &[]).await?;
     let top_ref = target
         .digest
         .map(|d| d.oci())

@@ -24,8 +24,9 @@ pub(super) struct Session {
     pub(super) base: Url,
     pub(super) target: Target,
     pub(super) credentials: Option<Credentials>,
-    /// The `Authorization` header value; never logged.
-    pub(super) authorization: Option<String>,
+    /// The `Authorization` header value; never logged. Behind a lock
+    /// because a token that expires mid-push is replaced on the way.
+    pub(super) authorization: Mutex<Option<String>>,
     /// Token scopes to ask for.
     pub(super) scopes: Vec<String>,
     pub(super) progress: Option<ByteProgress>,
@@ -36,7 +37,14 @@ pub(super) struct Session {
 }
 
 impl Session {
-    pub(super) async fn open(target: &Target, opts: &Options, push: bool) -> Result<Self> {
+    /// `extra_scopes` are asked for in every token besides this
+    /// repository's (the repository blobs are mounted from).
+    pub(super) async fn open(
+        target: &Target,
+        opts: &Options,
+        push: bool,
+        extra_scopes: &[String],
+    ) -> Result<Self> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(15))
             .user_agent(concat!("kina/", env!("CARGO_PKG_VERSION")));
@@ -71,8 +79,10 @@ impl Session {
             })?,
             target: target.clone(),
             credentials,
-            authorization: None,
-            scopes: vec![format!("repository:{}:{action}", target.repository)],
+            authorization: Mutex::new(None),
+            scopes: std::iter::once(format!("repository:{}:{action}", target.repository))
+                .chain(extra_scopes.iter().cloned())
+                .collect(),
             progress: opts.progress.clone(),
             chunk_size: opts.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
             whole_blobs: AtomicBool::new(false),
@@ -139,12 +149,7 @@ impl Session {
         }
         self.base = url;
         if resp.status() == StatusCode::UNAUTHORIZED {
-            let challenge = resp
-                .headers()
-                .get(reqwest::header::WWW_AUTHENTICATE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_challenge);
-            self.authenticate(challenge).await?;
+            self.authenticate(challenge_of(&resp)).await?;
             // Check the answer now, so a wrong password is reported as such.
             let resp = self
                 .send(Method::GET, self.base.clone(), "checking credentials")
@@ -170,7 +175,36 @@ impl Session {
         }
     }
 
-    pub(super) async fn authenticate(&mut self, challenge: Option<Challenge>) -> Result<()> {
+    fn set_authorization(&self, value: String) {
+        if let Ok(mut a) = self.authorization.lock() {
+            *a = Some(value);
+        }
+    }
+
+    fn has_token(&self) -> bool {
+        self.authorization
+            .lock()
+            .is_ok_and(|a| a.as_deref().is_some_and(|v| v.starts_with("Bearer ")))
+    }
+
+    /// After a 401 from a registry that gave us a token: a fresh token
+    /// (also for the scope the challenge names), when the challenge is a
+    /// Bearer one. Tokens live minutes; pushes of big images outlive them.
+    /// `false` when there is nothing to renew.
+    async fn renew_token(&self, resp: &reqwest::Response) -> Result<bool> {
+        let challenge = challenge_of(resp);
+        if !self.has_token() || challenge.as_ref().is_none_or(|c| c.scheme != "bearer") {
+            return Ok(false);
+        }
+        tracing::debug!(
+            "registry {}: token refused, fetching a new one",
+            self.target.registry
+        );
+        self.authenticate(challenge).await?;
+        Ok(true)
+    }
+
+    pub(super) async fn authenticate(&self, challenge: Option<Challenge>) -> Result<()> {
         let Some(challenge) = challenge else {
             return Err(self.rejected());
         };
@@ -182,7 +216,7 @@ impl Session {
                 use base64::Engine as _;
                 let token = base64::engine::general_purpose::STANDARD
                     .encode(format!("{}:{}", c.username, c.password));
-                self.authorization = Some(format!("Basic {token}"));
+                self.set_authorization(format!("Basic {token}"));
                 Ok(())
             }
             "bearer" => {
@@ -198,7 +232,9 @@ impl Session {
                     if let Some(service) = challenge.params.get("service") {
                         q.append_pair("service", service);
                     }
-                    for scope in &self.scopes {
+                    let named = challenge.params.get("scope");
+                    let more = named.filter(|n| !self.scopes.contains(n));
+                    for scope in self.scopes.iter().chain(more) {
                         q.append_pair("scope", scope);
                     }
                 }
@@ -241,7 +277,7 @@ impl Session {
                         status: 200,
                         message: "no token in the response".into(),
                     })?;
-                self.authorization = Some(format!("Bearer {token}"));
+                self.set_authorization(format!("Bearer {token}"));
                 Ok(())
             }
             other => Err(DistributionError::Http {
@@ -255,7 +291,8 @@ impl Session {
 
     pub(super) fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
         let req = self.client.request(method, url);
-        match &self.authorization {
+        let authorization = self.authorization.lock().ok().and_then(|a| a.clone());
+        match authorization {
             Some(a) => req.header(AUTHORIZATION, a),
             None => req,
         }
@@ -272,14 +309,25 @@ impl Session {
             .await
     }
 
+    /// Sends a request made by `make`, retrying transport errors, 5xx and
+    /// 429 with backoff, and a 401 once with a renewed token.
     pub(super) async fn send_with(
         &self,
         what: &str,
         make: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response> {
         let mut attempt = 0;
+        let mut renewed = false;
         loop {
             let result = make().send().await;
+            if let Ok(resp) = &result
+                && resp.status() == StatusCode::UNAUTHORIZED
+                && !renewed
+                && self.renew_token(resp).await?
+            {
+                renewed = true;
+                continue;
+            }
             let retry = match &result {
                 Ok(resp) => retryable_status(resp.status()),
                 Err(_) => true,
@@ -597,7 +645,19 @@ impl Session {
     /// broken request left it at another offset) is worth a fresh start.
     async fn failed(&self, what: &str, resp: reqwest::Response) -> Failed {
         let status = resp.status();
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        if status == StatusCode::UNAUTHORIZED {
+            return match self.renew_token(&resp).await {
+                Ok(true) => Failed::Retry(DistributionError::Http {
+                    registry: self.target.name(),
+                    what: what.to_string(),
+                    status: 401,
+                    message: "the token expired".into(),
+                }),
+                Ok(false) => Failed::Fatal(self.rejected()),
+                Err(e) => Failed::Fatal(e),
+            };
+        }
+        if status == StatusCode::FORBIDDEN {
             return Failed::Fatal(self.rejected());
         }
         let error = http_error(&self.target.name(), what, resp).await;
@@ -761,6 +821,13 @@ impl Session {
             }
         }
     }
+}
+
+fn challenge_of(resp: &reqwest::Response) -> Option<Challenge> {
+    resp.headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_challenge)
 }
 
 /// The reqwest error with its sources, which is where the useful part
