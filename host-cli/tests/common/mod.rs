@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 pub mod node;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
