@@ -7,8 +7,7 @@
 mod common;
 
 use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -126,7 +125,26 @@ fn push_agrees_with_skopeo_repush_skips_everything_and_pull_round_trips() {
 }
 
 #[test]
-fn a_tampered_local_blob_fails_the_push_naming_its_digest() {
+fn a_tampered_local_blob_fails_a_whole_blob_push_naming_its_digest() {
+    tampered_blob_never_lands("0");
+}
+
+#[test]
+fn a_tampered_local_blob_fails_a_chunked_push_before_the_upload_completes() {
+    let registry = tampered_blob_never_lands("16Ki");
+    // The chunks went out; the closing PUT did not, and the upload was
+    // cancelled instead of being left for the registry's purger.
+    assert!(
+        registry.requests("PATCH", 202).len() >= 4,
+        "{:?}",
+        registry.requests("PATCH", 202)
+    );
+    assert!(!registry.requests("DELETE", 204).is_empty());
+}
+
+/// Pushes an image whose largest layer has one byte flipped, in chunks of
+/// `chunk` (`0`: whole blobs); returns the registry for more checks.
+fn tampered_blob_never_lands(chunk: &str) -> Registry {
     let registry = Registry::start();
     let work = tempfile::tempdir().unwrap();
     let env = work.path().join("a");
@@ -146,7 +164,7 @@ fn a_tampered_local_blob_fails_the_push_naming_its_digest() {
     std::fs::write(&path, &bytes).unwrap();
 
     let target = format!("{}/kina/node:v1", registry.host());
-    let err = run_err(&mut push(&env, &target, "local/node:v1"));
+    let err = run_err(push(&env, &target, "local/node:v1").args(["--chunk-size", chunk]));
     assert!(err.contains(&layer.oci()), "{err}");
     assert!(err.contains("does not hash to its name"), "{err}");
     assert!(!registry.has_blob(&layer), "a corrupt upload was completed");
@@ -157,6 +175,7 @@ fn a_tampered_local_blob_fails_the_push_naming_its_digest() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+    registry
 }
 
 #[test]
@@ -187,24 +206,6 @@ fn an_unreachable_registry_and_a_digest_mismatch_are_clear_errors() {
         err.contains(&wrong.oci()) && err.contains(&entry.digest.oci()),
         "{err}"
     );
-}
-
-fn push_with_password(env: &Path, target: &str, password: &str, extra: &[&str]) -> Output {
-    let mut child = push(env, target, "local/node:v1")
-        .args(["--username", "kina", "--password-stdin"])
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
 }
 
 #[test]
@@ -390,7 +391,18 @@ fn tls_registry_with_htpasswd_needs_its_ca_and_pull_verifies_into_an_empty_store
 }
 
 #[test]
-fn a_push_interrupted_by_a_registry_restart_is_retried_to_completion() {
+fn a_whole_blob_push_interrupted_by_a_registry_restart_is_retried_to_completion() {
+    push_through_a_registry_restart("0");
+}
+
+#[test]
+fn a_chunked_push_interrupted_by_a_registry_restart_is_retried_to_completion() {
+    push_through_a_registry_restart("1Mi");
+}
+
+/// Stops the registry while a push (in chunks of `chunk`, `0`: whole
+/// blobs) is uploading, brings it back, and checks the push completed.
+fn push_through_a_registry_restart(chunk: &str) {
     require_tool("skopeo");
     let mut registry = Registry::start();
     let work = tempfile::tempdir().unwrap();
@@ -398,6 +410,7 @@ fn a_push_interrupted_by_a_registry_restart_is_retried_to_completion() {
     let entry = make_image(&env, "local/node:v1", 8 << 20);
     let target = format!("{}/kina/node:v1", registry.host());
     let child = push(&env, &target, "local/node:v1")
+        .args(["--chunk-size", chunk])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -501,4 +514,44 @@ fn a_single_platform_image_from_other_tools_pulls_and_pushes_unchanged() {
         "{text}"
     );
     assert_eq!(skopeo_raw(&target, &[]), manifest);
+}
+
+/// A blob bigger than the chunk size reaches the registry as PATCH
+/// requests (its own access log says so), which it assembles into the
+/// same blob skopeo sees; `--chunk-size 0` sends it in one PUT.
+#[test]
+fn big_blobs_go_in_patch_chunks_and_the_registry_assembles_them() {
+    require_tool("skopeo");
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let env = work.path().join("a");
+    let entry = make_image(&env, "local/node:v1", 5 << 20);
+    let target = format!("{}/kina/node:v1", registry.host());
+    let out = run_ok(push(&env, &target, "local/node:v1").args(["--chunk-size", "1Mi"]));
+    let patches = registry.requests("PATCH", 202);
+    // Only the shared layer (5 MiB of noise, gzip can't shrink it) is
+    // bigger than a chunk: 5 full chunks and a short last one.
+    assert_eq!(patches.len(), 6, "{patches:?}\n{}", stdout(&out));
+    assert!(
+        patches
+            .iter()
+            .all(|p| p.starts_with("/v2/kina/node/blobs/uploads/")),
+        "{patches:?}"
+    );
+    let index = skopeo_raw(&target, &[]);
+    assert_eq!(Sha256Digest::of(&index), entry.digest);
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &format!("docker://{target}"),
+        &format!("oci:{}:copy", work.path().join("copy").display()),
+    ]));
+    // Pulling into an empty store verifies every blob, the big one included.
+    run_ok(&mut pull(&work.path().join("b"), &target));
+
+    let whole = format!("localhost:{}/kina/whole:v1", registry.port);
+    run_ok(push(&env, &whole, "local/node:v1").args(["--chunk-size", "0"]));
+    assert_eq!(registry.requests("PATCH", 202).len(), 6, "no new PATCH");
+    assert_eq!(skopeo_raw(&whole, &[]), index);
 }

@@ -85,6 +85,8 @@ struct Policy {
     /// docker_auth) or `access_token` (the OAuth2 name, which some servers
     /// send alone).
     field: &'static str,
+    /// User kina may only pull (as a read-only member of a Harbor project).
+    pull_only: bool,
 }
 
 impl Default for Policy {
@@ -92,6 +94,7 @@ impl Default for Policy {
         Self {
             first_lifetime: None,
             field: "token",
+            pull_only: false,
         }
     }
 }
@@ -302,10 +305,14 @@ fn answer(
         for scope in scopes.iter().flat_map(|s| s.split_whitespace()) {
             let (kind, rest) = scope.split_once(':').unwrap();
             let (name, actions) = rest.rsplit_once(':').unwrap();
+            let granted: Vec<&str> = actions
+                .split(',')
+                .filter(|a| !policy.pull_only || *a == "pull")
+                .collect();
             access.push(serde_json::json!({
                 "type": kind,
                 "name": name,
-                "actions": actions.split(',').collect::<Vec<_>>(),
+                "actions": granted,
             }));
         }
     }
@@ -702,4 +709,30 @@ fn a_token_that_expires_during_a_push_is_renewed_and_the_push_completes() {
     // Every blob made it: pulling into an empty store verifies them all.
     let out = run_with_password(&mut pull(&work.path().join("b"), &target), PASSWORD);
     assert!(out.status.success(), "{}", all_output(&out));
+}
+
+/// A user the token server lets pull but not push gets an error saying
+/// so, not "wrong password", and kina does not keep asking for tokens.
+#[test]
+fn a_user_who_may_only_pull_is_told_the_push_is_not_allowed() {
+    let tokens = TokenServer::start(Policy {
+        pull_only: true,
+        ..Policy::default()
+    });
+    let registry = tokens.registry();
+    let work = tempfile::tempdir().unwrap();
+    let env = work.path().join("a");
+    make_image(&env, "local/node:v1", 4096);
+    let target = format!("{}/kina/node:v1", registry.host());
+    let out = push_with_password(&env, &target, PASSWORD, &[]);
+    assert!(!out.status.success());
+    let text = all_output(&out);
+    assert!(
+        text.contains("accepted user `kina` but refused")
+            && text.contains("lacks repository:kina/node:")
+            && !text.contains("check the username and password"),
+        "{text}"
+    );
+    assert_eq!(tokens.requests().len(), 1, "{:#?}", tokens.requests());
+    assert_eq!(registry.blob_count(), 0);
 }

@@ -70,7 +70,7 @@ impl Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: kina-test-upload-secret\n",
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: kina-test-upload-secret\n",
             dir.path().join("data").display()
         );
         if let Some(tls) = tls {
@@ -100,7 +100,7 @@ impl Registry {
             .arg("serve")
             .arg(&self.config)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(self.log_file())
             .spawn()
             .unwrap();
         self.child = Some(child);
@@ -113,6 +113,32 @@ impl Registry {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The registry's log (every run of it, appended).
+    fn log_file(&self) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("registry.log"))
+            .unwrap()
+    }
+
+    /// The paths of the requests the registry answered with this method
+    /// and status, from its own access log: what it really received.
+    pub fn requests(&self, method: &str, status: u16) -> Vec<String> {
+        let log = std::fs::read(self.dir.path().join("registry.log")).unwrap();
+        String::from_utf8_lossy(&log)
+            .lines()
+            .filter(|l| l.contains("msg=\"response completed\""))
+            .filter(|l| l.contains(&format!(" http.request.method={method} ")))
+            .filter(|l| l.contains(&format!(" http.response.status={status} ")))
+            .filter_map(|l| {
+                let uri = l.split(" http.request.uri=\"").nth(1)?;
+                let end = uri.find(['?', '"'])?;
+                Some(uri[..end].to_string())
+            })
+            .collect()
     }
 
     pub fn stop(&mut self) {

@@ -74,6 +74,15 @@ pub enum DistributionError {
         "registry {registry} rejected the credentials of user `{username}`; check the username and password (the password is not shown)"
     )]
     BadCredentials { registry: String, username: String },
+    #[error(
+        "registry {registry} accepted user `{username}` but refused {what} ({reason}): the user may not do this in this repository; check the repository name, or ask the registry's owner for access"
+    )]
+    Denied {
+        registry: String,
+        username: String,
+        what: String,
+        reason: String,
+    },
     #[error("{what} at {registry}: HTTP {status}: {message}")]
     Http {
         registry: String,

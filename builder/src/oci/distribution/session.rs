@@ -163,6 +163,33 @@ impl Session {
         Ok(())
     }
 
+    /// A 401 or 403 to a request: a missing or wrong login, or a login
+    /// that may not do this (403, or a token challenge saying
+    /// `insufficient_scope`, as docker_auth, Harbor and Docker Hub answer).
+    pub(super) fn refused(&self, resp: &reqwest::Response, what: &str) -> DistributionError {
+        let Some(c) = &self.credentials else {
+            return self.rejected();
+        };
+        let challenge = challenge_of(resp);
+        let insufficient = challenge
+            .as_ref()
+            .and_then(|c| c.params.get("error"))
+            .is_some_and(|e| e == "insufficient_scope");
+        if resp.status() != StatusCode::FORBIDDEN && !insufficient {
+            return self.rejected();
+        }
+        let reason = match challenge.as_ref().and_then(|c| c.params.get("scope")) {
+            Some(scope) if insufficient => format!("its token lacks {scope}"),
+            _ => format!("HTTP {}", resp.status().as_u16()),
+        };
+        DistributionError::Denied {
+            registry: self.target.registry.clone(),
+            username: c.username.clone(),
+            what: what.to_string(),
+            reason,
+        }
+    }
+
     pub(super) fn rejected(&self) -> DistributionError {
         match &self.credentials {
             Some(c) => DistributionError::BadCredentials {
@@ -193,7 +220,24 @@ impl Session {
     /// `false` when there is nothing to renew.
     async fn renew_token(&self, resp: &reqwest::Response) -> Result<bool> {
         let challenge = challenge_of(resp);
-        if !self.has_token() || challenge.as_ref().is_none_or(|c| c.scheme != "bearer") {
+        let Some(c) = challenge.as_ref().filter(|c| c.scheme == "bearer") else {
+            return Ok(false);
+        };
+        // A token lacking a scope it was asked for was refused on purpose:
+        // asking again would only get the same answer.
+        let insufficient = c
+            .params
+            .get("error")
+            .is_some_and(|e| e == "insufficient_scope");
+        let named = c
+            .params
+            .get("scope")
+            .map(String::as_str)
+            .unwrap_or_default();
+        let news = named
+            .split_whitespace()
+            .any(|scope| !scope_covered(&self.scopes, scope));
+        if !self.has_token() || (insufficient && !news) {
             return Ok(false);
         }
         tracing::debug!(
@@ -232,9 +276,15 @@ impl Session {
                     if let Some(service) = challenge.params.get("service") {
                         q.append_pair("service", service);
                     }
-                    let named = challenge.params.get("scope");
-                    let more = named.filter(|n| !self.scopes.contains(n));
-                    for scope in self.scopes.iter().chain(more) {
+                    // A challenge names its scopes space-separated in one parameter.
+                    let named = challenge.params.get("scope").map(String::as_str);
+                    let mut scopes: Vec<&str> = self.scopes.iter().map(String::as_str).collect();
+                    for scope in named.unwrap_or_default().split_whitespace() {
+                        if !scopes.contains(&scope) {
+                            scopes.push(scope);
+                        }
+                    }
+                    for scope in scopes {
                         q.append_pair("scope", scope);
                     }
                 }
@@ -268,9 +318,11 @@ impl Session {
                             what: format!("token response of {realm}"),
                             message: error_text(&e),
                         })?;
-                let token = doc["token"]
-                    .as_str()
-                    .or_else(|| doc["access_token"].as_str())
+                // As distribution's own client: either field, never an empty token.
+                let token = [&doc["token"], &doc["access_token"]]
+                    .into_iter()
+                    .filter_map(|t| t.as_str())
+                    .find(|t| !t.is_empty())
                     .ok_or_else(|| DistributionError::Http {
                         registry: self.target.registry.clone(),
                         what: format!("token response of {realm}"),
@@ -360,7 +412,7 @@ impl Session {
         match resp.status() {
             s if s.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
-            StatusCode::UNAUTHORIZED => Err(self.rejected()),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(self.refused(&resp, &what)),
             _ => Err(http_error(&self.target.name(), &what, resp).await),
         }
     }
@@ -451,7 +503,7 @@ impl Session {
                     min_chunk,
                 }))
             }
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(self.rejected()),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(self.refused(&resp, &what)),
             _ => Err(http_error(&self.target.name(), &what, resp).await),
         }
     }
@@ -653,12 +705,12 @@ impl Session {
                     status: 401,
                     message: "the token expired".into(),
                 }),
-                Ok(false) => Failed::Fatal(self.rejected()),
+                Ok(false) => Failed::Fatal(self.refused(&resp, what)),
                 Err(e) => Failed::Fatal(e),
             };
         }
         if status == StatusCode::FORBIDDEN {
-            return Failed::Fatal(self.rejected());
+            return Failed::Fatal(self.refused(&resp, what));
         }
         let error = http_error(&self.target.name(), what, resp).await;
         let lost_session = matches!(&error, DistributionError::Http { message, .. }
@@ -704,7 +756,7 @@ impl Session {
             return Ok(());
         }
         if resp.status() == StatusCode::UNAUTHORIZED || resp.status() == StatusCode::FORBIDDEN {
-            return Err(self.rejected());
+            return Err(self.refused(&resp, &what));
         }
         Err(http_error(&self.target.name(), &what, resp).await)
     }
@@ -723,8 +775,8 @@ impl Session {
                     .header(ACCEPT, MANIFEST_TYPES.join(", "))
             })
             .await?;
-        if resp.status() == StatusCode::UNAUTHORIZED {
-            return Err(self.rejected());
+        if resp.status() == StatusCode::UNAUTHORIZED || resp.status() == StatusCode::FORBIDDEN {
+            return Err(self.refused(&resp, &what));
         }
         if !resp.status().is_success() {
             return Err(http_error(&self.target.name(), &what, resp).await);
@@ -821,6 +873,22 @@ impl Session {
             }
         }
     }
+}
+
+/// Whether `scope` (`type:name:actions`) asks for nothing beyond what
+/// `asked` did.
+fn scope_covered(asked: &[String], scope: &str) -> bool {
+    let Some((resource, actions)) = scope.rsplit_once(':') else {
+        return asked.iter().any(|a| a == scope);
+    };
+    asked.iter().any(|a| {
+        a.rsplit_once(':').is_some_and(|(r, have)| {
+            r == resource
+                && actions
+                    .split(',')
+                    .all(|want| have.split(',').any(|h| h == want || h == "*"))
+        })
+    })
 }
 
 fn challenge_of(resp: &reqwest::Response) -> Option<Challenge> {
@@ -1039,4 +1107,21 @@ fn file_body(
         }
     });
     reqwest::Body::wrap_stream(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scope_is_covered_only_by_the_same_resource_with_every_action() {
+        let asked = vec!["repository:kina/node:pull,push".to_string()];
+        assert!(scope_covered(&asked, "repository:kina/node:pull"));
+        assert!(scope_covered(&asked, "repository:kina/node:push,pull"));
+        assert!(!scope_covered(&asked, "repository:kina/node:delete"));
+        assert!(!scope_covered(&asked, "repository:kina/other:pull"));
+        assert!(!scope_covered(&asked, "repository:kina:pull"));
+        let all = vec!["repository:kina/node:*".to_string()];
+        assert!(scope_covered(&all, "repository:kina/node:pull,push"));
+    }
 }
