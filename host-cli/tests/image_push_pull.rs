@@ -555,3 +555,120 @@ fn big_blobs_go_in_patch_chunks_and_the_registry_assembles_them() {
     assert_eq!(registry.requests("PATCH", 202).len(), 6, "no new PATCH");
     assert_eq!(skopeo_raw(&whole, &[]), index);
 }
+
+/// A reverse proxy in front of a docker-registry that answers `PATCH` with
+/// 405 and passes everything else on: a TEST DOUBLE for a registry without
+/// chunked uploads, since every registry packaged for Debian has them.
+/// Plain HTTP/1.1 with `Content-Length` bodies, which is all kina and
+/// docker-registry send here; each request goes upstream on a connection of
+/// its own. A TLS hello is refused at once, so kina's https probe fails
+/// fast as it does against docker-registry.
+struct RefusesPatch {
+    port: u16,
+}
+
+impl RefusesPatch {
+    fn start(upstream: u16) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // The thread ends with the test process.
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                std::thread::spawn(move || serve(conn, upstream));
+            }
+        });
+        Self { port }
+    }
+}
+
+/// One HTTP message from `reader`: its head (start line and headers) and
+/// body; `None` at the end of the connection.
+fn read_message(reader: &mut impl std::io::BufRead) -> Option<(Vec<String>, Vec<u8>)> {
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end().to_string();
+        if line.is_empty() {
+            break;
+        }
+        head.push(line);
+    }
+    let length = head
+        .iter()
+        .filter_map(|h| h.split_once(':'))
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+        .map_or(0, |(_, v)| v.trim().parse::<usize>().unwrap());
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some((head, body))
+}
+
+fn serve(conn: std::net::TcpStream, upstream: u16) {
+    use std::io::BufReader;
+    let mut first = [0u8; 1];
+    if conn.peek(&mut first).is_err() || !first[0].is_ascii_uppercase() {
+        return;
+    }
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut client = conn;
+    while let Some((head, body)) = read_message(&mut reader) {
+        if head[0].starts_with("PATCH ") {
+            client
+                .write_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+            continue;
+        }
+        let mut request = String::new();
+        for line in &head {
+            if !line.to_ascii_lowercase().starts_with("connection:") {
+                request.push_str(line);
+                request.push_str("\r\n");
+            }
+        }
+        request.push_str("Connection: close\r\n\r\n");
+        let mut registry = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+        registry.write_all(request.as_bytes()).unwrap();
+        registry.write_all(&body).unwrap();
+        // The registry closes after answering; a HEAD answer has no body
+        // whatever its Content-Length says, so relay the bytes as they come.
+        let mut answer = Vec::new();
+        std::io::Read::read_to_end(&mut registry, &mut answer).unwrap();
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            !text
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
+            "the proxy does not relay chunked responses"
+        );
+        client.write_all(&answer).unwrap();
+    }
+}
+
+/// A registry that refuses `PATCH` gets whole blobs: the push says so once
+/// and completes, with the registry holding the very image.
+#[test]
+fn a_registry_refusing_chunks_gets_whole_blobs() {
+    require_tool("skopeo");
+    let registry = Registry::start();
+    let proxy = RefusesPatch::start(registry.port);
+    let work = tempfile::tempdir().unwrap();
+    let env = work.path().join("a");
+    let entry = make_image(&env, "local/node:v1", 256 * 1024);
+    let target = format!("127.0.0.1:{}/kina/node:v1", proxy.port);
+    let out = run_ok(push(&env, &target, "local/node:v1").args(["--chunk-size", "64Ki"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("does not take chunked uploads").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(registry.requests("PATCH", 202).is_empty());
+    // Every blob arrived in one PUT each (2 configs, 3 layers).
+    let direct = format!("{}/kina/node:v1", registry.host());
+    assert_eq!(Sha256Digest::of(&skopeo_raw(&direct, &[])), entry.digest);
+    let puts = registry.requests("PUT", 201);
+    assert_eq!(puts.len(), 5 + 3, "{puts:#?}");
+}

@@ -127,15 +127,29 @@ impl Registry {
     /// The paths of the requests the registry answered with this method
     /// and status, from its own access log: what it really received.
     pub fn requests(&self, method: &str, status: u16) -> Vec<String> {
-        let log = std::fs::read(self.dir.path().join("registry.log")).unwrap();
+        // The registry logs a request just after answering it: wait until
+        // the log has stopped growing.
+        let path = self.dir.path().join("registry.log");
+        let mut size = std::fs::metadata(&path).unwrap().len();
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = std::fs::metadata(&path).unwrap().len();
+            if now == size {
+                break;
+            }
+            size = now;
+        }
+        let log = std::fs::read(&path).unwrap();
         String::from_utf8_lossy(&log)
             .lines()
             .filter(|l| l.contains("msg=\"response completed\""))
             .filter(|l| l.contains(&format!(" http.request.method={method} ")))
             .filter(|l| l.contains(&format!(" http.response.status={status} ")))
             .filter_map(|l| {
-                let uri = l.split(" http.request.uri=\"").nth(1)?;
-                let end = uri.find(['?', '"'])?;
+                // logrus quotes a value only when it has to.
+                let uri = l.split(" http.request.uri=").nth(1)?;
+                let uri = uri.strip_prefix('"').unwrap_or(uri);
+                let end = uri.find(['?', '"', ' '])?;
                 Some(uri[..end].to_string())
             })
             .collect()

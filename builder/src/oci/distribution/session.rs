@@ -10,6 +10,9 @@ use reqwest::header::CONTENT_RANGE;
 use super::auth::{Challenge, parse_challenge};
 use super::*;
 
+/// How long `GET /v2/` may take before the scheme is given up.
+const PING_TIMEOUT: Duration = Duration::from_secs(20);
+
 pub(super) fn retryable_status(status: StatusCode) -> bool {
     status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
 }
@@ -117,7 +120,10 @@ impl Session {
                     message: format!("registry host `{host}`: {e}"),
                 }
             })?;
-            match self.client.get(url.clone()).send().await {
+            // Bounded: a server that never answers a TLS hello (or a plain
+            // request) would otherwise hold the push before it started.
+            let probe = self.client.get(url.clone()).timeout(PING_TIMEOUT);
+            match probe.send().await {
                 Ok(resp) => {
                     found = Some((url, resp));
                     break;
