@@ -83,6 +83,10 @@ pub enum DistributionError {
         what: String,
         reason: String,
     },
+    #[error(
+        "registry {registry} sends logins to the token service {realm}, which is plain http; kina does not send a password unencrypted (pass --insecure to allow it)"
+    )]
+    PlainRealm { registry: String, realm: String },
     #[error("{what} at {registry}: HTTP {status}: {message}")]
     Http {
         registry: String,
@@ -269,7 +273,12 @@ fn is_loopback(host: &str) -> bool {
         Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
         _ => host,
     };
-    name == "localhost" || name.starts_with("127.") || name == "[::1]"
+    // Parsed, not prefix-matched: `127.example.com` is somebody's host.
+    name == "localhost"
+        || name == "[::1]"
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|a| a.is_loopback())
 }
 
 mod auth;
@@ -617,5 +626,8 @@ mod tests {
         assert!(is_loopback("127.0.0.1:5000"));
         assert!(is_loopback("localhost"));
         assert!(!is_loopback("registry.example.invalid:5000"));
+        assert!(is_loopback("127.0.0.2:5000"));
+        assert!(!is_loopback("127.example.invalid:5000"));
+        assert!(!is_loopback("127.0.0.1.example.invalid"));
     }
 }

@@ -33,6 +33,8 @@ pub(super) struct Session {
     /// Token scopes to ask for.
     pub(super) scopes: Vec<String>,
     pub(super) progress: Option<ByteProgress>,
+    /// Plain http and unverifiable certificates allowed (`--insecure`).
+    pub(super) insecure: bool,
     /// Blobs larger than this go in chunks of this size; 0: never.
     pub(super) chunk_size: u64,
     /// Set once the registry refused a chunk: whole blobs from then on.
@@ -87,6 +89,7 @@ impl Session {
                 .chain(extra_scopes.iter().cloned())
                 .collect(),
             progress: opts.progress.clone(),
+            insecure: opts.insecure,
             chunk_size: opts.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
             whole_blobs: AtomicBool::new(false),
         };
@@ -277,10 +280,20 @@ impl Session {
                     status: 401,
                     message: format!("token realm `{realm}` is not a URL: {e}"),
                 })?;
+                if self.credentials.is_some() && !may_send_password(&url, self.insecure) {
+                    return Err(DistributionError::PlainRealm {
+                        registry: self.target.registry.clone(),
+                        realm,
+                    });
+                }
                 {
                     let mut q = url.query_pairs_mut();
                     if let Some(service) = challenge.params.get("service") {
                         q.append_pair("service", service);
+                    }
+                    // As docker's client does: token servers log and match on it.
+                    if let Some(c) = &self.credentials {
+                        q.append_pair("account", &c.username);
                     }
                     // A challenge names its scopes space-separated in one parameter.
                     let named = challenge.params.get("scope").map(String::as_str);
@@ -881,6 +894,12 @@ impl Session {
     }
 }
 
+/// A password goes to a token realm over https, or over plain http only
+/// on loopback or with `--insecure`.
+fn may_send_password(realm: &Url, insecure: bool) -> bool {
+    realm.scheme() == "https" || insecure || realm.host_str().is_some_and(is_loopback)
+}
+
 /// Whether `scope` (`type:name:actions`) asks for nothing beyond what
 /// `asked` did.
 fn scope_covered(asked: &[String], scope: &str) -> bool {
@@ -1118,6 +1137,28 @@ fn file_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_go_to_plain_http_realms_only_on_loopback_or_when_insecure() {
+        let url = |u: &str| Url::parse(u).unwrap();
+        assert!(may_send_password(
+            &url("https://auth.example.invalid/token"),
+            false
+        ));
+        assert!(may_send_password(
+            &url("http://127.0.0.1:5001/token"),
+            false
+        ));
+        assert!(may_send_password(&url("http://localhost/token"), false));
+        assert!(!may_send_password(
+            &url("http://auth.example.invalid/token"),
+            false
+        ));
+        assert!(may_send_password(
+            &url("http://auth.example.invalid/token"),
+            true
+        ));
+    }
 
     #[test]
     fn a_scope_is_covered_only_by_the_same_resource_with_every_action() {
