@@ -154,8 +154,9 @@ pub struct PushArgs {
     #[arg(long, value_name = "LOCAL")]
     pub from: Option<String>,
     /// Upload blobs larger than SIZE in chunks of SIZE (bytes, or with Ki, Mi,
-    /// Gi); 0 sends every blob in one request. Chunks keep big layers under
-    /// the request-size limits of proxies in front of a registry.
+    /// Gi; a registry's stated minimum raises it); 0 sends every blob in one
+    /// request. Chunks keep big layers under the request-size limits of
+    /// proxies in front of a registry.
     #[arg(long, value_name = "SIZE", default_value = "64Mi", value_parser = parse_byte_size)]
     pub chunk_size: u64,
     #[command(flatten)]

@@ -8,7 +8,7 @@ mod common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use common::registry::*;
@@ -409,26 +409,16 @@ fn push_through_a_registry_restart(chunk: &str) {
     let env = work.path().join("a");
     let entry = make_image(&env, "local/node:v1", 8 << 20);
     let target = format!("{}/kina/node:v1", registry.host());
-    let child = push(&env, &target, "local/node:v1")
+    let mut child = push(&env, &target, "local/node:v1")
         .args(["--chunk-size", chunk])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // An upload session on disk means the push is under way: stop the
-    // registry under it, then bring it back on the same port and storage.
-    let uploads = registry
-        .dir
-        .path()
-        .join("data/docker/registry/v2/repositories/kina/node/_uploads");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_dir(&uploads).is_ok_and(|mut d| d.next().is_some()) {
-        assert!(
-            Instant::now() < deadline,
-            "the push never started an upload"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    // A MiB of the 8 MiB layer at the registry means its upload is under
+    // way (a chunk or more of it landed): stop the registry under it, then
+    // bring it back on the same port and storage.
+    registry.wait_for_upload("kina/node", 1 << 20, &mut child);
     registry.stop();
     std::thread::sleep(Duration::from_millis(300));
     registry.run();

@@ -38,7 +38,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -624,8 +624,17 @@ fn a_token_that_expires_during_a_push_is_renewed_and_the_push_completes() {
     let entry = make_image(&env, "local/node:v1", 8 << 20);
     let target = format!("{}/kina/node:v1", registry.host());
 
+    // In 1 MiB chunks, so the token runs out between two PATCH requests
+    // of one upload: the refused chunk is sent again with a new token
+    // rather than the whole blob from its first byte.
     let mut child = push(&env, &target, "local/node:v1")
-        .args(["--username", "kina", "--password-stdin"])
+        .args([
+            "--username",
+            "kina",
+            "--password-stdin",
+            "--chunk-size",
+            "1Mi",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -637,28 +646,15 @@ fn a_token_that_expires_during_a_push_is_renewed_and_the_push_completes() {
         .unwrap()
         .write_all(format!("{PASSWORD}\n").as_bytes())
         .unwrap();
-    // Once an upload session is on disk the push is under way with its
-    // first token: stop kina there (a suspended laptop, a stalled link)
-    // until the registry no longer accepts that token, then let it go on.
+    // Once a chunk of the 8 MiB layer is at the registry the push is under
+    // way with its first token: stop kina there (a suspended laptop, a
+    // stalled link) until the registry no longer accepts that token, then
+    // let it go on.
     let repository = registry
         .dir
         .path()
         .join("data/docker/registry/v2/repositories/kina/node");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_dir(repository.join("_uploads")).is_ok_and(|mut d| d.next().is_some()) {
-        assert!(
-            Instant::now() < deadline,
-            "the push never started an upload"
-        );
-        if child.try_wait().unwrap().is_some() {
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "the push ended before it could be paused:\n{}",
-                all_output(&out)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    registry.wait_for_upload("kina/node", 1 << 20, &mut child);
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
     assert!(
@@ -688,6 +684,11 @@ fn a_token_that_expires_during_a_push_is_renewed_and_the_push_completes() {
 
     let text = all_output(&out);
     assert!(out.status.success(), "the push failed:\n{text}");
+    // No upload started over: one POST per blob (2 configs, 3 layers).
+    assert!(!text.contains("retrying"), "{text}");
+    let posts = registry.requests("POST", 202);
+    assert_eq!(posts.len(), 5, "{posts:#?}");
+    assert!(registry.requests("PATCH", 202).len() >= 8);
     let asked = tokens.requests();
     assert!(
         asked.len() >= 2,

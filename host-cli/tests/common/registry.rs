@@ -25,8 +25,9 @@ pub const HTPASSWD: &str = "kina:$2b$04$1WVyEoXryJAZvr94KW9cW.NkE6BR5W7Sd/Cpu3pT
 pub const PASSWORD: &str = "correct-horse-kina";
 
 /// Debian's docker-registry on a free loopback port, optionally with
-/// authentication and TLS; `restart` keeps port and storage. Its config
-/// sets `http.secret`, so upload sessions survive a restart.
+/// authentication and TLS; `stop` then `run` keeps port and storage. Its config
+/// sets `http.secret`, so upload URLs handed out before a restart stay
+/// valid after it (kina's DELETE of an interrupted upload, for one).
 pub struct Registry {
     pub child: Option<Child>,
     pub port: u16,
@@ -115,6 +116,39 @@ impl Registry {
         }
     }
 
+    /// Waits until an upload to `repository` holds at least `bytes` bytes
+    /// at the registry (a PATCH or PUT under way, or done), failing if the
+    /// pushing `child` ends first.
+    pub fn wait_for_upload(&self, repository: &str, bytes: u64, child: &mut Child) {
+        let uploads = self
+            .dir
+            .path()
+            .join("data/docker/registry/v2/repositories")
+            .join(repository)
+            .join("_uploads");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let held = std::fs::read_dir(&uploads)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|u| std::fs::metadata(u.path().join("data")).ok())
+                .any(|m| m.len() >= bytes);
+            if held {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no upload to {repository} reached {bytes} bytes"
+            );
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the push ended before an upload to {repository} reached {bytes} bytes"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// The registry's log (every run of it, appended).
     fn log_file(&self) -> std::fs::File {
         std::fs::OpenOptions::new()
@@ -127,17 +161,31 @@ impl Registry {
     /// The paths of the requests the registry answered with this method
     /// and status, from its own access log: what it really received.
     pub fn requests(&self, method: &str, status: u16) -> Vec<String> {
-        // The registry logs a request just after answering it: wait until
-        // the log has stopped growing.
+        // The registry logs a request just after answering it, so a request
+        // of our own, answered after everything before it, marks the point
+        // where the log holds them all. (Plain http registries only.)
         let path = self.dir.path().join("registry.log");
-        let mut size = std::fs::metadata(&path).unwrap().len();
-        loop {
-            std::thread::sleep(Duration::from_millis(100));
-            let now = std::fs::metadata(&path).unwrap().len();
-            if now == size {
-                break;
-            }
-            size = now;
+        let mark = format!(
+            "kina-mark-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            conn,
+            "GET /v2/?{mark} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        std::io::Read::read_to_end(&mut conn, &mut Vec::new()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !String::from_utf8_lossy(&std::fs::read(&path).unwrap()).contains(&mark) {
+            assert!(
+                Instant::now() < deadline,
+                "the registry never logged {mark}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
         }
         let log = std::fs::read(&path).unwrap();
         String::from_utf8_lossy(&log)

@@ -17,11 +17,14 @@
 //! only once the bytes proved to be the blob named: a monolithic body fails
 //! before its last byte, a chunked upload never gets its closing `PUT`.
 //!
-//! A failed chunk restarts its blob from the beginning rather than resuming
-//! at the registry's reported offset: distribution (docker-registry) checks
-//! the upload state a client sends against the bytes it holds and cancels
-//! the upload when they differ ("upload resumed at wrong offset"), which is
-//! what an interrupted `PATCH` leaves behind.
+//! A chunk that fails restarts its blob from the beginning rather than
+//! resuming at the registry's reported offset: distribution
+//! (docker-registry) checks the upload state a client sends against the
+//! bytes it holds and cancels the upload when they differ ("upload resumed
+//! at wrong offset"), which is what an interrupted `PATCH` leaves behind.
+//! The exception is a chunk refused for an expired token: the registry
+//! checks the token before it touches the upload, so that chunk goes again
+//! at its offset with a new token (see upload.rs).
 //!
 //! Every request that fails for a transport reason, a 5xx or a 429 is retried
 //! with exponential backoff; a whole blob is re-uploaded from its file.
@@ -31,9 +34,12 @@
 //! certificate. Credentials come from the caller (`--username` with
 //! `--password-stdin`), else docker's `config.json` (`auths`, `credHelpers`,
 //! `credsStore`), else none. Both `Basic` and `Bearer` challenges are
-//! answered; a token refused mid-push (they live minutes) is renewed once
-//! per request, for the scope the new challenge names too. The `Authorization` value is kept private: no error or Debug
-//! output contains it or the password.
+//! answered. Tokens live minutes and big pushes outlive them: a request
+//! refused mid-push is sent once more with a renewed token (asked also for
+//! any scope the new challenge names); a chunk goes again at its offset. A
+//! password goes to a token service only over https, or plain http on
+//! loopback or with `insecure`. The `Authorization` value is kept
+//! private: no error or Debug output contains it or the password.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -83,6 +89,10 @@ pub enum DistributionError {
         what: String,
         reason: String,
     },
+    #[error(
+        "registry {registry} refused the token its token service {realm} issued; the two disagree (service name, issuer, signing certificate or clock): check the registry's token auth settings"
+    )]
+    TokenRefused { registry: String, realm: String },
     #[error(
         "registry {registry} sends logins to the token service {realm}, which is plain http; kina does not send a password unencrypted (pass --insecure to allow it)"
     )]
@@ -268,21 +278,27 @@ impl Target {
     }
 }
 
+/// `host` is a name, an IPv4 address or a bracketed IPv6 address, each
+/// with or without `:port`.
 fn is_loopback(host: &str) -> bool {
-    let name = match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split_once(']').map_or(rest, |(inside, _)| inside)
+    } else {
+        match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        }
     };
     // Parsed, not prefix-matched: `127.example.com` is somebody's host.
     name == "localhost"
-        || name == "[::1]"
         || name
-            .parse::<std::net::Ipv4Addr>()
+            .parse::<std::net::IpAddr>()
             .is_ok_and(|a| a.is_loopback())
 }
 
 mod auth;
 mod session;
+mod upload;
 
 pub use auth::docker_credentials;
 use session::Session;
@@ -629,5 +645,8 @@ mod tests {
         assert!(is_loopback("127.0.0.2:5000"));
         assert!(!is_loopback("127.example.invalid:5000"));
         assert!(!is_loopback("127.0.0.1.example.invalid"));
+        assert!(is_loopback("[::1]:5000"));
+        assert!(is_loopback("[0:0:0:0:0:0:0:1]"));
+        assert!(!is_loopback("[2001:db8::1]:5000"));
     }
 }
