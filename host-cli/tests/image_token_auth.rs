@@ -87,6 +87,8 @@ struct Policy {
     field: &'static str,
     /// User kina may only pull (as a read-only member of a Harbor project).
     pull_only: bool,
+    /// A repository user kina gets nothing on (another team's).
+    hidden: Option<&'static str>,
 }
 
 impl Default for Policy {
@@ -95,6 +97,7 @@ impl Default for Policy {
             first_lifetime: None,
             field: "token",
             pull_only: false,
+            hidden: None,
         }
     }
 }
@@ -308,6 +311,7 @@ fn answer(
             let granted: Vec<&str> = actions
                 .split(',')
                 .filter(|a| !policy.pull_only || *a == "pull")
+                .filter(|_| policy.hidden != Some(name))
                 .collect();
             access.push(serde_json::json!({
                 "type": kind,
@@ -736,4 +740,35 @@ fn a_user_who_may_only_pull_is_told_the_push_is_not_allowed() {
     );
     assert_eq!(tokens.requests().len(), 1, "{:#?}", tokens.requests());
     assert_eq!(registry.blob_count(), 0);
+}
+
+/// `--from` names a repository of the same registry that the user may not
+/// read: the mount is refused, and the blobs are uploaded instead of the
+/// push failing.
+#[test]
+fn a_mount_from_a_repository_the_user_may_not_read_becomes_an_upload() {
+    let tokens = TokenServer::start(Policy {
+        hidden: Some("secret/node"),
+        ..Policy::default()
+    });
+    let registry = tokens.registry();
+    let work = tempfile::tempdir().unwrap();
+    let env = work.path().join("a");
+    let local = format!("{}/secret/node:v1", registry.host());
+    let entry = make_image(&env, &local, 64 * 1024);
+    let target = format!("{}/kina/node:v1", registry.host());
+    let out = run_with_password(&mut push(&env, &target, &local), PASSWORD);
+    let text = all_output(&out);
+    assert!(out.status.success(), "{text}");
+    let pushed = blob_lines(&text)
+        .iter()
+        .filter(|l| l.contains(" pushed"))
+        .count();
+    // 2 configs + 3 layers uploaded, then 2 manifests and the index.
+    assert_eq!(pushed, 8, "{text}");
+    let refused = registry.unauthorized("POST");
+    assert_eq!(refused.len(), 5, "one refused mount per blob: {refused:?}");
+    let creds = format!("kina:{PASSWORD}");
+    let index = skopeo_raw(&target, &["--creds", &creds]);
+    assert_eq!(Sha256Digest::of(&index), entry.digest);
 }

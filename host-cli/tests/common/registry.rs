@@ -161,6 +161,21 @@ impl Registry {
     /// The paths of the requests the registry answered with this method
     /// and status, from its own access log: what it really received.
     pub fn requests(&self, method: &str, status: u16) -> Vec<String> {
+        let status = format!(" http.response.status={status} ");
+        self.logged(method, |l| {
+            l.contains("msg=\"response completed\"") && l.contains(&status)
+        })
+    }
+
+    /// The paths of the requests with this method the registry refused
+    /// for want of authorization (it logs those apart, unanswered).
+    pub fn unauthorized(&self, method: &str) -> Vec<String> {
+        self.logged(method, |l| l.contains("msg=\"error authorizing context"))
+    }
+
+    /// The paths of the logged requests with this method whose log lines
+    /// pass `keep`, once the log holds every request answered so far.
+    fn logged(&self, method: &str, keep: impl Fn(&str) -> bool) -> Vec<String> {
         // The registry logs a request just after answering it, so a request
         // of our own, answered after everything before it, marks the point
         // where the log holds them all. (Plain http registries only.)
@@ -190,9 +205,8 @@ impl Registry {
         let log = std::fs::read(&path).unwrap();
         String::from_utf8_lossy(&log)
             .lines()
-            .filter(|l| l.contains("msg=\"response completed\""))
             .filter(|l| l.contains(&format!(" http.request.method={method} ")))
-            .filter(|l| l.contains(&format!(" http.response.status={status} ")))
+            .filter(|l| keep(l))
             .filter_map(|l| {
                 // logrus quotes a value only when it has to.
                 let uri = l.split(" http.request.uri=").nth(1)?;
