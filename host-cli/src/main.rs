@@ -12,6 +12,8 @@ mod cluster_secrets;
 mod cmd;
 // Adds and removes `kina-<cluster>` in the user's kubeconfig.
 mod kubeconfig;
+// Image archives under the data directory, swept after an interrupted kina.
+mod scratch;
 
 use std::process::ExitCode;
 

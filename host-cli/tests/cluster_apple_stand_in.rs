@@ -331,7 +331,13 @@ fn stand_in_apple_cluster_is_created_its_specs_follow_restarts_and_it_is_deleted
     }
 
     // --- load image: an image of kina's store, exported and streamed to
-    // the node --nodes names only; the export is not left behind.
+    // the node --nodes names only; the export is not left behind, nor the
+    // one an earlier, killed kina left (its process is gone).
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    std::fs::create_dir_all(env.join("data/tmp")).unwrap();
+    std::fs::write(env.join(format!("data/tmp/load-{dead}-0.tar")), b"stale").unwrap();
     run_ok(apple(env, &program).args([
         "load",
         "image",

@@ -201,22 +201,18 @@ pub fn ensure_image(cli: &ContainerCli, image: &str, scratch: &Path) -> anyhow::
 /// archive whose index carries the full reference in both
 /// `io.containerd.image.name` and `org.opencontainers.image.ref.name`
 /// (Apple names loaded images by the latter). The archive, made in
-/// `scratch`, is removed whatever happens.
+/// `scratch`, is removed whatever happens (by the next kina, when this one
+/// is killed).
 pub fn load_image(cli: &ContainerCli, image: &str, scratch: &Path) -> anyhow::Result<()> {
     let root = kina_builder::store::ImageStore::default_root();
     let store = kina_builder::store::ImageStore::open(&root)
         .with_context(|| format!("opening kina's image store at {}", root.display()))?;
-    std::fs::create_dir_all(scratch).with_context(|| format!("creating {}", scratch.display()))?;
-    let archive = scratch.join(format!("apple-load-{}.tar", std::process::id()));
-    let loaded = store
-        .export(image, &archive, 0)
-        .with_context(|| format!("exporting {image} from kina's image store"))
-        .and_then(|()| {
-            cli.image_load(&archive)
-                .with_context(|| format!("loading {image} into Apple's image store"))
-        });
-    let _ = std::fs::remove_file(&archive);
-    loaded
+    let archive = crate::scratch::ScratchFile::in_dir(scratch, "apple-load", 0)?;
+    store
+        .export(image, archive.path(), 0)
+        .with_context(|| format!("exporting {image} from kina's image store"))?;
+    cli.image_load(archive.path())
+        .with_context(|| format!("loading {image} into Apple's image store"))
 }
 
 /// Creates the cluster's network and nodes, starts the control plane, then

@@ -28,6 +28,7 @@ use crate::cluster::{self, ClusterDir, Nodes, apple};
 use crate::cluster_config::{ClusterConfig, Provider};
 use crate::cluster_secrets::ClusterSecrets;
 use crate::cmd::node::kernel_mirrors;
+use crate::scratch::ScratchFile;
 use crate::{cluster_secrets, kubeconfig};
 use kina_apple::cli::ContainerCli;
 
@@ -977,20 +978,14 @@ pub fn load_images(name: &str, references: &[String], only: &[String]) -> anyhow
     let data = node::data_dir();
     let store = ImageStore::open(ImageStore::default_root()).context("opening the image store")?;
     let scratch = data.join("tmp");
-    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
     let mut archives = Vec::new();
-    let result = (|| {
-        for (i, reference) in references.iter().enumerate() {
-            let path = scratch.join(format!("load-{}-{i}.tar", std::process::id()));
-            archives.push(path.clone());
-            store
-                .export(reference, &path, 0)
-                .with_context(|| format!("exporting {reference} from the image store"))?;
-        }
-        load_archives(name, &archives, only)
-    })();
-    for path in &archives {
-        let _ = std::fs::remove_file(path);
+    for (i, reference) in references.iter().enumerate() {
+        let archive = ScratchFile::in_dir(&scratch, "load", i)?;
+        store
+            .export(reference, archive.path(), 0)
+            .with_context(|| format!("exporting {reference} from the image store"))?;
+        archives.push(archive);
     }
-    result
+    let paths: Vec<PathBuf> = archives.iter().map(|a| a.path().to_path_buf()).collect();
+    load_archives(name, &paths, only)
 }
