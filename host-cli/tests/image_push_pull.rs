@@ -114,10 +114,7 @@ fn push_agrees_with_skopeo_repush_skips_everything_and_pull_round_trips() {
     let blobs_before = registry.blob_count();
     let out = run_ok(&mut push(&env_b, &other, &target));
     let text = stdout(&out);
-    let mounted = blob_lines(&text)
-        .iter()
-        .filter(|l| l.ends_with("mounted"))
-        .count();
+    let mounted = blobs_with_outcome(&text, "mounted");
     // 2 configs + 3 distinct layers; the manifests and index are PUT.
     assert_eq!(mounted, 5, "{text}");
     assert_eq!(registry.blob_count(), blobs_before, "no blob stored twice");
@@ -495,14 +492,7 @@ fn a_single_platform_image_from_other_tools_pulls_and_pushes_unchanged() {
     let target = format!("localhost:{}/kina/solo:v1", registry.port);
     let out = run_ok(&mut push(&env, &target, &source));
     let text = stdout(&out);
-    assert_eq!(
-        blob_lines(&text)
-            .iter()
-            .filter(|l| l.contains(" pushed"))
-            .count(),
-        3,
-        "{text}"
-    );
+    assert_eq!(blobs_with_outcome(&text, "pushed"), 3, "{text}");
     assert_eq!(skopeo_raw(&target, &[]), manifest);
 }
 

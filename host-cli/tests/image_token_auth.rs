@@ -34,7 +34,6 @@ mod common;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -577,10 +576,7 @@ fn a_push_from_another_repository_mounts_with_one_token_for_both() {
     let out = run_with_password(&mut push(&env_b, &other, &source), PASSWORD);
     let text = all_output(&out);
     assert!(out.status.success(), "{text}");
-    let mounted = blob_lines(&text)
-        .iter()
-        .filter(|l| l.ends_with("mounted"))
-        .count();
+    let mounted = blobs_with_outcome(&text, "mounted");
     // 2 configs + 3 distinct layers; the manifests and index are PUT.
     assert_eq!(mounted, 5, "{text}");
     assert_eq!(registry.blob_count(), blobs_before, "no blob stored twice");
@@ -631,25 +627,10 @@ fn a_token_that_expires_during_a_push_is_renewed_and_the_push_completes() {
     // In 1 MiB chunks, so the token runs out between two PATCH requests
     // of one upload: the refused chunk is sent again with a new token
     // rather than the whole blob from its first byte.
-    let mut child = push(&env, &target, "local/node:v1")
-        .args([
-            "--username",
-            "kina",
-            "--password-stdin",
-            "--chunk-size",
-            "1Mi",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
+    let mut child = spawn_with_password(
+        push(&env, &target, "local/node:v1").args(["--chunk-size", "1Mi"]),
+        PASSWORD,
+    );
     // Once a chunk of the 8 MiB layer is at the registry the push is under
     // way with its first token: stop kina there (a suspended laptop, a
     // stalled link) until the registry no longer accepts that token, then
@@ -760,10 +741,7 @@ fn a_mount_from_a_repository_the_user_may_not_read_becomes_an_upload() {
     let out = run_with_password(&mut push(&env, &target, &local), PASSWORD);
     let text = all_output(&out);
     assert!(out.status.success(), "{text}");
-    let pushed = blob_lines(&text)
-        .iter()
-        .filter(|l| l.contains(" pushed"))
-        .count();
+    let pushed = blobs_with_outcome(&text, "pushed");
     // 2 configs + 3 layers uploaded, then 2 manifests and the index.
     assert_eq!(pushed, 8, "{text}");
     let refused = registry.unauthorized("POST");

@@ -373,6 +373,14 @@ pub fn blob_lines(text: &str) -> Vec<&str> {
 /// Runs `cmd` as user `kina` with `password` on its standard input
 /// (`--username kina --password-stdin`), capturing its output.
 pub fn run_with_password(cmd: &mut Command, password: &str) -> Output {
+    spawn_with_password(cmd, password)
+        .wait_with_output()
+        .unwrap()
+}
+
+/// Starts `cmd` as user `kina` with `password` on its standard input, its
+/// output captured.
+pub fn spawn_with_password(cmd: &mut Command, password: &str) -> Child {
     let mut child = cmd
         .args(["--username", "kina", "--password-stdin"])
         .stdin(Stdio::piped())
@@ -386,7 +394,16 @@ pub fn run_with_password(cmd: &mut Command, password: &str) -> Output {
         .unwrap()
         .write_all(format!("{password}\n").as_bytes())
         .unwrap();
-    child.wait_with_output().unwrap()
+    child
+}
+
+/// How many blob lines of a push or pull end with `outcome` (`mounted`,
+/// `pushed`, …).
+pub fn blobs_with_outcome(text: &str, outcome: &str) -> usize {
+    blob_lines(text)
+        .iter()
+        .filter(|l| l.contains(&format!(" {outcome}")))
+        .count()
 }
 
 /// Pushes the local image `local/node:v1` to `target` as user `kina`.
