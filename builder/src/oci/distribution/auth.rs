@@ -352,6 +352,47 @@ fn scope_covered(asked: &[String], scope: &str) -> bool {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 512,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// A registry's header is untrusted input: nothing in it may panic.
+        #[test]
+        fn any_header_parses_without_panicking(header in "\\PC{0,200}") {
+            let _ = parse_challenge(&header);
+        }
+
+        /// Whatever a registry puts in quoted parameters (commas, quotes,
+        /// backslashes, `=`, spaces) comes back as it was sent.
+        #[test]
+        fn quoted_parameters_round_trip(
+            scheme in "(Bearer|Basic|bEaReR)",
+            params in proptest::collection::btree_map(
+                "[a-zA-Z][a-zA-Z0-9_]{0,10}",
+                "[!-~]([ -~]{0,40}[!-~])?",
+                0..6,
+            ),
+        ) {
+            let params: BTreeMap<String, String> = params
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect();
+            let rendered: Vec<String> = params
+                .iter()
+                .map(|(k, v)| {
+                    format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+                })
+                .collect();
+            let header = format!("{scheme} {}", rendered.join(", "));
+            let parsed = parse_challenge(&header).unwrap();
+            proptest::prop_assert_eq!(parsed.scheme, scheme.to_ascii_lowercase());
+            proptest::prop_assert_eq!(parsed.params, params);
+        }
+    }
+
     #[test]
     fn bearer_challenges_are_parsed_with_quoted_commas() {
         let c = parse_challenge(
