@@ -427,6 +427,9 @@ fn write_atomic(path: &Path, bytes: &[u8], old: Option<fs::Metadata>) -> Result<
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+mod prop_tests;
+
 /// A kubeconfig holding only `entry`, its context current: what `kina get
 /// kubeconfig` prints (kind's `get kubeconfig`).
 pub fn render(entry: &Entry) -> Result<String, Error> {

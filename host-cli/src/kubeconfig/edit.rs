@@ -442,6 +442,11 @@ pub(super) fn merge(
         return Ok(None);
     }
     let out = apply(text, edits)?;
+    // An item re-rendered identically (the file's last, without a final line
+    // break, is always re-rendered) is no change: the file is not rewritten.
+    if out == text {
+        return Ok(None);
+    }
     check_merge(&before, &out, entry, set_current, false)?;
     Ok(Some(out))
 }
