@@ -463,6 +463,146 @@ impl ClusterPlan {
 mod tests {
     use super::*;
 
+    mod generated {
+        use super::*;
+        use proptest::prelude::*;
+        use std::cell::Cell;
+        use std::collections::BTreeSet;
+
+        /// A kind config with one control plane, `mappings.len() - 1`
+        /// workers and the given port mappings per node (`hostPort` 0
+        /// means "any free port").
+        fn render(pod_second: u8, mappings: &[Vec<(u16, u16, bool)>]) -> String {
+            let mut text = format!(
+                "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnetworking:\n  podSubnet: 10.{pod_second}.0.0/16\nnodes:\n"
+            );
+            for (i, ports) in mappings.iter().enumerate() {
+                let role = if i == 0 { "control-plane" } else { "worker" };
+                text.push_str(&format!("- role: {role}\n"));
+                if !ports.is_empty() {
+                    text.push_str("  extraPortMappings:\n");
+                }
+                for (container, host, udp) in ports {
+                    text.push_str(&format!(
+                        "  - containerPort: {container}\n    hostPort: {host}\n    protocol: {}\n",
+                        if *udp { "UDP" } else { "TCP" }
+                    ));
+                }
+            }
+            text
+        }
+
+        fn clusters() -> impl Strategy<Value = (u8, Vec<Vec<(u16, u16, bool)>>)> {
+            // Host ports distinct across the cluster (kind refuses
+            // duplicates), some of them 0.
+            (
+                (100u8..=250).prop_filter("not the segment's 10.89", |b| *b != 89),
+                prop::collection::vec(
+                    prop::collection::vec((1u16..=65535, 0u16..=3, any::<bool>()), 0..3),
+                    1..6,
+                ),
+            )
+                .prop_map(|(pod, nodes)| {
+                    let mut next = 20000u16;
+                    let nodes = nodes
+                        .into_iter()
+                        .map(|ports| {
+                            ports
+                                .into_iter()
+                                .map(|(container, any, udp)| {
+                                    next += 1;
+                                    (container, if any == 0 { 0 } else { next }, udp)
+                                })
+                                .collect()
+                        })
+                        .collect();
+                    (pod, nodes)
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: 128,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            /// Whatever the config, the plan gives every node its own name,
+            /// segment address, MAC and pod CIDR inside the pod subnet, every
+            /// port mapping exactly one forward on its own node, and a
+            /// segment port no other cluster uses; and it survives being
+            /// written to cluster.json and read back.
+            #[test]
+            fn every_plan_keeps_nodes_apart(
+                (pod, mappings) in clusters(),
+                name in "[a-z][a-z0-9-]{0,20}",
+                scope in "/[a-z]{1,10}",
+                in_use in prop::collection::vec(40000u16..60000, 0..50),
+            ) {
+                let text = render(pod, &mappings);
+                let config = ClusterConfig::parse(&text)
+                    .map_err(|e| TestCaseError::fail(format!("{e:?}\n{text}")))?;
+                let next_free = Cell::new(30000u16);
+                let free_port = |_: ForwardProtocol, _: Ipv4Addr| {
+                    next_free.set(next_free.get() + 1);
+                    Ok(next_free.get())
+                };
+                let plan = plan(&PlanInputs {
+                    provider: ProviderKind::Qemu,
+                    config: &config,
+                    name: &name,
+                    image: "kina.local/node:base",
+                    kubernetes_version: None,
+                    stop_after: None,
+                    ports_in_use: &in_use,
+                    segment_scope: &scope,
+                    free_port: &free_port,
+                })
+                .map_err(|e| TestCaseError::fail(format!("{e:#}\n{text}")))?;
+
+                prop_assert_eq!(plan.nodes.len(), mappings.len());
+                prop_assert_eq!(&plan.nodes[0].role, &Role::ControlPlane);
+                let distinct = |v: Vec<String>| v.iter().collect::<BTreeSet<_>>().len() == v.len();
+                prop_assert!(distinct(plan.nodes.iter().map(|n| n.name.clone()).collect()));
+                prop_assert!(distinct(plan.nodes.iter().map(|n| n.mac.clone().unwrap_or_default()).collect()));
+                let segment = plan.segment.clone().unwrap();
+                prop_assert!(segment.group.is_multicast());
+                prop_assert!((40000..60000).contains(&segment.port));
+                prop_assert!(!in_use.contains(&segment.port));
+                let segment_net = Ipv4Cidr::parse(&segment.subnet).unwrap();
+                let pod_net = Ipv4Cidr::parse(&format!("10.{pod}.0.0/16")).unwrap();
+                let mut addresses = BTreeSet::new();
+                let mut cidrs: Vec<Ipv4Cidr> = Vec::new();
+                for node in &plan.nodes {
+                    let address = node.address.unwrap();
+                    prop_assert!(segment_net.contains(address));
+                    prop_assert!(address.octets()[3] >= 2 && address.octets()[3] < 255);
+                    prop_assert!(addresses.insert(address));
+                    let cidr = Ipv4Cidr::parse(&node.pod_cidr).unwrap();
+                    prop_assert!(pod_net.contains(cidr.network()));
+                    prop_assert!(cidrs.iter().all(|c| !c.overlaps(&cidr)), "{} overlaps", node.pod_cidr);
+                    cidrs.push(cidr);
+                }
+                let mut host_ports = BTreeSet::new();
+                for (node, ports) in plan.nodes.iter().zip(&mappings) {
+                    prop_assert_eq!(node.host_forwards.len(), ports.len());
+                    for (forward, (container, host, udp)) in node.host_forwards.iter().zip(ports) {
+                        prop_assert_eq!(forward.node_port, *container);
+                        if *host != 0 {
+                            prop_assert_eq!(forward.host_port, *host);
+                        }
+                        let protocol = if *udp { ForwardProtocol::Udp } else { ForwardProtocol::Tcp };
+                        prop_assert_eq!(forward.protocol, protocol);
+                        prop_assert!(host_ports.insert((*udp, forward.host_port)));
+                    }
+                }
+                let json = serde_json::to_string(&plan).unwrap();
+                let back: ClusterPlan = serde_json::from_str(&json).unwrap();
+                prop_assert_eq!(back, plan);
+            }
+        }
+    }
+
     const THREE: &str = "kind: Cluster
 apiVersion: kind.x-k8s.io/v1alpha4
 nodes:

@@ -1810,3 +1810,54 @@ fn combined_patches(c: &ClusterConfig, i: usize) -> (Vec<Value>, Vec<Json6902Pat
     json6902.extend(node_json6902);
     (merge, json6902)
 }
+
+mod generated {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// YAML made of the pieces a kind config is made of, in any order.
+    fn yamlish() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                Just("kind: Cluster\n".to_string()),
+                Just("apiVersion: kind.x-k8s.io/v1alpha4\n".to_string()),
+                Just("---\n".to_string()),
+                Just("kind: Kina\n".to_string()),
+                Just("nodes:\n".to_string()),
+                Just("- role: control-plane\n".to_string()),
+                Just("- role: worker\n".to_string()),
+                Just("  extraPortMappings:\n  - containerPort: 80\n".to_string()),
+                Just("networking:\n  podSubnet: 10.244.0.0/16\n".to_string()),
+                Just("  kubeProxyMode: none\n".to_string()),
+                "[a-zA-Z]{1,8}: [a-z0-9./]{0,10}\n",
+                "  [a-zA-Z]{1,8}: [\\[\\]{}0-9a-z\"']{0,8}\n",
+                "[ -~]{0,20}\n",
+            ],
+            0..12,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 512,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// A config file is the user's text: whatever it holds, kina either
+        /// reads it or names what is wrong; it never panics.
+        #[test]
+        fn any_text_is_read_or_refused_with_reasons(text in yamlish()) {
+            match ClusterConfig::parse(&text) {
+                Ok(config) => prop_assert!(!config.cluster.nodes.is_empty()),
+                Err(errors) => {
+                    prop_assert!(!errors.is_empty());
+                    for e in &errors {
+                        prop_assert!(!e.to_string().trim().is_empty());
+                    }
+                }
+            }
+        }
+    }
+}
