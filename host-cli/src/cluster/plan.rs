@@ -469,10 +469,12 @@ mod tests {
         use std::cell::Cell;
         use std::collections::BTreeSet;
 
+        /// A port mapping: container port, host port (0: any free one), UDP.
+        type Mapping = (u16, u16, bool);
+
         /// A kind config with one control plane, `mappings.len() - 1`
-        /// workers and the given port mappings per node (`hostPort` 0
-        /// means "any free port").
-        fn render(pod_second: u8, mappings: &[Vec<(u16, u16, bool)>]) -> String {
+        /// workers and the given port mappings per node.
+        fn render(pod_second: u8, mappings: &[Vec<Mapping>]) -> String {
             let mut text = format!(
                 "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnetworking:\n  podSubnet: 10.{pod_second}.0.0/16\nnodes:\n"
             );
@@ -492,7 +494,7 @@ mod tests {
             text
         }
 
-        fn clusters() -> impl Strategy<Value = (u8, Vec<Vec<(u16, u16, bool)>>)> {
+        fn clusters() -> impl Strategy<Value = (u8, Vec<Vec<Mapping>>)> {
             // Host ports distinct across the cluster (kind refuses
             // duplicates), some of them 0.
             (
