@@ -676,6 +676,207 @@ mod tests {
         KeyPair::generate().unwrap()
     }
 
+    mod generated {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// One generated request and what the policy should say of it.
+        #[derive(Clone, Debug)]
+        struct Case {
+            /// Index into `nodes()` of the requesting node, or a stranger.
+            requester: Option<usize>,
+            in_nodes_group: bool,
+            /// Subject CN: the requester's own, another node's, or junk.
+            common_name: Pick,
+            organization: Option<&'static str>,
+            extra_subject: bool,
+            dns: Vec<Pick>,
+            /// IPs: own (index, modulo their number, into the node's
+            /// addresses) or foreign.
+            ips: Vec<Option<usize>>,
+            usages: Vec<&'static str>,
+            /// Seconds before `now()` the CSR was made (negative: future).
+            age: i64,
+        }
+
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        enum Pick {
+            Own,
+            OtherNode,
+            Junk,
+        }
+
+        fn pick() -> impl Strategy<Value = Pick> {
+            prop_oneof![4 => Just(Pick::Own), 1 => Just(Pick::OtherNode), 1 => Just(Pick::Junk)]
+        }
+
+        fn cases() -> impl Strategy<Value = Case> {
+            (
+                prop_oneof![4 => (0usize..2).prop_map(Some), 1 => Just(None)],
+                prop::bool::weighted(0.9),
+                pick(),
+                prop_oneof![8 => Just(Some("system:nodes")), 1 => Just(Some("system:masters")), 1 => Just(None)],
+                prop::bool::weighted(0.1),
+                prop::collection::vec(pick(), 0..3),
+                prop::collection::vec(prop_oneof![4 => (0usize..2).prop_map(Some), 1 => Just(None)], 0..3),
+                // Mostly the two a kubelet asks for, sometimes with one more
+                // or some missing, so near misses are common.
+                (
+                    prop_oneof![
+                        4 => Just(vec!["digital signature", "server auth"]),
+                        1 => prop::sample::subsequence(vec!["digital signature", "server auth"], 0..=1),
+                    ],
+                    prop_oneof![
+                        3 => Just(None),
+                        1 => Just(Some("key encipherment")),
+                        1 => Just(Some("client auth")),
+                    ],
+                )
+                    .prop_map(|(mut usages, extra)| {
+                        usages.extend(extra);
+                        usages
+                    }),
+                prop_oneof![8 => 0i64..(24 * 3600), 1 => (24 * 3600 + 1i64)..(48 * 3600), 1 => -3600i64..0],
+            )
+                .prop_map(
+                    |(requester, in_nodes_group, common_name, organization, extra_subject, dns, ips, usages, age)| Case {
+                        requester,
+                        in_nodes_group,
+                        common_name,
+                        organization,
+                        extra_subject,
+                        dns,
+                        ips,
+                        usages,
+                        age,
+                    },
+                )
+        }
+
+        fn name_of(pick: Pick, own: &str) -> String {
+            match pick {
+                Pick::Own => own.to_string(),
+                Pick::OtherNode if own == "kina-worker" => "kina-control-plane".to_string(),
+                Pick::OtherNode => "kina-worker".to_string(),
+                Pick::Junk => "evil.example.invalid".to_string(),
+            }
+        }
+
+        /// The policy written out plainly, as the model the real one must
+        /// agree with (every request here is ECDSA).
+        fn should_approve(case: &Case) -> bool {
+            if case.requester.is_none() {
+                return false;
+            }
+            let sans = case.dns.len() + case.ips.len();
+            case.in_nodes_group
+                && case.common_name == Pick::Own
+                && case.organization == Some("system:nodes")
+                && !case.extra_subject
+                && sans > 0
+                && case.dns.iter().all(|d| *d == Pick::Own)
+                && case.ips.iter().all(Option::is_some)
+                && case.usages.contains(&"digital signature")
+                && case.usages.contains(&"server auth")
+                && case
+                    .usages
+                    .iter()
+                    .all(|u| ["digital signature", "server auth"].contains(u))
+                && (-300..=24 * 3600).contains(&case.age)
+        }
+
+        fn csr_of(case: &Case, key: &KeyPair) -> Csr {
+            let own = case
+                .requester
+                .map_or("kina-stranger".to_string(), |i| nodes()[i].name.clone());
+            let addresses = case
+                .requester
+                .map_or(vec![ip("10.89.0.99")], |i| nodes()[i].addresses.clone());
+            let common_name = format!("system:node:{}", name_of(case.common_name, &own));
+            let mut subject = vec![(DnType::CommonName, common_name.as_str())];
+            if let Some(o) = case.organization {
+                subject.push((DnType::OrganizationName, o));
+            }
+            if case.extra_subject {
+                subject.push((DnType::CountryName, "DE"));
+            }
+            let mut sans: Vec<SanType> = case.dns.iter().map(|d| dns(&name_of(*d, &own))).collect();
+            sans.extend(case.ips.iter().map(|i| {
+                SanType::IpAddress(match i {
+                    Some(i) => addresses[*i % addresses.len()],
+                    None => ip("192.0.2.7"),
+                })
+            }));
+            let created = if case.age >= 0 {
+                now() - Duration::from_secs(case.age.unsigned_abs())
+            } else {
+                now() + Duration::from_secs(case.age.unsigned_abs())
+            };
+            let mut groups = vec!["system:authenticated".to_string()];
+            if case.in_nodes_group {
+                groups.push("system:nodes".to_string());
+            }
+            Csr {
+                name: "csr-generated".to_string(),
+                signer_name: KUBELET_SERVING_SIGNER.to_string(),
+                username: format!("system:node:{own}"),
+                groups,
+                usages: case.usages.iter().map(|u| u.to_string()).collect(),
+                request_pem: request(&subject, sans, key),
+                created,
+                decided: false,
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: 512,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            /// Over generated requests from nodes and strangers, with own
+            /// and foreign names, addresses, subjects, usages and ages, the
+            /// policy approves exactly what the written-out rules allow.
+            #[test]
+            fn approves_exactly_what_the_rules_allow(case in cases()) {
+                let key = ecdsa();
+                let csr = csr_of(&case, &key);
+                let decision = decide(&csr, &nodes(), now());
+                prop_assert_eq!(
+                    decision == Decision::Approve,
+                    should_approve(&case),
+                    "{:?} for {:?}",
+                    decision,
+                    case
+                );
+            }
+
+            /// Whatever bytes sit in spec.request, nothing is approved and
+            /// nothing panics.
+            #[test]
+            fn junk_requests_are_never_approved(bytes in prop::collection::vec(any::<u8>(), 0..600), pem in any::<bool>()) {
+                let mut csr = kubelet_csr("kina-worker", "10.89.0.12", &ecdsa());
+                csr.request_pem = if pem {
+                    let mut text = b"-----BEGIN CERTIFICATE REQUEST-----\n".to_vec();
+                    text.extend(BASE64.encode(&bytes).into_bytes());
+                    text.extend(b"\n-----END CERTIFICATE REQUEST-----\n");
+                    text
+                } else {
+                    bytes
+                };
+                prop_assert!(matches!(decide(&csr, &nodes(), now()), Decision::Refuse(_)));
+            }
+
+            /// A CSR list from the API server is parsed or refused with a
+            /// reason; never a panic.
+            #[test]
+            fn any_json_is_a_csr_list_or_refused(text in "(\\PC|[{}\\[\\]\":,]){0,200}") {
+                let _ = parse_csr_list(text.as_bytes());
+            }
+        }
+    }
+
     #[test]
     fn approves_a_kubelets_own_ecdsa_request() {
         let csr = kubelet_csr("kina-control-plane", "10.89.0.11", &ecdsa());
