@@ -31,9 +31,11 @@ impl Ipv4Cidr {
         let addr: Ipv4Addr = addr
             .parse()
             .map_err(|_| format!("`{text}` is not a CIDR: `{addr}` is not an IPv4 address"))?;
-        let prefix: u8 = prefix
-            .parse()
-            .ok()
+        // Digits only: Rust's integer parser also takes a sign (`+16`),
+        // which Go's, and so kubeadm's, refuses.
+        let prefix: u8 = Some(prefix)
+            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|p| p.parse().ok())
             .filter(|p| *p <= 32)
             .ok_or_else(|| format!("`{text}` is not a CIDR: the prefix length is 0 to 32"))?;
         Ok(Self { addr, prefix })
@@ -92,6 +94,8 @@ mod tests {
             ("fd00::/64", "IPv6"),
             ("10.244.1.0", "not a CIDR"),
             ("10.244.1.0/33", "0 to 32"),
+            // Found by tests/prop_cidr.rs: accepted as /16, refused by kubeadm.
+            ("10.244.0.0/+16", "0 to 32"),
             ("10.244.1/24", "not an IPv4 address"),
         ] {
             let err = Ipv4Cidr::parse(text).unwrap_err();

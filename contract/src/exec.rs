@@ -124,7 +124,16 @@ impl Frame {
             ));
         }
         let mut payload = vec![0u8; len];
-        r.read_exact(&mut payload)?;
+        r.read_exact(&mut payload).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("exec channel closed inside a frame payload of {len} bytes"),
+                )
+            } else {
+                e
+            }
+        })?;
         Ok(Some(Frame {
             kind: header[0],
             id,
@@ -165,6 +174,19 @@ mod tests {
         assert!(err.to_string().contains("not a kina exec stream"), "{err}");
         let err = Frame::read_from(&mut &bytes[..4]).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn a_stream_closed_inside_a_payload_says_so() {
+        // Found by tests/prop_exec_frames.rs: this used to be io's bare
+        // "failed to fill whole buffer".
+        let bytes = [0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0];
+        let err = Frame::read_from(&mut &bytes[..]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(
+            err.to_string(),
+            "exec channel closed inside a frame payload of 256 bytes"
+        );
     }
 
     #[test]
