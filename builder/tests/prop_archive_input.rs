@@ -285,7 +285,7 @@ fn compression() -> impl Strategy<Value = &'static str> {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(1024))]
 
     // --------------------------------------------------------- .deb/ar --
 

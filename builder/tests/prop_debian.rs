@@ -39,6 +39,7 @@ fn deb822ish() -> impl Strategy<Value = String> {
     let line = prop_oneof![
         "[A-Za-z][A-Za-z0-9-]{0,12}: ?[ -~]{0,20}",
         " [ -~]{0,20}",
+        " [ -~]{0,10}\r{1,2}",
         "\t[ -~]{0,10}",
         "#[ -~]{0,10}",
         Just(String::new()),
@@ -301,7 +302,7 @@ fn trixie_keyring() -> Keyring {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(1024))]
 
     // ---------------------------------------------------------- control --
 
@@ -457,7 +458,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(1024))]
 
     // -------------------------------------------------------- relations --
 

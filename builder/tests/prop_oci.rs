@@ -64,7 +64,7 @@ fn mirror_host() -> impl Strategy<Value = (String, bool)> {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(1024))]
 
     // ----------------------------------------------------------- digest --
 

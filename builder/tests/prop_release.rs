@@ -146,7 +146,7 @@ fn release_text(r: &Release) -> String {
 proptest! {
     // Signing and verifying take about a millisecond each (dependencies are
     // optimised in debug builds too).
-    #![proptest_config(config(128))]
+    #![proptest_config(config(256))]
 
     /// A generated Release, signed by a trusted key, verifies and reads back
     /// to every field and SHA256 entry it was made from; when it has expired
