@@ -56,6 +56,13 @@ pub fn read_deb(bytes: &[u8], origin: &str) -> Result<DebPackage, DebError> {
         entry
             .read_to_end(&mut raw)
             .map_err(|e| member(e.to_string()))?;
+        let declared = entry.header().size();
+        if raw.len() as u64 != declared {
+            return Err(member(format!(
+                "truncated: its header says {declared} bytes, the file holds {}",
+                raw.len()
+            )));
+        }
         if name == "debian-binary" {
             version = Some(String::from_utf8_lossy(&raw).trim().to_string());
         } else if let Some(ext) = name.strip_prefix("control.tar") {

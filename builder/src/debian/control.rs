@@ -89,6 +89,10 @@ pub fn parse_paragraphs(text: &str) -> Result<Vec<Paragraph>, ControlParseError>
     let mut current = Paragraph::default();
     for (index, line) in text.lines().enumerate() {
         let line_no = index + 1;
+        // `lines` ends lines at LF and CRLF; CRs left at the end (the last
+        // line's, or those of `\r\r\n`) end the line too, or a continuation
+        // would keep a CR that no written paragraph can hold.
+        let line = line.trim_end_matches('\r');
         if line.trim().is_empty() {
             if !current.is_empty() {
                 paragraphs.push(std::mem::take(&mut current));
@@ -181,6 +185,24 @@ mod tests {
             out,
             "Package: a\nStatus: install ok installed\nVersion: 1\n"
         );
+    }
+
+    #[test]
+    fn a_carriage_return_ending_a_continuation_line_is_not_kept() {
+        // Found by tests/prop_debian.rs: `Field:\r\n :\r` kept the CR in the
+        // value, and the written paragraph read back without it.
+        for text in [
+            "A: b\n c\r",
+            "A: b\r\n c\r\r\n",
+            "A: b\n c\r\r",
+            "A: b\n c\r\n",
+        ] {
+            let p = parse_single(text).unwrap();
+            assert_eq!(p.get("A"), Some("b\n c"), "{text:?}");
+            let mut out = String::new();
+            p.write_to(&mut out);
+            assert_eq!(parse_single(&out).unwrap(), p);
+        }
     }
 
     #[test]

@@ -120,8 +120,9 @@ fn parse_one(text: &str, arch: Arch) -> Result<Option<Relation>, String> {
         rest = rest[..pos].trim_end();
     }
     if let Some(open) = rest.find('[') {
-        let close = rest
+        let close = rest[open..]
             .find(']')
+            .map(|i| open + i)
             .ok_or_else(|| format!("unclosed `[` in `{text}`"))?;
         let list = &rest[open + 1..close];
         let mut negated = false;
@@ -142,8 +143,9 @@ fn parse_one(text: &str, arch: Arch) -> Result<Option<Relation>, String> {
     }
     let (name_part, constraint) = match rest.find('(') {
         Some(open) => {
-            let close = rest
+            let close = rest[open..]
                 .find(')')
+                .map(|i| open + i)
                 .ok_or_else(|| format!("unclosed `(` in `{text}`"))?;
             let inner = rest[open + 1..close].trim();
             let split = inner
@@ -159,13 +161,13 @@ fn parse_one(text: &str, arch: Arch) -> Result<Option<Relation>, String> {
         }
         None => (rest.trim(), None),
     };
-    if name_part.is_empty() {
-        return Err(format!("empty package name in `{text}`"));
-    }
     let (name, qualifier) = match name_part.split_once(':') {
         Some((n, q)) => (n, Some(q.to_string())),
         None => (name_part, None),
     };
+    if name.is_empty() {
+        return Err(format!("empty package name in `{text}`"));
+    }
     if !name
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.'))
@@ -257,5 +259,24 @@ mod tests {
         assert!(err.to_string().contains("libc6 (>= 2.34"));
         assert!(parse_relations("Bad_Name", Arch::Amd64).is_err());
         assert!(parse_relations("x (~= 1)", Arch::Amd64).is_err());
+    }
+
+    #[test]
+    fn a_qualifier_without_a_name_is_refused() {
+        // Found by tests/prop_debian.rs: `:` and `:any` parsed to a relation
+        // on the package with the empty name.
+        for text in [":", ":any", "a, :native (>= 1)"] {
+            let err = parse_relations(text, Arch::Amd64).unwrap_err();
+            assert!(err.problem.contains("empty package name"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_closing_bracket_before_the_opening_one_is_an_error() {
+        // Found by tests/prop_debian.rs: `)(` and `][` sliced backwards and panicked.
+        for text in [")(", "a ] [amd64", "a ) (>= 1)"] {
+            let err = parse_relations(text, Arch::Amd64).unwrap_err();
+            assert_eq!(err.text, text);
+        }
     }
 }

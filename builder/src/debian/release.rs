@@ -223,6 +223,11 @@ pub fn parse_debian_date(text: &str) -> Option<u64> {
     let day: u32 = day.parse().ok()?;
     let month = crate::civil_time::month_number(month)?;
     let year: i64 = year.parse().ok()?;
+    // Four-digit years, as RFC 2822 writes them; far larger ones would
+    // overflow the day arithmetic below.
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
     let mut hms = time.split(':').map(|p| p.parse::<u32>().ok());
     let (h, m, s) = (hms.next()??, hms.next()??, hms.next().unwrap_or(Some(0))?);
     if hms.next().is_some() || h > 23 || m > 59 || s > 60 || day == 0 || day > 31 {
@@ -230,7 +235,10 @@ pub fn parse_debian_date(text: &str) -> Option<u64> {
     }
     let offset: i64 = match *zone {
         "UTC" | "GMT" | "Z" | "UT" => 0,
-        z if z.len() == 5 && (z.starts_with('+') || z.starts_with('-')) => {
+        z if z.len() == 5
+            && (z.starts_with('+') || z.starts_with('-'))
+            && z[1..].bytes().all(|b| b.is_ascii_digit()) =>
+        {
             let hh: i64 = z[1..3].parse().ok()?;
             let mm: i64 = z[3..5].parse().ok()?;
             let secs = hh * 3600 + mm * 60;
@@ -283,6 +291,13 @@ mod tests {
             "Sat, 09 Aug 2025 25:09:45 UTC",
             "Sat, 09 Aug 2025 09:09:45 CEST",
             "Sat, 32 Aug 2025 09:09:45 UTC",
+            // Found by tests/prop_debian.rs: overflowed (a panic in debug builds).
+            "Sun, 1 Jan 300000000000 0:0 UTC",
+            "Sun, 1 Jan -300000000000 0:0 UTC",
+            // Found by tests/prop_debian.rs: sliced inside a character and panicked.
+            "Sun, 1 Jan 2020 00:00 -0\u{4e2d}",
+            "Sun, 1 Jan 2020 00:00 +\u{4e2d}0",
+            "Sun, 1 Jan 2020 00:00 +-100",
         ] {
             assert_eq!(parse_debian_date(bad), None, "{bad}");
         }

@@ -79,11 +79,6 @@ pub struct RegistryMirrors {
     map: BTreeMap<String, Endpoint>,
 }
 
-fn is_loopback(host: &str) -> bool {
-    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    name == "localhost" || name.starts_with("127.") || name == "[::1]"
-}
-
 impl RegistryMirrors {
     pub fn parse(rules: &[String]) -> Result<Self, RegistryError> {
         let mut map = BTreeMap::new();
@@ -100,7 +95,7 @@ impl RegistryMirrors {
                 (false, url)
             };
             let host = host.trim_end_matches('/').to_string();
-            if plain_http && !is_loopback(&host) {
+            if plain_http && !crate::oci::distribution::is_loopback(&host) {
                 return Err(RegistryError::InsecureMirror(rule.clone()));
             }
             map.insert(registry.to_string(), Endpoint { host, plain_http });
@@ -363,6 +358,15 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, RegistryError::InsecureMirror(_)));
         assert!(RegistryMirrors::parse(&["nonsense".into()]).is_err());
+        // Found by tests/prop_oci.rs: a `127.` prefix was taken for loopback.
+        for host in ["127.example.invalid", "127.0.0.1.example.invalid:5000"] {
+            let err =
+                RegistryMirrors::parse(&[format!("registry.k8s.io=http://{host}")]).unwrap_err();
+            assert!(matches!(err, RegistryError::InsecureMirror(_)), "{err}");
+        }
+        for host in ["127.0.0.2:5000", "localhost:5000", "[::1]:5000"] {
+            assert!(RegistryMirrors::parse(&[format!("registry.k8s.io=http://{host}")]).is_ok());
+        }
     }
 
     #[test]

@@ -127,7 +127,12 @@ impl Unpacker {
             let node_kind = if kind.is_dir() {
                 NodeKind::Dir
             } else if kind.is_file() || kind == tar::EntryType::Continuous {
-                let mut data = Vec::with_capacity(entry.size() as usize);
+                // The header's size is untrusted: reserve no more than the
+                // archive could hold, or a claimed 2^62 bytes aborts the process.
+                let reserve = usize::try_from(entry.size())
+                    .unwrap_or(usize::MAX)
+                    .min(deb.data_tar.len());
+                let mut data = Vec::with_capacity(reserve);
                 entry.read_to_end(&mut data).map_err(corrupt)?;
                 NodeKind::File(data)
             } else if kind.is_symlink() {
@@ -182,6 +187,15 @@ impl Unpacker {
             entry: path.to_string(),
             problem,
         };
+        // Entries already stored under `path` (an archive may list children
+        // before their directory) make it a directory: anything else there
+        // would have them stored through a symlink or under a file.
+        if !matches!(node.kind, NodeKind::Dir) && tree.children_of(path).next().is_some() {
+            return Err(entry_err(format!(
+                "is a {}, but entries exist under it",
+                describe(&node.kind)
+            )));
+        }
         match (tree.get(path), &node.kind) {
             // dpkg keeps an existing directory as it is.
             (Some(existing), NodeKind::Dir) if matches!(existing.kind, NodeKind::Dir) => {

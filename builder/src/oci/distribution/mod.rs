@@ -280,7 +280,7 @@ impl Target {
 
 /// `host` is a name, an IPv4 address or a bracketed IPv6 address, each
 /// with or without `:port`.
-fn is_loopback(host: &str) -> bool {
+pub(crate) fn is_loopback(host: &str) -> bool {
     let name = if let Some(rest) = host.strip_prefix('[') {
         rest.split_once(']').map_or(rest, |(inside, _)| inside)
     } else {
