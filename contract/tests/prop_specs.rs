@@ -71,28 +71,16 @@ fn wild_json() -> impl Strategy<Value = Value> {
         Just(Value::from("worker")),
         Just(Value::from("control-plane")),
     ];
+    let mut names = spec_field_names();
+    names.extend([
+        "address",
+        "bootstrap_token",
+        "control_plane_endpoint",
+        "pod_subnet",
+        "service_subnet",
+    ]);
     let key = prop_oneof![
-        prop::sample::select(vec![
-            "version",
-            "name",
-            "cluster",
-            "role",
-            "pod_cidr",
-            "peers",
-            "required_kernel_profiles",
-            "kubernetes",
-            "interface",
-            "kubeadm_config_patches",
-            "kubeadm_config_patches_json6902",
-            "cluster_interface",
-            "stop_after",
-            "address",
-            "bootstrap_token",
-            "control_plane_endpoint",
-            "pod_subnet",
-            "service_subnet",
-        ])
-        .prop_map(String::from),
+        prop::sample::select(names).prop_map(String::from),
         any::<String>(),
     ];
     leaf.prop_recursive(4, 48, 8, move |inner| {
