@@ -141,11 +141,41 @@ impl NodeSpec {
             .map_or(default, |c| c.device.as_str())
     }
 
+    /// Reads a spec; an error names the field (`kubernetes.bootstrap_token`)
+    /// as well as the line and column. A spec of another version that does
+    /// not parse is reported as the version mismatch it is, which says
+    /// what to do.
     pub fn from_json(bytes: &[u8], source_name: &str) -> Result<Self, NodeSpecError> {
-        let spec: NodeSpec = serde_json::from_slice(bytes).map_err(|e| NodeSpecError::Invalid {
-            source_name: source_name.to_string(),
-            message: e.to_string(),
-        })?;
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let parsed: Result<NodeSpec, _> = serde_path_to_error::deserialize(&mut de);
+        let spec = match parsed {
+            Ok(spec) => spec,
+            Err(e) => {
+                #[derive(serde::Deserialize)]
+                struct Versioned {
+                    version: u32,
+                }
+                if let Ok(Versioned { version }) = serde_json::from_slice(bytes)
+                    && version != NODE_SPEC_VERSION
+                {
+                    return Err(NodeSpecError::Version {
+                        source_name: source_name.to_string(),
+                        found: version,
+                    });
+                }
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                let message = if path == "." {
+                    inner.to_string()
+                } else {
+                    format!("field `{path}`: {inner}")
+                };
+                return Err(NodeSpecError::Invalid {
+                    source_name: source_name.to_string(),
+                    message,
+                });
+            }
+        };
         if let Some(phase) = &spec.stop_after
             && !crate::status::PHASES.contains(&phase.as_str())
         {
@@ -204,5 +234,32 @@ mod tests {
         assert!(err.to_string().contains("version 2"), "{err}");
         let err = NodeSpec::from_json(br#"{"version":1,"name":"n","cluster":"c","role":"worker","pod_cidr":"x","podCidr":"y"}"#, "spec").unwrap_err();
         assert!(err.to_string().contains("podCidr"), "{err}");
+    }
+
+    #[test]
+    fn a_spec_of_another_version_is_reported_as_such_even_when_it_does_not_parse() {
+        // A newer kina's spec, with a field this kina-init does not know.
+        let err = NodeSpec::from_json(
+            br#"{"version":7,"name":"n","cluster":"c","role":"worker","pod_cidr":"x","gpu":true}"#,
+            "/etc/kina/node.json",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, NodeSpecError::Version { found: 7, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("same kina"), "{err}");
+    }
+
+    #[test]
+    fn a_wrongly_typed_nested_field_is_named_by_its_path() {
+        let err = NodeSpec::from_json(
+            br#"{"version":1,"name":"n","cluster":"c","role":"worker","pod_cidr":"x","cluster_interface":{"device":"eth1","address":7}}"#,
+            "spec",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("field `cluster_interface.address`"), "{err}");
+        assert!(err.contains("line 1 column"), "{err}");
     }
 }

@@ -298,8 +298,8 @@ proptest! {
     /// A valid spec broken in one place is refused, and the message names
     /// the place: a missing required field or an unknown field by name, a
     /// stop phase that is not a boot phase by its value, another schema
-    /// version by its number; a value of the wrong type by the line and
-    /// column of that field.
+    /// version by its number; a value of the wrong type by its name and the
+    /// line and column of that field.
     #[test]
     fn a_spec_broken_in_one_place_is_refused_naming_it(
         spec in node_specs(),
@@ -331,9 +331,8 @@ proptest! {
             }
             _ => {
                 object.insert(field.to_string(), wrong_type(field));
-                // serde_json names no field here (and says just "expected
-                // value" for `"role":7`): the position is what points at it.
-                (String::from(" at line 1 column "), Some(field.to_string()))
+                // Named by its path, and located by line and column.
+                (format!("field `{field}`"), Some(field.to_string()))
             }
         };
         let bytes = serde_json::to_vec(&value).unwrap();
