@@ -570,16 +570,7 @@ proptest! {
         data in proptest::collection::vec(any::<u8>(), 0..100),
     ) {
         prop_assume!(claimed > data.len() as u64);
-        let mut header = tar::Header::new_gnu();
-        header.as_old_mut().name[..7].copy_from_slice(b"./big-x");
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_mode(0o644);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_mtime(0);
-        header.set_size(claimed);
-        header.set_cksum();
-        let mut bytes = header.as_bytes().to_vec();
+        let mut bytes = big_file_header(claimed);
         bytes.extend_from_slice(&data);
         let (mut tree, mut unpacker) = base_root();
         let mut package = deb("big", "", &[]);
@@ -634,18 +625,9 @@ proptest! {
 /// was reserved up front, and the allocation failure aborted the process.
 #[test]
 fn a_tar_header_claiming_exabytes_is_refused_without_aborting() {
-    let mut header = tar::Header::new_gnu();
-    header.as_old_mut().name[..7].copy_from_slice(b"./big-x");
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_mode(0o644);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_mtime(0);
-    header.set_size(7_952_167_985_320_972_571);
-    header.set_cksum();
     let (mut tree, mut unpacker) = base_root();
     let mut package = deb("big", "", &[]);
-    package.data_tar = header.as_bytes().to_vec();
+    package.data_tar = big_file_header(7_952_167_985_320_972_571);
     let err = unpacker.unpack(&mut tree, &package, "big.deb").unwrap_err();
     assert!(matches!(err, UnpackError::Corrupt { .. }), "{err}");
 }
@@ -669,4 +651,18 @@ fn a_member_shorter_than_its_header_is_refused() {
         "{err}"
     );
     assert!(err.to_string().contains("truncated"), "{err}");
+}
+
+/// The tar header of a regular file `./big-x` claiming `size` bytes.
+fn big_file_header(size: u64) -> Vec<u8> {
+    let mut header = tar::Header::new_gnu();
+    header.as_old_mut().name[..7].copy_from_slice(b"./big-x");
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_size(size);
+    header.set_cksum();
+    header.as_bytes().to_vec()
 }
