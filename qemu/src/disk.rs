@@ -111,9 +111,26 @@ pub enum DiskError {
     )]
     MkfsMissing { out: PathBuf, problem: String },
     #[error(
-        "mke2fs for {out} failed: {problem}; if the filesystem ran out of space, raise DiskExtras::size_bytes"
+        "mke2fs for {out} failed: {problem}; if the image's files do not fit in {size_mib} MiB, give the node a bigger disk (--disk-size)"
     )]
-    Mkfs { out: PathBuf, problem: String },
+    Mkfs {
+        out: PathBuf,
+        size_mib: u64,
+        problem: String,
+    },
+    /// The host's disk, not the node's, ran out: said apart from a corrupt
+    /// layer or a too-small node disk, which the same ENOSPC would otherwise
+    /// be reported as.
+    #[error(
+        "no space left on the host for node disk {out}: the filesystem holding {dir} has {free_mib} MiB free{needed}; free space there, or put kina's data on a bigger filesystem (KINA_DATA_DIR)",
+        needed = needed_mib.map(|n| format!(" and the disk needs about {n} MiB more")).unwrap_or_default()
+    )]
+    HostFull {
+        out: PathBuf,
+        dir: PathBuf,
+        free_mib: u64,
+        needed_mib: Option<u64>,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DiskError + '_ {
@@ -171,11 +188,32 @@ fn build(
     let staging = tempfile::Builder::new()
         .prefix(".kina-disk-staging-")
         .tempdir_in(&dir)
-        .map_err(io_err(&dir))?;
-    let root = staging.path();
+        .map_err(|e| host_full_or(io_err(&dir)(e), &dir, out))?;
+    // Mapped before the staging tree goes, so a full host is measured full.
+    build_in(layout, &layers, extras, staging.path(), &dir, out)
+        .map_err(|e| host_full_or(e, &dir, out))?;
+    drop(staging);
+    Ok(DiskInfo {
+        path: out.to_path_buf(),
+        size_bytes: extras.size_bytes,
+        manifest_digest,
+        layers: layers.len(),
+    })
+}
+
+/// Stages the layers and extras under `root` and writes the disk to `out`
+/// through a temporary file in `dir`.
+fn build_in(
+    layout: &Path,
+    layers: &[LayerDescriptor],
+    extras: &DiskExtras,
+    root: &Path,
+    dir: &Path,
+    out: &Path,
+) -> Result<(), DiskError> {
     std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .map_err(io_err(root))?;
-    for layer in &layers {
+    for layer in layers {
         apply_verified_layer(layout, layer, root)?;
     }
     if let Some((release, modules)) = &extras.kernel_modules {
@@ -184,25 +222,96 @@ fn build(
     for (path, contents, mode) in &extras.files {
         install_file(root, path, contents, *mode)?;
     }
+    ensure_room_for_disk(root, extras.size_bytes, dir, out)?;
     let disk = tempfile::Builder::new()
         .prefix(".kina-disk-")
-        .tempfile_in(&dir)
-        .map_err(io_err(&dir))?;
+        .tempfile_in(dir)
+        .map_err(io_err(dir))?;
     disk.as_file()
         .set_len(extras.size_bytes)
         .map_err(io_err(disk.path()))?;
-    mke2fs(root, disk.path(), extras.size_bytes, out)?;
+    mke2fs(root, disk.path(), extras.size_bytes, out).map_err(|e| host_full_or(e, dir, out))?;
     disk.persist(out).map_err(|e| DiskError::Io {
         path: out.to_path_buf(),
         source: e.error,
     })?;
-    drop(staging);
-    Ok(DiskInfo {
-        path: out.to_path_buf(),
-        size_bytes: extras.size_bytes,
-        manifest_digest,
-        layers: layers.len(),
-    })
+    Ok(())
+}
+
+/// The strerror of ENOSPC, as both `std::io::Error` and e2fsprogs' com_err
+/// print it; layer and extra-file errors carry it only as text.
+const ENOSPC_TEXT: &str = "No space left on device";
+
+/// A failure that ENOSPC caused is the host's disk being full (mke2fs
+/// reports a too-small node filesystem as a block allocation failure, not
+/// as ENOSPC), and is said so with the free space left, measured while what
+/// filled it (the staging tree, the partial image) is still there.
+fn host_full_or(error: DiskError, dir: &Path, out: &Path) -> DiskError {
+    let enospc = match &error {
+        DiskError::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
+        DiskError::Entry { problem, .. }
+        | DiskError::Extra { problem, .. }
+        | DiskError::Mkfs { problem, .. } => problem.contains(ENOSPC_TEXT),
+        _ => false,
+    };
+    match (enospc, free_bytes(dir)) {
+        (true, Some(free)) => DiskError::HostFull {
+            out: out.to_path_buf(),
+            dir: dir.to_path_buf(),
+            free_mib: free >> 20,
+            needed_mib: None,
+        },
+        _ => error,
+    }
+}
+
+/// Refuses, before mke2fs writes anything, a disk the host cannot hold: the
+/// staged files plus the new filesystem's metadata (its journal is 64 MiB
+/// of an 8 GiB disk; a 64th of the size bounds journal and tables).
+fn ensure_room_for_disk(root: &Path, size: u64, dir: &Path, out: &Path) -> Result<(), DiskError> {
+    let Some(free) = free_bytes(dir) else {
+        return Ok(());
+    };
+    let needed = allocated_bytes(root).map_err(io_err(root))? + size / 64;
+    if needed > free {
+        return Err(DiskError::HostFull {
+            out: out.to_path_buf(),
+            dir: dir.to_path_buf(),
+            free_mib: free >> 20,
+            needed_mib: Some(needed.div_ceil(1 << 20)),
+        });
+    }
+    Ok(())
+}
+
+/// Space available to this (root) process on the filesystem holding `dir`;
+/// None when statvfs fails, which leaves the error as it was.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let stat = nix::sys::statvfs::statvfs(dir).ok()?;
+    Some(u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size())))
+}
+
+/// What the files under `root` occupy on disk (hard links counted once),
+/// which is what mke2fs will write again into the image.
+fn allocated_bytes(root: &Path) -> std::io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0u64;
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        for entry in std::fs::read_dir(&path)? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.nlink() > 1 && !meta.is_dir() && !seen.insert((meta.dev(), meta.ino())) {
+                continue;
+            }
+            total = total.saturating_add(meta.blocks().saturating_mul(512));
+            if meta.is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// /proc/self belongs to the process's effective uid (proc(5)); this avoids
@@ -442,6 +551,7 @@ fn mke2fs(staging: &Path, image: &Path, size: u64, out: &Path) -> Result<(), Dis
     if !output.status.success() {
         return Err(DiskError::Mkfs {
             out: out.to_path_buf(),
+            size_mib: size >> 20,
             problem: format!(
                 "{}: {}",
                 output.status,

@@ -88,12 +88,30 @@ fn kernel_lock() -> &'static KernelLock {
     })
 }
 
+/// A directory for one of this binary's shared fixtures. Statics are never
+/// dropped, so a TempDir in one would be left in /tmp by every run (some
+/// 600 MiB each); these live under the target directory instead, and each
+/// run first removes what the previous run left there.
+fn fixture_dir(name: &str) -> PathBuf {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    let root = ROOT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("node_assets-fixtures");
+        if root.exists() {
+            std::fs::remove_dir_all(&root).unwrap();
+        }
+        root
+    });
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// The amd64 kernel fetched once into a cache of this test binary.
-fn amd64_kernel() -> &'static (tempfile::TempDir, KernelArtifacts) {
-    static KERNEL: OnceLock<(tempfile::TempDir, KernelArtifacts)> = OnceLock::new();
+fn amd64_kernel() -> &'static (PathBuf, KernelArtifacts) {
+    static KERNEL: OnceLock<(PathBuf, KernelArtifacts)> = OnceLock::new();
     KERNEL.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::open(dir.path()).unwrap();
+        let dir = fixture_dir("kernel-cache");
+        let cache = Cache::open(&dir).unwrap();
         let kernel = runtime()
             .block_on(fetch_kernel(kernel_lock(), Arch::Amd64, &cache, &mirrors()))
             .unwrap();
@@ -227,7 +245,7 @@ fn a_second_fetch_reuses_the_unpacked_kernel_without_the_network() {
     let locked = kernel_lock().for_arch(Arch::Amd64).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::open(dir.path()).unwrap();
-    let shared_cache = Cache::open(shared.path()).unwrap();
+    let shared_cache = Cache::open(shared).unwrap();
     std::fs::copy(
         shared_cache.blob_path(&locked.sha256),
         cache.blob_path(&locked.sha256),
@@ -457,7 +475,7 @@ const BASE_REFERENCE: &str = "kina.local/node:disk-test";
 /// through the same code path as `kina image build`. kina-init is a
 /// stand-in (the host's /bin/true, an amd64 ELF): the disk tests read the
 /// filesystem and never run init. Downloads share the user's verified cache.
-fn base_image_store() -> &'static tempfile::TempDir {
+fn base_image_store() -> &'static PathBuf {
     use kina_builder::assemble::{BuildOptions, build_to_store};
     use kina_builder::fetch::http::Fetcher;
     use kina_builder::fetch::mirror::UrlRewrites;
@@ -467,7 +485,7 @@ fn base_image_store() -> &'static tempfile::TempDir {
     use kina_builder::oci::registry::RegistryMirrors;
     use kina_builder::recipe::LoadedRecipe;
     use kina_builder::store::ImageStore;
-    static STORE: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static STORE: OnceLock<PathBuf> = OnceLock::new();
     STORE.get_or_init(|| {
         let loaded = LoadedRecipe::load(&workspace().join("recipes/base.toml")).unwrap();
         let rt = runtime();
@@ -499,8 +517,8 @@ fn base_image_store() -> &'static tempfile::TempDir {
             Progress::new(ProgressMode::Quiet),
         )
         .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let store = ImageStore::open(dir.path()).unwrap();
+        let dir = fixture_dir("image-store");
+        let store = ImageStore::open(&dir).unwrap();
         rt.block_on(build_to_store(&loaded, &lock, &options, &fetcher, &store))
             .unwrap();
         dir
@@ -510,27 +528,26 @@ fn base_image_store() -> &'static tempfile::TempDir {
 const NODE_JSON: &str = "/etc/kina/node.json";
 
 /// The base image's disk with the amd64 kernel's modules and a node.json.
-fn base_disk() -> &'static (tempfile::TempDir, PathBuf) {
-    static DISK: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+fn base_disk() -> &'static PathBuf {
+    static DISK: OnceLock<PathBuf> = OnceLock::new();
     DISK.get_or_init(|| {
         let store = base_image_store();
         let (_, kernel) = amd64_kernel();
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("root.ext4");
+        let out = fixture_dir("disk").join("root.ext4");
         let extras = DiskExtras {
             kernel_modules: Some((kernel.release.clone(), kernel.modules_dir.clone())),
             files: vec![(NODE_JSON.into(), b"{\"name\":\"n1\"}".to_vec(), 0o600)],
             ..DiskExtras::default()
         };
         let started = std::time::Instant::now();
-        let info = build_stored_root_disk(store.path(), BASE_REFERENCE, Arch::Amd64, &extras, &out)
-            .unwrap();
+        let info =
+            build_stored_root_disk(store, BASE_REFERENCE, Arch::Amd64, &extras, &out).unwrap();
         eprintln!(
             "root disk of the base image: {} layers in {:.1?}",
             info.layers,
             started.elapsed()
         );
-        (dir, out)
+        out
     })
 }
 
@@ -555,7 +572,7 @@ fn stat_field(disk: &Path, path: &str, field: &str) -> String {
 #[test]
 fn the_base_image_disk_is_a_clean_ext4_filesystem_labelled_kina_root() {
     require_tool("e2fsck");
-    let (_, disk) = base_disk();
+    let disk = base_disk();
     run_ok(Command::new("e2fsck").arg("-fn").arg(disk));
     let out = run_ok(Command::new("dumpe2fs").arg("-h").arg(disk));
     let header = String::from_utf8_lossy(&out.stdout);
@@ -567,7 +584,7 @@ fn the_base_image_disk_is_a_clean_ext4_filesystem_labelled_kina_root() {
 
 #[test]
 fn etc_shadow_keeps_mode_0640_and_group_shadow() {
-    let (_, disk) = base_disk();
+    let disk = base_disk();
     assert_eq!(stat_field(disk, "/etc/shadow", "Mode:"), "0640");
     assert_eq!(stat_field(disk, "/etc/shadow", "User:"), "0");
     assert_eq!(stat_field(disk, "/etc/shadow", "Group:"), "42");
@@ -575,13 +592,13 @@ fn etc_shadow_keeps_mode_0640_and_group_shadow() {
 
 #[test]
 fn setuid_binaries_keep_their_setuid_bit() {
-    let (_, disk) = base_disk();
+    let disk = base_disk();
     assert_eq!(stat_field(disk, "/usr/bin/su", "Mode:"), "04755");
 }
 
 #[test]
 fn node_json_is_root_owned_0600() {
-    let (_, disk) = base_disk();
+    let disk = base_disk();
     assert_eq!(stat_field(disk, NODE_JSON, "Mode:"), "0600");
     assert_eq!(stat_field(disk, NODE_JSON, "User:"), "0");
     assert_eq!(
@@ -592,7 +609,7 @@ fn node_json_is_root_owned_0600() {
 
 #[test]
 fn kernel_modules_land_under_usr_lib_through_the_usrmerge_symlink() {
-    let (_, disk) = base_disk();
+    let disk = base_disk();
     let (_, kernel) = amd64_kernel();
     assert_eq!(stat_field(disk, "/lib", "Type:"), "symlink");
     let dep = debugfs(
@@ -843,4 +860,98 @@ fn the_arm64_kernel_fetches_as_an_arm64_image_and_gets_an_initramfs() {
         "{:?}",
         info.modules
     );
+}
+
+// ------------------------------------------------------- host disk full
+
+/// A tmpfs of `mib` MiB, a real filesystem that fills up (root, as in CI),
+/// unmounted when dropped so a failing test leaves no mount behind.
+struct SmallFilesystem {
+    _dir: tempfile::TempDir,
+    mount: PathBuf,
+}
+
+impl SmallFilesystem {
+    fn new(mib: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mount = dir.path().join("small");
+        std::fs::create_dir(&mount).unwrap();
+        run_ok(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+                .arg(&mount),
+        );
+        Self { _dir: dir, mount }
+    }
+
+    fn left(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(&self.mount)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mount).status();
+    }
+}
+
+/// A layout whose one layer holds a file of `mib` MiB (small once gzipped).
+fn layout_with_file_of(dir: &Path, mib: usize) -> PathBuf {
+    let contents = "k".repeat(mib << 20);
+    layout_of(dir, &[raw_tar(&[E::File("big", &contents)])])
+}
+
+#[test]
+fn a_host_that_fills_up_while_unpacking_is_reported_as_full_and_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = layout_with_file_of(dir.path(), 6);
+    let small = SmallFilesystem::new(4);
+    let out = small.mount.join("disk.ext4");
+    let message = build_root_disk(&layout, Arch::Amd64, &small_disk(), &out)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("no space left on the host")
+            && message.contains(&small.mount.display().to_string())
+            && message.contains("KINA_DATA_DIR"),
+        "{message}"
+    );
+    assert!(!message.contains("broken or hostile"), "{message}");
+    assert_eq!(small.left(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_disk_the_host_cannot_hold_is_refused_before_mke2fs_saying_how_much_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = layout_with_file_of(dir.path(), 3);
+    let small = SmallFilesystem::new(8);
+    let out = small.mount.join("disk.ext4");
+    // 3 MiB of files fit in the tmpfs, but not with a 1 GiB filesystem's
+    // journal and tables beside them.
+    let extras = DiskExtras {
+        size_bytes: 1 << 30,
+        ..DiskExtras::default()
+    };
+    let message = build_root_disk(&layout, Arch::Amd64, &extras, &out)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("no space left on the host") && message.contains("needs about"),
+        "{message}"
+    );
+    assert_eq!(small.left(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_disk_that_fits_the_host_is_built_on_a_small_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = layout_with_file_of(dir.path(), 3);
+    let small = SmallFilesystem::new(32);
+    let out = small.mount.join("disk.ext4");
+    build_root_disk(&layout, Arch::Amd64, &small_disk(), &out).unwrap();
+    assert_eq!(small.left(), vec![out.clone()]);
+    assert!(debugfs(&out, "ls -l /").contains(" big"));
 }
