@@ -286,6 +286,10 @@ fn ensure_room_for_disk(root: &Path, size: u64, dir: &Path, out: &Path) -> Resul
 
 /// Space available to this (root) process on the filesystem holding `dir`;
 /// None when statvfs fails, which leaves the error as it was.
+#[allow(
+    clippy::useless_conversion,
+    reason = "fsblkcnt_t and c_ulong are u64 on 64-bit Linux but u32 on macOS and 32-bit targets"
+)]
 fn free_bytes(dir: &Path) -> Option<u64> {
     let stat = nix::sys::statvfs::statvfs(dir).ok()?;
     Some(u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size())))
