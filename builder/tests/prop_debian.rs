@@ -426,6 +426,7 @@ proptest! {
         prop_assert_eq!(a.cmp(&a), Ordering::Equal);
         prop_assert_eq!(a.cmp(&b), b.cmp(&a).reverse());
         prop_assert_eq!(a.partial_cmp(&b), Some(a.cmp(&b)));
+        prop_assert_eq!(a == b, a.cmp(&b) == Ordering::Equal, "{} and {}: == and the order disagree", a, b);
         let mut sorted = [&a, &b, &c];
         sorted.sort();
         prop_assert!(sorted[0] <= sorted[1] && sorted[1] <= sorted[2]);

@@ -110,13 +110,25 @@ pub fn parse_relations(text: &str, arch: Arch) -> Result<Vec<Alternatives>, Rela
     Ok(groups)
 }
 
+fn profile_start(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            '<' if depth == 0 => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
 fn parse_one(text: &str, arch: Arch) -> Result<Option<Relation>, String> {
     let mut rest = text;
-    // Strip build profiles.
-    if let Some(pos) = rest.find('<')
-        && !rest[pos..].starts_with("<<")
-        && !rest[pos..].starts_with("<=")
-    {
+    // Strip build profiles: the first `<` outside the version constraint's
+    // parentheses (inside them, `<<`, `<=` and the obsolete `<` are
+    // operators).
+    if let Some(pos) = profile_start(rest) {
         rest = rest[..pos].trim_end();
     }
     if let Some(open) = rest.find('[') {
@@ -269,6 +281,19 @@ mod tests {
             let err = parse_relations(text, Arch::Amd64).unwrap_err();
             assert!(err.problem.contains("empty package name"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_obsolete_less_than_operator_means_at_most_and_profiles_are_dropped() {
+        // Policy 7.1: `<` and `>` are obsolete spellings of `<=` and `>=`.
+        // The `<` used to be taken for a build profile: "unclosed `(`".
+        let old = &parse_relations("libfoo (< 2.0)", Arch::Amd64).unwrap()[0][0];
+        assert_eq!(old.to_string(), "libfoo (<= 2.0)");
+        assert!(old.satisfied_by("libfoo", &v("2.0")));
+        assert!(!old.satisfied_by("libfoo", &v("2.1")));
+        let profiled =
+            &parse_relations("libbar (<< 3) [amd64] <!nocheck> <stage1>", Arch::Amd64).unwrap()[0];
+        assert_eq!(profiled[0].to_string(), "libbar (<< 3)");
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::str::FromStr;
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// Equal as dpkg says equal (`1.0` and `1.00`, `1.0` and `1.0-0`), so `==`
+/// and the order never disagree; the text is kept only to print it back.
+#[derive(Clone, Debug)]
 pub struct Version {
     pub epoch: u64,
     pub upstream: String,
@@ -75,6 +77,14 @@ impl Ord for Version {
             .then_with(|| verrevcmp(&self.revision, &other.revision))
     }
 }
+
+impl PartialEq for Version {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Version {}
 
 impl PartialOrd for Version {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
@@ -161,6 +171,8 @@ mod tests {
         ("1.0-1", "1.0-1.1"),
         ("1.2.3~", "1.2.3"),
         ("0~20250101", "0.1"),
+        ("1.0", "1.00"),
+        ("1.", "1.0"),
     ];
 
     #[test]
@@ -180,6 +192,22 @@ mod tests {
                 assert!(status.success(), "kina says {x} {op} {y}, dpkg disagrees");
             }
         }
+    }
+
+    /// dpkg calls these equal; `==` did not (it compared the text) while
+    /// the order did, so a sort and a dedup could disagree.
+    #[test]
+    fn versions_dpkg_calls_equal_are_equal_and_keep_their_text() {
+        for (a, b) in [
+            ("1.0", "1.00"),
+            ("1.0", "1.0-0"),
+            ("0:1.0", "1.0"),
+            ("1.", "1.0"),
+        ] {
+            assert_eq!(v(a), v(b), "{a} == {b}");
+            assert_eq!(v(a).to_string(), a);
+        }
+        assert_ne!(v("1.0"), v("1.0.0"));
     }
 
     #[test]
