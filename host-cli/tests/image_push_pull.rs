@@ -8,6 +8,7 @@ mod common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -536,28 +537,62 @@ fn big_blobs_go_in_patch_chunks_and_the_registry_assembles_them() {
     assert_eq!(skopeo_raw(&whole, &[]), index);
 }
 
-/// A reverse proxy in front of a docker-registry that answers `PATCH` with
-/// 405 and passes everything else on: a TEST DOUBLE for a registry without
-/// chunked uploads, since every registry packaged for Debian has them.
-/// Plain HTTP/1.1 with `Content-Length` bodies, which is all kina and
-/// docker-registry send here; each request goes upstream on a connection of
-/// its own. A TLS hello is refused at once, so kina's https probe fails
-/// fast as it does against docker-registry.
-struct RefusesPatch {
-    port: u16,
+/// What the proxy in front of a docker-registry does besides passing
+/// requests on.
+#[derive(Clone, Copy)]
+enum Misbehaviour {
+    /// Answers `PATCH` with 405: a TEST DOUBLE for a registry without
+    /// chunked uploads, since every registry packaged for Debian has them.
+    RefusesPatch,
+    /// Cuts the connection of the first answer whose body is longer than
+    /// `longer_than`, after `keep` bytes of it: a network that drops a
+    /// download (TEST DOUBLE for a flaky link; loopback never drops one).
+    /// With `strips_range`, a `Range` header never reaches the registry,
+    /// as behind a proxy that does not pass it.
+    CutsOneDownload {
+        longer_than: usize,
+        keep: usize,
+        strips_range: bool,
+    },
 }
 
-impl RefusesPatch {
-    fn start(upstream: u16) -> Self {
+/// A reverse proxy in front of a docker-registry. Plain HTTP/1.1 with
+/// `Content-Length` bodies, which is all kina and docker-registry send
+/// here; each request goes upstream on a connection of its own. A TLS hello
+/// is refused at once, so kina's https probe fails fast as it does against
+/// docker-registry.
+struct Proxy {
+    port: u16,
+    state: Arc<Mutex<ProxyState>>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    /// The path of the download that was cut, once it was.
+    cut: Option<String>,
+    /// The `Range` header (or none) of every GET of that path, in order.
+    gets_of_cut: Vec<Option<String>>,
+}
+
+impl Proxy {
+    fn start(upstream: u16, misbehaviour: Misbehaviour) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(ProxyState::default()));
+        let shared = state.clone();
         // The thread ends with the test process.
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                std::thread::spawn(move || serve(conn, upstream));
+                let state = shared.clone();
+                std::thread::spawn(move || serve(conn, upstream, misbehaviour, &state));
             }
         });
-        Self { port }
+        Self { port, state }
+    }
+
+    fn gets_of_cut(&self) -> (Option<String>, Vec<Option<String>>) {
+        let state = self.state.lock().unwrap();
+        (state.cut.clone(), state.gets_of_cut.clone())
     }
 }
 
@@ -586,7 +621,19 @@ fn read_message(reader: &mut impl std::io::BufRead) -> Option<(Vec<String>, Vec<
     Some((head, body))
 }
 
-fn serve(conn: std::net::TcpStream, upstream: u16) {
+fn header<'a>(head: &'a [String], name: &str) -> Option<&'a str> {
+    head.iter()
+        .filter_map(|h| h.split_once(':'))
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+}
+
+fn serve(
+    conn: std::net::TcpStream,
+    upstream: u16,
+    misbehaviour: Misbehaviour,
+    state: &Mutex<ProxyState>,
+) {
     use std::io::BufReader;
     let mut first = [0u8; 1];
     if conn.peek(&mut first).is_err() || !first[0].is_ascii_uppercase() {
@@ -595,15 +642,33 @@ fn serve(conn: std::net::TcpStream, upstream: u16) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut client = conn;
     while let Some((head, body)) = read_message(&mut reader) {
-        if head[0].starts_with("PATCH ") {
+        let path = head[0].split(' ').nth(1).unwrap_or_default().to_string();
+        if head[0].starts_with("PATCH ") && matches!(misbehaviour, Misbehaviour::RefusesPatch) {
             client
                 .write_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
                 .unwrap();
             continue;
         }
+        let strips_range = matches!(
+            misbehaviour,
+            Misbehaviour::CutsOneDownload {
+                strips_range: true,
+                ..
+            }
+        );
+        {
+            let mut state = state.lock().unwrap();
+            if head[0].starts_with("GET ") && state.cut.as_deref() == Some(path.as_str()) {
+                let range = header(&head, "range").map(str::to_string);
+                state.gets_of_cut.push(range);
+            }
+        }
         let mut request = String::new();
         for line in &head {
-            if !line.to_ascii_lowercase().starts_with("connection:") {
+            let lower = line.to_ascii_lowercase();
+            let dropped =
+                lower.starts_with("connection:") || (strips_range && lower.starts_with("range:"));
+            if !dropped {
                 request.push_str(line);
                 request.push_str("\r\n");
             }
@@ -623,6 +688,27 @@ fn serve(conn: std::net::TcpStream, upstream: u16) {
                 .contains("transfer-encoding: chunked"),
             "the proxy does not relay chunked responses"
         );
+        if let Misbehaviour::CutsOneDownload {
+            longer_than, keep, ..
+        } = misbehaviour
+        {
+            let body_at = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            let mut state = state.lock().unwrap();
+            if head[0].starts_with("GET ")
+                && state.cut.is_none()
+                && answer.len() - body_at > longer_than
+            {
+                state.cut = Some(path.clone());
+                state
+                    .gets_of_cut
+                    .push(header(&head, "range").map(str::to_string));
+                client.write_all(&answer[..body_at + keep]).unwrap();
+                // A clean close mid-body: the client has `keep` bytes of a
+                // body its Content-Length says is longer.
+                let _ = client.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+        }
         client.write_all(&answer).unwrap();
     }
 }
@@ -633,7 +719,7 @@ fn serve(conn: std::net::TcpStream, upstream: u16) {
 fn a_registry_refusing_chunks_gets_whole_blobs() {
     require_tool("skopeo");
     let registry = Registry::start();
-    let proxy = RefusesPatch::start(registry.port);
+    let proxy = Proxy::start(registry.port, Misbehaviour::RefusesPatch);
     let work = tempfile::tempdir().unwrap();
     let env = work.path().join("a");
     let entry = make_image(&env, "local/node:v1", 256 * 1024);
@@ -651,4 +737,81 @@ fn a_registry_refusing_chunks_gets_whole_blobs() {
     assert_eq!(Sha256Digest::of(&skopeo_raw(&direct, &[])), entry.digest);
     let puts = registry.requests("PUT", 201);
     assert_eq!(puts.len(), 5 + 3, "{puts:#?}");
+}
+
+/// A download cut off mid-blob is taken up at the byte where it stopped
+/// (`Range`, answered 206 by the registry), and the blob still verifies.
+#[test]
+fn a_pull_cut_off_mid_blob_resumes_where_it_stopped() {
+    let (proxy, registry, out) = pull_through_a_cut(false);
+    let (cut, gets) = proxy.gets_of_cut();
+    let cut = cut.expect("the proxy cut a download");
+    assert_eq!(
+        gets,
+        [None, Some(format!("bytes={CUT_AFTER}-"))],
+        "GETs of {cut}"
+    );
+    assert_eq!(registry.requests("GET", 206), std::slice::from_ref(&cut));
+    assert!(
+        all_output(&out).contains(&format!("broke after {CUT_AFTER} bytes")),
+        "{}",
+        all_output(&out)
+    );
+}
+
+/// Where `Range` does not reach the registry it answers 200 with the whole
+/// blob, which is downloaded again from its first byte.
+#[test]
+fn a_pull_cut_off_where_range_is_not_honoured_downloads_the_blob_again() {
+    let (proxy, registry, out) = pull_through_a_cut(true);
+    let (cut, gets) = proxy.gets_of_cut();
+    assert_eq!(gets.len(), 2, "GETs of {cut:?}");
+    assert!(registry.requests("GET", 206).is_empty());
+    assert!(
+        all_output(&out).contains(&format!("did not resume at byte {CUT_AFTER}")),
+        "{}",
+        all_output(&out)
+    );
+}
+
+const CUT_AFTER: usize = 300 * 1024;
+
+/// Pushes an image with a 2 MiB layer straight to a registry, then pulls it
+/// into an empty store through a proxy that cuts that layer's download
+/// after [`CUT_AFTER`] bytes; the pull must complete with every blob as
+/// pushed.
+fn pull_through_a_cut(strips_range: bool) -> (Proxy, Registry, std::process::Output) {
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let env = work.path().join("a");
+    let entry = make_image(&env, "local/node:v1", 2 << 20);
+    run_ok(&mut push(
+        &env,
+        &format!("{}/kina/node:v1", registry.host()),
+        "local/node:v1",
+    ));
+    let proxy = Proxy::start(
+        registry.port,
+        Misbehaviour::CutsOneDownload {
+            longer_than: 1 << 20,
+            keep: CUT_AFTER,
+            strips_range,
+        },
+    );
+    let other = work.path().join("b");
+    let out = run_ok(pull(&other, &format!("127.0.0.1:{}/kina/node:v1", proxy.port)).arg("-v"));
+    let pushed = ImageStore::open(env.join("data/images")).unwrap();
+    let pulled = ImageStore::open(other.join("data/images")).unwrap();
+    let (cut, _) = proxy.gets_of_cut();
+    let cut = cut.expect("the proxy cut a download");
+    let digest: Sha256Digest = cut.rsplit('/').next().unwrap().parse().unwrap();
+    assert_eq!(
+        pulled.blobs().read(&digest).unwrap(),
+        pushed.blobs().read(&digest).unwrap()
+    );
+    assert_eq!(
+        pulled.blobs().read(&entry.digest).unwrap(),
+        pushed.blobs().read(&entry.digest).unwrap()
+    );
+    (proxy, registry, out)
 }

@@ -27,7 +27,10 @@
 //! at its offset with a new token (see upload.rs).
 //!
 //! Every request that fails for a transport reason, a 5xx or a 429 is retried
-//! with exponential backoff; a whole blob is re-uploaded from its file.
+//! with exponential backoff; a whole blob is re-uploaded from its file. A
+//! download cut off mid-blob goes on from its last byte with `Range` (see
+//! session.rs), within one pull: nothing half-downloaded is kept between
+//! runs, so a blob in the store is always a whole, verified one.
 //!
 //! Plain http is used only for loopback registries or with `insecure`, and
 //! only after https failed; `insecure` also accepts an unverifiable
@@ -46,7 +49,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE,
+};
 use reqwest::{Method, StatusCode, Url};
 use sha2::{Digest as _, Sha256};
 

@@ -426,6 +426,11 @@ impl Session {
     }
 
     /// Streams a blob into the store; it is kept only if it matches `digest`.
+    /// A stream cut short is taken up where it stopped (`Range`), since the
+    /// bytes already written are a prefix of the blob whatever happens
+    /// next, and the hash that checks them simply goes on; a registry that
+    /// ignores `Range` (200) or answers with another range sends it again
+    /// from the start.
     pub(super) async fn download(&self, store: &ImageStore, digest: &Sha256Digest) -> Result<u64> {
         use std::io::Write;
         let url = self.url(&format!(
@@ -434,16 +439,39 @@ impl Session {
             digest.oci()
         ))?;
         let what = format!("downloading blob {digest:?}");
+        let mut writer = store.blobs().writer()?;
+        let mut received = 0u64;
         let mut attempt = 0;
         loop {
-            let resp = self.send(Method::GET, url.clone(), &what).await?;
+            let from = received;
+            let resp = self
+                .send_with(&what, || {
+                    let req = self.request(Method::GET, url.clone());
+                    if from > 0 {
+                        req.header(RANGE, format!("bytes={from}-"))
+                    } else {
+                        req
+                    }
+                })
+                .await?;
+            let status = resp.status();
+            if from > 0
+                && !(status == StatusCode::PARTIAL_CONTENT && range_start(&resp) == Some(from))
+            {
+                tracing::warn!(
+                    "{what}: the registry did not resume at byte {from} ({status}); downloading it again"
+                );
+                writer = store.blobs().writer()?;
+                received = 0;
+                if status == StatusCode::RANGE_NOT_SATISFIABLE {
+                    continue;
+                }
+            }
             if !resp.status().is_success() {
                 return Err(http_error(&self.target.name(), &what, resp).await);
             }
-            let mut writer = store.blobs().writer()?;
             let mut resp = resp;
-            let total = resp.content_length().unwrap_or(0);
-            let mut received = 0u64;
+            let total = received + resp.content_length().unwrap_or(0);
             let streamed: std::result::Result<(), String> = async {
                 while let Some(chunk) = resp.chunk().await.map_err(|e| error_text(&e))? {
                     writer.write_all(&chunk).map_err(|e| e.to_string())?;
@@ -476,13 +504,23 @@ impl Session {
                         message,
                     });
                 }
-                Err(_) => {
+                Err(message) => {
+                    tracing::warn!(
+                        "{what}: the stream broke after {received} bytes ({message}); resuming"
+                    );
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
                 }
             }
         }
     }
+}
+
+/// The first byte of a 206 answer's `Content-Range: bytes FIRST-LAST/SIZE`.
+fn range_start(resp: &reqwest::Response) -> Option<u64> {
+    let value = resp.headers().get(CONTENT_RANGE)?.to_str().ok()?;
+    let (first, _) = value.trim().strip_prefix("bytes ")?.split_once('-')?;
+    first.trim().parse().ok()
 }
 
 pub(super) fn challenge_of(resp: &reqwest::Response) -> Option<Challenge> {
