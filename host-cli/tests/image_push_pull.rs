@@ -554,6 +554,11 @@ enum Misbehaviour {
         keep: usize,
         strips_range: bool,
     },
+    /// Answers every `POST` (the start of an upload) with a bare 403 and a
+    /// registry error body, no challenge: a TEST DOUBLE for the registries
+    /// and proxies that say "denied" that way, since docker-registry only
+    /// says it through a token's scopes.
+    ForbidsUploads,
 }
 
 /// A reverse proxy in front of a docker-registry. Plain HTTP/1.1 with
@@ -647,6 +652,16 @@ fn serve(
             client
                 .write_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
                 .unwrap();
+            continue;
+        }
+        if head[0].starts_with("POST ") && matches!(misbehaviour, Misbehaviour::ForbidsUploads) {
+            let body = br#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#;
+            let head = format!(
+                "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            client.write_all(head.as_bytes()).unwrap();
+            client.write_all(body).unwrap();
             continue;
         }
         let strips_range = matches!(
@@ -814,4 +829,35 @@ fn pull_through_a_cut(strips_range: bool) -> (Proxy, Registry, std::process::Out
         pushed.blobs().read(&entry.digest).unwrap()
     );
     (proxy, registry, out)
+}
+
+/// A bare 403 (no challenge) is "not allowed", not "wrong password": with a
+/// login it names the user and what was refused, without one it asks for
+/// credentials; either way once, with no retry and no password shown.
+#[test]
+fn a_bare_403_to_an_upload_says_the_user_may_not_push_here() {
+    let registry = Registry::start();
+    let proxy = Proxy::start(registry.port, Misbehaviour::ForbidsUploads);
+    let work = tempfile::tempdir().unwrap();
+    let env = work.path().join("a");
+    make_image(&env, "local/node:v1", 64 * 1024);
+    let target = format!("127.0.0.1:{}/kina/node:v1", proxy.port);
+
+    let out = push_with_password(&env, &target, "s3cret-pass", &[]);
+    assert!(!out.status.success());
+    let text = all_output(&out);
+    assert!(
+        text.contains("accepted user `kina` but refused")
+            && text.contains("HTTP 403")
+            && text.contains("may not do this in this repository"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("s3cret-pass") && !text.contains("retrying"),
+        "{text}"
+    );
+
+    let text = run_err(&mut push(&env, &target, "local/node:v1"));
+    assert!(text.contains("requires credentials"), "{text}");
+    assert!(registry.requests("PUT", 201).is_empty());
 }
