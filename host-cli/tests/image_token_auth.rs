@@ -80,6 +80,10 @@ struct Policy {
     /// How long the registry accepts the first token issued, instead of
     /// `TOKEN_LIFETIME`.
     first_lifetime: Option<u64>,
+    /// Whether answers say the lifetime (`expires_in`); without it a client
+    /// takes the spec's default of 60 s, and learns of an earlier expiry
+    /// only from a refusal.
+    says_lifetime: bool,
     /// The field of the JSON answer holding the token: `token` (Docker Hub,
     /// docker_auth) or `access_token` (the OAuth2 name, which some servers
     /// send alone).
@@ -94,6 +98,7 @@ impl Default for Policy {
     fn default() -> Self {
         Self {
             first_lifetime: None,
+            says_lifetime: true,
             field: "token",
             pull_only: false,
             hidden: None,
@@ -349,10 +354,10 @@ fn answer(
         token: Some(token.clone()),
         accepted_until: Some(UNIX_EPOCH + Duration::from_secs(exp + REGISTRY_LEEWAY)),
     });
-    let body = serde_json::json!({
-        policy.field: token,
-        "expires_in": lifetime,
-    });
+    let mut body = serde_json::json!({ policy.field: token });
+    if policy.says_lifetime {
+        body["expires_in"] = lifetime.into();
+    }
     let response = tiny_http::Response::from_string(body.to_string())
         .with_header(header("Content-Type", "application/json"));
     let _ = request.respond(response);
@@ -601,8 +606,31 @@ fn a_push_from_another_repository_mounts_with_one_token_for_both() {
     assert_eq!(Sha256Digest::of(&index), entry.digest);
 }
 
+/// A token whose lifetime the token server says is replaced before it
+/// runs out: the registry never has to refuse a request.
 #[test]
-fn a_token_that_expires_during_a_push_is_renewed_and_the_push_completes() {
+fn a_token_about_to_expire_is_renewed_before_the_next_request() {
+    let (registry, text) = push_outliving_its_first_token(true);
+    for method in ["HEAD", "POST", "PATCH", "PUT"] {
+        let refused = registry.unauthorized(method);
+        assert!(refused.is_empty(), "{method} refused: {refused:#?}\n{text}");
+    }
+}
+
+/// A token that expires sooner than the token server said (or says
+/// nothing, so the default 60 s is assumed) is renewed when the registry
+/// refuses it, and the refused chunk goes again.
+#[test]
+fn a_token_refused_as_expired_during_a_push_is_renewed_and_the_push_completes() {
+    let (registry, text) = push_outliving_its_first_token(false);
+    let refused = registry.unauthorized("PATCH").len() + registry.unauthorized("PUT").len();
+    assert!(refused >= 1, "no chunk was refused:\n{text}");
+}
+
+/// Pushes an image whose first token expires mid-push; returns the
+/// registry and kina's output after checking that the push completed with
+/// no upload started over and a second token, as pushed.
+fn push_outliving_its_first_token(says_lifetime: bool) -> (Registry, String) {
     require_tool("skopeo");
     // The first token is accepted for about 3 s, later ones for 5 minutes.
     // distribution 2.8 accepts a token until 60 s past its `exp`, so the
@@ -616,6 +644,7 @@ fn a_token_that_expires_during_a_push_is_renewed_and_the_push_completes() {
     // refuses the token, as a suspended laptop or a stalled link would.
     let tokens = TokenServer::start(Policy {
         first_lifetime: Some(3),
+        says_lifetime,
         ..Policy::default()
     });
     let registry = tokens.registry();
@@ -695,6 +724,7 @@ fn a_token_that_expires_during_a_push_is_renewed_and_the_push_completes() {
     // Every blob made it: pulling into an empty store verifies them all.
     let out = run_with_password(&mut pull(&work.path().join("b"), &target), PASSWORD);
     assert!(out.status.success(), "{}", all_output(&out));
+    (registry, text)
 }
 
 /// A user the token server lets pull but not push gets an error saying

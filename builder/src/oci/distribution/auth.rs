@@ -6,7 +6,7 @@ use super::session::{Session, challenge_of, error_text, http_error};
 use super::*;
 
 /// A `WWW-Authenticate` challenge: scheme and parameters.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Challenge {
     pub(super) scheme: String,
     pub(super) params: BTreeMap<String, String>,
@@ -177,12 +177,50 @@ pub(super) fn credential_helper(helper: &str, registry: &str) -> Result<Credenti
     }
 }
 
-/// Tokens: fetched from the realm a challenge names, renewed when refused.
+/// How long before its lifetime ends a token is replaced (at most half its
+/// lifetime): enough for a request to reach the registry.
+const TOKEN_RENEWAL_MARGIN: Duration = Duration::from_secs(10);
+
+/// Tokens: fetched from the realm a challenge names, renewed shortly before
+/// they expire and when refused.
 impl Session {
     fn set_authorization(&self, value: String) {
         if let Ok(mut a) = self.authorization.lock() {
             *a = Some(value);
         }
+    }
+
+    /// Remembers when the token just received should be replaced: a little
+    /// before its lifetime (`expires_in`, counted from its arrival, so the
+    /// two clocks need not agree) is up, and how to ask for the next one.
+    fn set_token_due(&self, lifetime: Duration, challenge: Challenge) {
+        let early = (lifetime / 2).min(TOKEN_RENEWAL_MARGIN);
+        let due = std::time::Instant::now() + lifetime - early;
+        if let Ok(mut d) = self.token_due.lock() {
+            *d = Some((due, challenge));
+        }
+    }
+
+    /// A new token before a request, when the current one is about to
+    /// expire: a registry refuses an expired token only once it has the
+    /// request, which for a whole-blob `PUT` can be after its body went.
+    /// (A refusal is still answered too: see [`Session::renew_token`].)
+    pub(super) async fn renew_token_if_due(&self) -> Result<()> {
+        let challenge = match self.token_due.lock() {
+            Ok(d) => d
+                .as_ref()
+                .filter(|(due, _)| std::time::Instant::now() >= *due)
+                .map(|(_, c)| c.clone()),
+            Err(_) => None,
+        };
+        if let Some(challenge) = challenge {
+            tracing::debug!(
+                "registry {}: token about to expire, fetching a new one",
+                self.target.registry
+            );
+            self.authenticate(Some(challenge)).await?;
+        }
+        Ok(())
     }
 
     fn has_token(&self) -> bool {
@@ -314,6 +352,9 @@ impl Session {
                         message: "no token in the response".into(),
                     })?;
                 self.set_authorization(format!("Bearer {token}"));
+                // The token spec's default when the server does not say.
+                let lifetime = doc["expires_in"].as_u64().filter(|s| *s > 0).unwrap_or(60);
+                self.set_token_due(Duration::from_secs(lifetime), challenge);
                 Ok(())
             }
             other => Err(DistributionError::Http {

@@ -37,8 +37,9 @@
 //! certificate. Credentials come from the caller (`--username` with
 //! `--password-stdin`), else docker's `config.json` (`auths`, `credHelpers`,
 //! `credsStore`), else none. Both `Basic` and `Bearer` challenges are
-//! answered. Tokens live minutes and big pushes outlive them: a request
-//! refused mid-push is sent once more with a renewed token (asked also for
+//! answered. Tokens live minutes and big pushes outlive them: a token is
+//! replaced shortly before its `expires_in` is up, and a request refused
+//! mid-push all the same is sent once more with a renewed token (asked also for
 //! any scope the new challenge names); a chunk goes again at its offset. A
 //! password goes to a token service only over https, or plain http on
 //! loopback or with `insecure`. The `Authorization` value is kept

@@ -27,6 +27,9 @@ pub(super) struct Session {
     /// The `Authorization` header value; never logged. Behind a lock
     /// because a token that expires mid-push is replaced on the way.
     pub(super) authorization: Mutex<Option<String>>,
+    /// When the Bearer token should be replaced, and the challenge that
+    /// asks for the next; none for Basic and anonymous sessions.
+    pub(super) token_due: Mutex<Option<(std::time::Instant, Challenge)>>,
     /// Token scopes to ask for.
     pub(super) scopes: Vec<String>,
     pub(super) progress: Option<ByteProgress>,
@@ -82,6 +85,7 @@ impl Session {
             target: target.clone(),
             credentials,
             authorization: Mutex::new(None),
+            token_due: Mutex::new(None),
             scopes: std::iter::once(format!("repository:{}:{action}", target.repository))
                 .chain(extra_scopes.iter().cloned())
                 .collect(),
@@ -242,12 +246,14 @@ impl Session {
     }
 
     /// Sends a request made by `make`, retrying transport errors, 5xx and
-    /// 429 with backoff, and a 401 once with a renewed token.
+    /// 429 with backoff, and a 401 once with a renewed token; a token about
+    /// to expire is renewed first.
     pub(super) async fn send_with(
         &self,
         what: &str,
         make: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response> {
+        self.renew_token_if_due().await?;
         let resp = self.send_retrying(what, &make).await?;
         if resp.status() == StatusCode::UNAUTHORIZED && self.renew_token(&resp).await? {
             return self.send_retrying(what, &make).await;

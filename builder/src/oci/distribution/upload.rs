@@ -304,6 +304,7 @@ impl Session {
     ) -> Result<reqwest::Response, Failed> {
         let before = Sent::snapshot(sent);
         let mut renewed = false;
+        self.renew_token_if_due().await.map_err(Failed::Fatal)?;
         loop {
             let file = blob.open_at(part.offset).await?;
             let check = BodyCheck {
