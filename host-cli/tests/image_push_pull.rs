@@ -547,18 +547,29 @@ enum Misbehaviour {
     /// Cuts the connection of the first answer whose body is longer than
     /// `longer_than`, after `keep` bytes of it: a network that drops a
     /// download (TEST DOUBLE for a flaky link; loopback never drops one).
-    /// With `strips_range`, a `Range` header never reaches the registry,
-    /// as behind a proxy that does not pass it.
+    /// `resume` says what becomes of a `Range` header on its way to the
+    /// registry.
     CutsOneDownload {
         longer_than: usize,
         keep: usize,
-        strips_range: bool,
+        resume: RangeOnTheWay,
     },
     /// Answers every `POST` (the start of an upload) with a bare 403 and a
     /// registry error body, no challenge: a TEST DOUBLE for the registries
     /// and proxies that say "denied" that way, since docker-registry only
     /// says it through a token's scopes.
     ForbidsUploads,
+}
+
+/// What a proxy does to the `Range` header of a resumed download.
+#[derive(Clone, Copy)]
+enum RangeOnTheWay {
+    PassedOn,
+    /// As a proxy that does not pass it on: the registry answers 200.
+    Dropped,
+    /// Asks for the blob from its first byte instead: the registry answers
+    /// 206 for a range the client did not ask for.
+    FromTheStart,
 }
 
 /// A reverse proxy in front of a docker-registry. Plain HTTP/1.1 with
@@ -664,13 +675,10 @@ fn serve(
             client.write_all(body).unwrap();
             continue;
         }
-        let strips_range = matches!(
-            misbehaviour,
-            Misbehaviour::CutsOneDownload {
-                strips_range: true,
-                ..
-            }
-        );
+        let range_becomes = match misbehaviour {
+            Misbehaviour::CutsOneDownload { resume, .. } => resume,
+            _ => RangeOnTheWay::PassedOn,
+        };
         {
             let mut state = state.lock().unwrap();
             if head[0].starts_with("GET ") && state.cut.as_deref() == Some(path.as_str()) {
@@ -681,11 +689,18 @@ fn serve(
         let mut request = String::new();
         for line in &head {
             let lower = line.to_ascii_lowercase();
-            let dropped =
-                lower.starts_with("connection:") || (strips_range && lower.starts_with("range:"));
-            if !dropped {
-                request.push_str(line);
-                request.push_str("\r\n");
+            if lower.starts_with("connection:") {
+                continue;
+            }
+            match range_becomes {
+                RangeOnTheWay::Dropped if lower.starts_with("range:") => {}
+                RangeOnTheWay::FromTheStart if lower.starts_with("range:") => {
+                    request.push_str("Range: bytes=0-\r\n");
+                }
+                _ => {
+                    request.push_str(line);
+                    request.push_str("\r\n");
+                }
             }
         }
         request.push_str("Connection: close\r\n\r\n");
@@ -758,7 +773,7 @@ fn a_registry_refusing_chunks_gets_whole_blobs() {
 /// (`Range`, answered 206 by the registry), and the blob still verifies.
 #[test]
 fn a_pull_cut_off_mid_blob_resumes_where_it_stopped() {
-    let (proxy, registry, out) = pull_through_a_cut(false);
+    let (proxy, registry, out) = pull_through_a_cut(RangeOnTheWay::PassedOn);
     let (cut, gets) = proxy.gets_of_cut();
     let cut = cut.expect("the proxy cut a download");
     assert_eq!(
@@ -778,12 +793,36 @@ fn a_pull_cut_off_mid_blob_resumes_where_it_stopped() {
 /// blob, which is downloaded again from its first byte.
 #[test]
 fn a_pull_cut_off_where_range_is_not_honoured_downloads_the_blob_again() {
-    let (proxy, registry, out) = pull_through_a_cut(true);
+    let (proxy, registry, out) = pull_through_a_cut(RangeOnTheWay::Dropped);
     let (cut, gets) = proxy.gets_of_cut();
-    assert_eq!(gets.len(), 2, "GETs of {cut:?}");
+    assert_eq!(
+        gets,
+        [None, Some(format!("bytes={CUT_AFTER}-"))],
+        "GETs of {cut:?}"
+    );
     assert!(registry.requests("GET", 206).is_empty());
     assert!(
         all_output(&out).contains(&format!("did not resume at byte {CUT_AFTER}")),
+        "{}",
+        all_output(&out)
+    );
+}
+
+/// A 206 for another range than the one asked for is not spliced onto
+/// what was received: the blob is asked for again whole, without `Range`.
+#[test]
+fn a_pull_answered_with_another_range_downloads_the_blob_again() {
+    let (proxy, registry, out) = pull_through_a_cut(RangeOnTheWay::FromTheStart);
+    let (cut, gets) = proxy.gets_of_cut();
+    let cut = cut.expect("the proxy cut a download");
+    assert_eq!(
+        gets,
+        [None, Some(format!("bytes={CUT_AFTER}-")), None],
+        "GETs of {cut}"
+    );
+    assert_eq!(registry.requests("GET", 206), std::slice::from_ref(&cut));
+    assert!(
+        all_output(&out).contains(&format!("did not resume at byte {CUT_AFTER} (206")),
         "{}",
         all_output(&out)
     );
@@ -795,7 +834,7 @@ const CUT_AFTER: usize = 300 * 1024;
 /// into an empty store through a proxy that cuts that layer's download
 /// after [`CUT_AFTER`] bytes; the pull must complete with every blob as
 /// pushed.
-fn pull_through_a_cut(strips_range: bool) -> (Proxy, Registry, std::process::Output) {
+fn pull_through_a_cut(resume: RangeOnTheWay) -> (Proxy, Registry, std::process::Output) {
     let registry = Registry::start();
     let work = tempfile::tempdir().unwrap();
     let env = work.path().join("a");
@@ -810,7 +849,7 @@ fn pull_through_a_cut(strips_range: bool) -> (Proxy, Registry, std::process::Out
         Misbehaviour::CutsOneDownload {
             longer_than: 1 << 20,
             keep: CUT_AFTER,
-            strips_range,
+            resume,
         },
     );
     let other = work.path().join("b");

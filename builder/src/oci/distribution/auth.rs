@@ -204,8 +204,10 @@ impl Session {
     /// A new token before a request, when the current one is about to
     /// expire: a registry refuses an expired token only once it has the
     /// request, which for a whole-blob `PUT` can be after its body went.
-    /// (A refusal is still answered too: see [`Session::renew_token`].)
-    pub(super) async fn renew_token_if_due(&self) -> Result<()> {
+    /// (A refusal is still answered too: see [`Session::renew_token`].) A
+    /// token service that fails here is only logged: the current token may
+    /// still be good, and a refusal renews again and reports the failure.
+    pub(super) async fn renew_token_if_due(&self) {
         let challenge = match self.token_due.lock() {
             Ok(d) => d
                 .as_ref()
@@ -218,9 +220,13 @@ impl Session {
                 "registry {}: token about to expire, fetching a new one",
                 self.target.registry
             );
-            self.authenticate(Some(challenge)).await?;
+            if let Err(e) = self.authenticate(Some(challenge)).await {
+                tracing::warn!(
+                    "registry {}: renewing the token ahead of time failed: {e}",
+                    self.target.registry
+                );
+            }
         }
-        Ok(())
     }
 
     fn has_token(&self) -> bool {

@@ -253,7 +253,7 @@ impl Session {
         what: &str,
         make: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response> {
-        self.renew_token_if_due().await?;
+        self.renew_token_if_due().await;
         let resp = self.send_retrying(what, &make).await?;
         if resp.status() == StatusCode::UNAUTHORIZED && self.renew_token(&resp).await? {
             return self.send_retrying(what, &make).await;
@@ -434,9 +434,10 @@ impl Session {
     /// Streams a blob into the store; it is kept only if it matches `digest`.
     /// A stream cut short is taken up where it stopped (`Range`), since the
     /// bytes already written are a prefix of the blob whatever happens
-    /// next, and the hash that checks them simply goes on; a registry that
-    /// ignores `Range` (200) or answers with another range sends it again
-    /// from the start.
+    /// next, and the hash that checks them simply goes on. Any answer but
+    /// a 206 for exactly the rest of the blob (a registry or proxy that
+    /// ignores `Range` and sends 200, another range, 416) starts the blob
+    /// again from its first byte in a new file.
     pub(super) async fn download(&self, store: &ImageStore, digest: &Sha256Digest) -> Result<u64> {
         use std::io::Write;
         let url = self.url(&format!(
@@ -447,6 +448,7 @@ impl Session {
         let what = format!("downloading blob {digest:?}");
         let mut writer = store.blobs().writer()?;
         let mut received = 0u64;
+        // Breaks in a row without a byte of progress.
         let mut attempt = 0;
         loop {
             let from = received;
@@ -462,14 +464,15 @@ impl Session {
                 .await?;
             let status = resp.status();
             if from > 0
-                && !(status == StatusCode::PARTIAL_CONTENT && range_start(&resp) == Some(from))
+                && !(status == StatusCode::PARTIAL_CONTENT && rest_from(&resp) == Some(from))
             {
                 tracing::warn!(
                     "{what}: the registry did not resume at byte {from} ({status}); downloading it again"
                 );
                 writer = store.blobs().writer()?;
                 received = 0;
-                if status == StatusCode::RANGE_NOT_SATISFIABLE {
+                if status != StatusCode::OK {
+                    // Asked again without `Range`: what comes is whole or an error.
                     continue;
                 }
             }
@@ -478,9 +481,13 @@ impl Session {
             }
             let mut resp = resp;
             let total = received + resp.content_length().unwrap_or(0);
-            let streamed: std::result::Result<(), String> = async {
-                while let Some(chunk) = resp.chunk().await.map_err(|e| error_text(&e))? {
-                    writer.write_all(&chunk).map_err(|e| e.to_string())?;
+            let streamed: std::result::Result<(), Interrupted> = async {
+                while let Some(chunk) = resp
+                    .chunk()
+                    .await
+                    .map_err(|e| Interrupted::Network(error_text(&e)))?
+                {
+                    writer.write_all(&chunk).map_err(Interrupted::Local)?;
                     received += chunk.len() as u64;
                     if let Some(p) = &self.progress {
                         (p.0)(digest, received, total);
@@ -503,14 +510,26 @@ impl Session {
                         other => other.into(),
                     });
                 }
-                Err(message) if attempt + 1 >= ATTEMPTS => {
-                    return Err(DistributionError::Transport {
-                        registry: self.target.name(),
-                        what,
-                        message,
-                    });
+                // The store's disk, not the network: no retry helps, and a
+                // write that took part of a chunk leaves no offset to resume.
+                Err(Interrupted::Local(source)) => {
+                    return Err(crate::oci::layout::LayoutError::Io {
+                        path: store.root().join("blobs/sha256"),
+                        source,
+                    }
+                    .into());
                 }
-                Err(message) => {
+                Err(Interrupted::Network(message)) => {
+                    if received > from {
+                        attempt = 0;
+                    }
+                    if attempt + 1 >= ATTEMPTS {
+                        return Err(DistributionError::Transport {
+                            registry: self.target.name(),
+                            what,
+                            message,
+                        });
+                    }
                     tracing::warn!(
                         "{what}: the stream broke after {received} bytes ({message}); resuming"
                     );
@@ -522,11 +541,35 @@ impl Session {
     }
 }
 
-/// The first byte of a 206 answer's `Content-Range: bytes FIRST-LAST/SIZE`.
-fn range_start(resp: &reqwest::Response) -> Option<u64> {
-    let value = resp.headers().get(CONTENT_RANGE)?.to_str().ok()?;
-    let (first, _) = value.trim().strip_prefix("bytes ")?.split_once('-')?;
-    first.trim().parse().ok()
+/// Why a download's body stopped before its end.
+enum Interrupted {
+    Network(String),
+    Local(std::io::Error),
+}
+
+/// The first byte of a 206 answer that carries the rest of the blob,
+/// `Content-Range: bytes FIRST-LAST/SIZE` with LAST the blob's last byte
+/// (or its size unknown, `*`); None for anything else.
+fn rest_from(resp: &reqwest::Response) -> Option<u64> {
+    rest_from_header(resp.headers().get(CONTENT_RANGE)?.to_str().ok()?)
+}
+
+fn rest_from_header(value: &str) -> Option<u64> {
+    let value = value.trim();
+    let (unit, range) = value.split_once(' ')?;
+    if !unit.eq_ignore_ascii_case("bytes") {
+        return None;
+    }
+    let (span, size) = range.trim().split_once('/')?;
+    let (first, last) = span.split_once('-')?;
+    let (first, last) = (
+        first.trim().parse::<u64>().ok()?,
+        last.trim().parse::<u64>().ok()?,
+    );
+    match size.trim() {
+        "*" => Some(first),
+        size => (size.parse::<u64>().ok()? == last.checked_add(1)?).then_some(first),
+    }
 }
 
 pub(super) fn challenge_of(resp: &reqwest::Response) -> Option<Challenge> {
@@ -582,5 +625,27 @@ pub(super) async fn http_error(
         what: what.to_string(),
         status,
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rest_from_header;
+
+    #[test]
+    fn only_a_range_running_to_the_blobs_end_is_a_resumption() {
+        assert_eq!(rest_from_header("bytes 300-999/1000"), Some(300));
+        assert_eq!(rest_from_header("Bytes 300-999/*"), Some(300));
+        // Short of the end: it would complete "successfully" short.
+        assert_eq!(rest_from_header("bytes 300-499/1000"), None);
+        for bad in [
+            "bytes */1000",
+            "items 300-999/1000",
+            "bytes 300-999",
+            "bytes x-999/1000",
+            "",
+        ] {
+            assert_eq!(rest_from_header(bad), None, "{bad}");
+        }
     }
 }

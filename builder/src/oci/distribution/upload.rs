@@ -304,7 +304,7 @@ impl Session {
     ) -> Result<reqwest::Response, Failed> {
         let before = Sent::snapshot(sent);
         let mut renewed = false;
-        self.renew_token_if_due().await.map_err(Failed::Fatal)?;
+        self.renew_token_if_due().await;
         loop {
             let file = blob.open_at(part.offset).await?;
             let check = BodyCheck {
