@@ -122,14 +122,14 @@ pub enum DiskError {
     /// layer or a too-small node disk, which the same ENOSPC would otherwise
     /// be reported as.
     #[error(
-        "no space left on the host for node disk {out}: the filesystem holding {dir} has {free_mib} MiB free{needed}; free space there, or put kina's data on a bigger filesystem (KINA_DATA_DIR)",
-        needed = needed_mib.map(|n| format!(" and the disk needs about {n} MiB more")).unwrap_or_default()
+        "no space left on the host for node disk {out}: the filesystem holding {dir} {state}; free space there, or put kina's data on a bigger filesystem (KINA_DATA_DIR)"
     )]
     HostFull {
         out: PathBuf,
         dir: PathBuf,
-        free_mib: u64,
-        needed_mib: Option<u64>,
+        /// What was measured, e.g. "has 12 MiB free and the disk needs
+        /// about 300 MiB".
+        state: String,
     },
 }
 
@@ -242,26 +242,47 @@ fn build_in(
 /// print it; layer and extra-file errors carry it only as text.
 const ENOSPC_TEXT: &str = "No space left on device";
 
-/// A failure that ENOSPC caused is the host's disk being full (mke2fs
-/// reports a too-small node filesystem as a block allocation failure, not
-/// as ENOSPC), and is said so with the free space left, measured while what
-/// filled it (the staging tree, the partial image) is still there.
+/// Below this much free space (or a hundredth of the filesystem) a host
+/// filesystem counts as full: what filled it is still there when this is
+/// measured, so a full one has next to nothing left.
+const NEARLY_FULL: u64 = 64 << 20;
+
+/// A failure that the host's disk filling up caused is said to be that,
+/// with what was left, measured while what filled it (the staging tree, the
+/// partial image) is still there. ENOSPC from the kernel is taken as it is;
+/// an error text is believed only when the host is indeed (nearly) full,
+/// because layer entries and mke2fs messages quote names from the image,
+/// and one can be called "No space left on device". mke2fs reports a
+/// too-small node filesystem as a block allocation failure, not ENOSPC, and
+/// a full host sometimes as a short write, hence any mke2fs failure on a
+/// full host.
 fn host_full_or(error: DiskError, dir: &Path, out: &Path) -> DiskError {
-    let enospc = match &error {
+    let Some(host) = HostSpace::of(dir) else {
+        return error;
+    };
+    let caused = match &error {
         DiskError::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
-        DiskError::Entry { problem, .. }
-        | DiskError::Extra { problem, .. }
-        | DiskError::Mkfs { problem, .. } => problem.contains(ENOSPC_TEXT),
+        DiskError::Entry { problem, .. } | DiskError::Extra { problem, .. } => {
+            problem.contains(ENOSPC_TEXT) && host.nearly_full()
+        }
+        DiskError::Mkfs { .. } => host.nearly_full(),
         _ => false,
     };
-    match (enospc, free_bytes(dir)) {
-        (true, Some(free)) => DiskError::HostFull {
-            out: out.to_path_buf(),
-            dir: dir.to_path_buf(),
-            free_mib: free >> 20,
-            needed_mib: None,
-        },
-        _ => error,
+    if !caused {
+        return error;
+    }
+    let state = if host.inodes_free == 0 {
+        "has no free inodes left".to_string()
+    } else {
+        format!(
+            "filled up while the disk was being made ({} MiB left)",
+            host.free >> 20
+        )
+    };
+    DiskError::HostFull {
+        out: out.to_path_buf(),
+        dir: dir.to_path_buf(),
+        state,
     }
 }
 
@@ -269,30 +290,52 @@ fn host_full_or(error: DiskError, dir: &Path, out: &Path) -> DiskError {
 /// staged files plus the new filesystem's metadata (its journal is 64 MiB
 /// of an 8 GiB disk; a 64th of the size bounds journal and tables).
 fn ensure_room_for_disk(root: &Path, size: u64, dir: &Path, out: &Path) -> Result<(), DiskError> {
-    let Some(free) = free_bytes(dir) else {
+    let Some(host) = HostSpace::of(dir) else {
         return Ok(());
     };
     let needed = allocated_bytes(root).map_err(io_err(root))? + size / 64;
-    if needed > free {
+    if needed > host.free {
         return Err(DiskError::HostFull {
             out: out.to_path_buf(),
             dir: dir.to_path_buf(),
-            free_mib: free >> 20,
-            needed_mib: Some(needed.div_ceil(1 << 20)),
+            state: format!(
+                "has {} MiB free and the disk needs about {} MiB",
+                host.free >> 20,
+                needed.div_ceil(1 << 20)
+            ),
         });
     }
     Ok(())
 }
 
-/// Space available to this (root) process on the filesystem holding `dir`;
-/// None when statvfs fails, which leaves the error as it was.
-#[allow(
-    clippy::useless_conversion,
-    reason = "fsblkcnt_t and c_ulong are u64 on 64-bit Linux but u32 on macOS and 32-bit targets"
-)]
-fn free_bytes(dir: &Path) -> Option<u64> {
-    let stat = nix::sys::statvfs::statvfs(dir).ok()?;
-    Some(u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size())))
+/// The filesystem holding a directory, as statvfs sees it.
+struct HostSpace {
+    /// Free bytes, the blocks reserved for root included: disks are only
+    /// built as root ([`DiskError::NotRoot`]), and root may use them.
+    free: u64,
+    total: u64,
+    inodes_free: u64,
+}
+
+impl HostSpace {
+    /// None when statvfs fails, which leaves an error as it was.
+    #[allow(
+        clippy::useless_conversion,
+        reason = "fsblkcnt_t, fsfilcnt_t and c_ulong are u64 on 64-bit Linux but u32 on macOS and 32-bit targets"
+    )]
+    fn of(dir: &Path) -> Option<Self> {
+        let stat = nix::sys::statvfs::statvfs(dir).ok()?;
+        let unit = u64::from(stat.fragment_size());
+        Some(Self {
+            free: u64::from(stat.blocks_free()).saturating_mul(unit),
+            total: u64::from(stat.blocks()).saturating_mul(unit),
+            inodes_free: u64::from(stat.files_free()),
+        })
+    }
+
+    fn nearly_full(&self) -> bool {
+        self.free < NEARLY_FULL.max(self.total / 100) || self.inodes_free == 0
+    }
 }
 
 /// What the files under `root` occupy on disk (hard links counted once),

@@ -90,18 +90,26 @@ fn kernel_lock() -> &'static KernelLock {
 
 /// A directory for one of this binary's shared fixtures. Statics are never
 /// dropped, so a TempDir in one would be left in /tmp by every run (some
-/// 600 MiB each); these live under the target directory instead, and each
-/// run first removes what the previous run left there.
+/// 600 MiB each); these live under the target directory instead, one
+/// directory per test process, and each process removes those of
+/// processes that are gone (two runs at once keep theirs).
 fn fixture_dir(name: &str) -> PathBuf {
-    static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    let root = ROOT.get_or_init(|| {
+    static OURS: OnceLock<PathBuf> = OnceLock::new();
+    let ours = OURS.get_or_init(|| {
         let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("node_assets-fixtures");
-        if root.exists() {
-            std::fs::remove_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&root).unwrap();
+        for entry in std::fs::read_dir(&root).unwrap() {
+            let path = entry.unwrap().path();
+            let pid = path
+                .file_name()
+                .and_then(|n| n.to_str()?.parse::<u32>().ok());
+            if pid.is_none_or(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                std::fs::remove_dir_all(&path).unwrap();
+            }
         }
-        root
+        root.join(std::process::id().to_string())
     });
-    let dir = root.join(name);
+    let dir = ours.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -943,6 +951,33 @@ fn a_disk_the_host_cannot_hold_is_refused_before_mke2fs_saying_how_much_it_needs
         "{message}"
     );
     assert_eq!(small.left(), Vec::<PathBuf>::new());
+}
+
+/// The other way round: a node disk too small for the image's files is
+/// the node's problem (`--disk-size`), on a host with room to spare, even
+/// when a file's name is the very text of ENOSPC.
+#[test]
+fn a_node_disk_too_small_for_the_image_is_not_taken_for_a_full_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let contents = "k".repeat(20 << 20);
+    let layout = layout_of(
+        dir.path(),
+        &[raw_tar(&[E::File("No space left on device", &contents)])],
+    );
+    let out = dir.path().join("disk.ext4");
+    let extras = DiskExtras {
+        size_bytes: 8 << 20,
+        ..DiskExtras::default()
+    };
+    let message = build_root_disk(&layout, Arch::Amd64, &extras, &out)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("mke2fs for") && message.contains("--disk-size"),
+        "{message}"
+    );
+    assert!(!message.contains("on the host"), "{message}");
+    assert!(!out.exists());
 }
 
 #[test]
