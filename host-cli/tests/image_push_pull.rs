@@ -782,11 +782,7 @@ fn a_pull_cut_off_mid_blob_resumes_where_it_stopped() {
         "GETs of {cut}"
     );
     assert_eq!(registry.requests("GET", 206), std::slice::from_ref(&cut));
-    assert!(
-        all_output(&out).contains(&format!("broke after {CUT_AFTER} bytes")),
-        "{}",
-        all_output(&out)
-    );
+    assert_said(&out, &format!("broke after {CUT_AFTER} bytes"));
 }
 
 /// Where `Range` does not reach the registry it answers 200 with the whole
@@ -801,11 +797,7 @@ fn a_pull_cut_off_where_range_is_not_honoured_downloads_the_blob_again() {
         "GETs of {cut:?}"
     );
     assert!(registry.requests("GET", 206).is_empty());
-    assert!(
-        all_output(&out).contains(&format!("did not resume at byte {CUT_AFTER}")),
-        "{}",
-        all_output(&out)
-    );
+    assert_said(&out, &format!("did not resume at byte {CUT_AFTER}"));
 }
 
 /// A 206 for another range than the one asked for is not spliced onto
@@ -821,14 +813,15 @@ fn a_pull_answered_with_another_range_downloads_the_blob_again() {
         "GETs of {cut}"
     );
     assert_eq!(registry.requests("GET", 206), std::slice::from_ref(&cut));
-    assert!(
-        all_output(&out).contains(&format!("did not resume at byte {CUT_AFTER} (206")),
-        "{}",
-        all_output(&out)
-    );
+    assert_said(&out, &format!("did not resume at byte {CUT_AFTER} (206"));
 }
 
 const CUT_AFTER: usize = 300 * 1024;
+
+fn assert_said(out: &std::process::Output, needle: &str) {
+    let text = all_output(out);
+    assert!(text.contains(needle), "no `{needle}` in:\n{text}");
+}
 
 /// Pushes an image with a 2 MiB layer straight to a registry, then pulls it
 /// into an empty store through a proxy that cuts that layer's download
