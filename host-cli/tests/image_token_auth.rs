@@ -76,14 +76,23 @@ struct TokenRequest {
     accepted_until: Option<SystemTime>,
 }
 
+#[derive(Clone, Copy)]
+enum SaysLifetime {
+    /// The lifetime the token has.
+    Truly,
+    /// Nothing: a client takes the spec's default of 60 s, and learns of
+    /// an earlier expiry only from a refusal.
+    Nothing,
+    /// A number no clock can count to (a broken token server).
+    Absurdly,
+}
+
 struct Policy {
     /// How long the registry accepts the first token issued, instead of
     /// `TOKEN_LIFETIME`.
     first_lifetime: Option<u64>,
-    /// Whether answers say the lifetime (`expires_in`); without it a client
-    /// takes the spec's default of 60 s, and learns of an earlier expiry
-    /// only from a refusal.
-    says_lifetime: bool,
+    /// What answers say of the lifetime (`expires_in`).
+    says_lifetime: SaysLifetime,
     /// The field of the JSON answer holding the token: `token` (Docker Hub,
     /// docker_auth) or `access_token` (the OAuth2 name, which some servers
     /// send alone).
@@ -98,7 +107,7 @@ impl Default for Policy {
     fn default() -> Self {
         Self {
             first_lifetime: None,
-            says_lifetime: true,
+            says_lifetime: SaysLifetime::Truly,
             field: "token",
             pull_only: false,
             hidden: None,
@@ -355,8 +364,10 @@ fn answer(
         accepted_until: Some(UNIX_EPOCH + Duration::from_secs(exp + REGISTRY_LEEWAY)),
     });
     let mut body = serde_json::json!({ policy.field: token });
-    if policy.says_lifetime {
-        body["expires_in"] = lifetime.into();
+    match policy.says_lifetime {
+        SaysLifetime::Truly => body["expires_in"] = lifetime.into(),
+        SaysLifetime::Nothing => {}
+        SaysLifetime::Absurdly => body["expires_in"] = i64::MAX.into(),
     }
     let response = tiny_http::Response::from_string(body.to_string())
         .with_header(header("Content-Type", "application/json"));
@@ -610,7 +621,7 @@ fn a_push_from_another_repository_mounts_with_one_token_for_both() {
 /// runs out: the registry never has to refuse a request.
 #[test]
 fn a_token_about_to_expire_is_renewed_before_the_next_request() {
-    let (registry, text) = push_outliving_its_first_token(true);
+    let (registry, text) = push_outliving_its_first_token(SaysLifetime::Truly);
     for method in ["HEAD", "POST", "PATCH", "PUT"] {
         let refused = registry.unauthorized(method);
         assert!(refused.is_empty(), "{method} refused: {refused:#?}\n{text}");
@@ -622,15 +633,23 @@ fn a_token_about_to_expire_is_renewed_before_the_next_request() {
 /// refuses it, and the refused chunk goes again.
 #[test]
 fn a_token_refused_as_expired_during_a_push_is_renewed_and_the_push_completes() {
-    let (registry, text) = push_outliving_its_first_token(false);
+    let (registry, text) = push_outliving_its_first_token(SaysLifetime::Nothing);
     let refused = registry.unauthorized("PATCH").len() + registry.unauthorized("PUT").len();
     assert!(refused >= 1, "no chunk was refused:\n{text}");
+}
+
+/// A lifetime no clock can count to is taken as "not said" (renewed when
+/// refused) instead of overflowing kina's clock arithmetic.
+#[test]
+fn a_token_server_saying_an_absurd_lifetime_does_not_break_the_push() {
+    let (_, text) = push_outliving_its_first_token(SaysLifetime::Absurdly);
+    assert!(!text.contains("panicked"), "{text}");
 }
 
 /// Pushes an image whose first token expires mid-push; returns the
 /// registry and kina's output after checking that the push completed with
 /// no upload started over and a second token, as pushed.
-fn push_outliving_its_first_token(says_lifetime: bool) -> (Registry, String) {
+fn push_outliving_its_first_token(says_lifetime: SaysLifetime) -> (Registry, String) {
     require_tool("skopeo");
     // The first token is accepted for about 3 s, later ones for 5 minutes.
     // distribution 2.8 accepts a token until 60 s past its `exp`, so the

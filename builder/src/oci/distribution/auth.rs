@@ -193,11 +193,12 @@ impl Session {
     /// Remembers when the token just received should be replaced: a little
     /// before its lifetime (`expires_in`, counted from its arrival, so the
     /// two clocks need not agree) is up, and how to ask for the next one.
+    /// A lifetime too long to count (a server's garbage) is never due.
     fn set_token_due(&self, lifetime: Duration, challenge: Challenge) {
         let early = (lifetime / 2).min(TOKEN_RENEWAL_MARGIN);
-        let due = std::time::Instant::now() + lifetime - early;
+        let due = std::time::Instant::now().checked_add(lifetime - early);
         if let Ok(mut d) = self.token_due.lock() {
-            *d = Some((due, challenge));
+            *d = due.map(|due| (due, challenge));
         }
     }
 
@@ -225,6 +226,11 @@ impl Session {
                     "registry {}: renewing the token ahead of time failed: {e}",
                     self.target.registry
                 );
+                // Not again before every request (each try waits out its
+                // retries): the next renewal is the one a refusal asks for.
+                if let Ok(mut d) = self.token_due.lock() {
+                    *d = None;
+                }
             }
         }
     }
