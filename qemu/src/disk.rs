@@ -185,13 +185,22 @@ fn build(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    let full = |e| host_full_or(e, &dir, out);
     let staging = tempfile::Builder::new()
         .prefix(".kina-disk-staging-")
         .tempdir_in(&dir)
-        .map_err(|e| host_full_or(io_err(&dir)(e), &dir, out))?;
-    // Mapped before the staging tree goes, so a full host is measured full.
-    build_in(layout, &layers, extras, staging.path(), &dir, out)
-        .map_err(|e| host_full_or(e, &dir, out))?;
+        .map_err(|e| full(io_err(&dir)(e)))?;
+    let disk = tempfile::Builder::new()
+        .prefix(".kina-disk-")
+        .tempfile_in(&dir)
+        .map_err(|e| full(io_err(&dir)(e)))?;
+    // Sorted while the staging tree and the partial image are still there,
+    // so a host they filled is measured full.
+    build_in(layout, &layers, extras, staging.path(), &disk, &dir, out).map_err(full)?;
+    disk.persist(out).map_err(|e| DiskError::Io {
+        path: out.to_path_buf(),
+        source: e.error,
+    })?;
     drop(staging);
     Ok(DiskInfo {
         path: out.to_path_buf(),
@@ -201,13 +210,15 @@ fn build(
     })
 }
 
-/// Stages the layers and extras under `root` and writes the disk to `out`
-/// through a temporary file in `dir`.
+/// Stages the layers and extras under `root` and makes the filesystem for
+/// `out` in `disk`, a file in `dir` left empty until the staged files are
+/// known to fit beside it.
 fn build_in(
     layout: &Path,
     layers: &[LayerDescriptor],
     extras: &DiskExtras,
     root: &Path,
+    disk: &tempfile::NamedTempFile,
     dir: &Path,
     out: &Path,
 ) -> Result<(), DiskError> {
@@ -223,19 +234,10 @@ fn build_in(
         install_file(root, path, contents, *mode)?;
     }
     ensure_room_for_disk(root, extras.size_bytes, dir, out)?;
-    let disk = tempfile::Builder::new()
-        .prefix(".kina-disk-")
-        .tempfile_in(dir)
-        .map_err(io_err(dir))?;
     disk.as_file()
         .set_len(extras.size_bytes)
         .map_err(io_err(disk.path()))?;
-    mke2fs(root, disk.path(), extras.size_bytes, out).map_err(|e| host_full_or(e, dir, out))?;
-    disk.persist(out).map_err(|e| DiskError::Io {
-        path: out.to_path_buf(),
-        source: e.error,
-    })?;
-    Ok(())
+    mke2fs(root, disk.path(), extras.size_bytes, out)
 }
 
 /// The strerror of ENOSPC, as both `std::io::Error` and e2fsprogs' com_err

@@ -906,21 +906,31 @@ impl Drop for SmallFilesystem {
     }
 }
 
-/// A layout whose one layer holds a file of `mib` MiB (small once gzipped).
-fn layout_with_file_of(dir: &Path, mib: usize) -> PathBuf {
+/// A layout whose one layer holds file `name` of `mib` MiB (small once
+/// gzipped).
+fn layout_with_file(dir: &Path, name: &str, mib: usize) -> PathBuf {
     let contents = "k".repeat(mib << 20);
-    layout_of(dir, &[raw_tar(&[E::File("big", &contents)])])
+    layout_of(dir, &[raw_tar(&[E::File(name, &contents)])])
+}
+
+/// The error of building a disk of `size_bytes` from `layout` at `out`.
+fn build_error(layout: &Path, size_bytes: u64, out: &Path) -> String {
+    let extras = DiskExtras {
+        size_bytes,
+        ..DiskExtras::default()
+    };
+    build_root_disk(layout, Arch::Amd64, &extras, out)
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
 fn a_host_that_fills_up_while_unpacking_is_reported_as_full_and_left_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
-    let layout = layout_with_file_of(dir.path(), 6);
+    let layout = layout_with_file(dir.path(), "big", 6);
     let small = SmallFilesystem::new(4);
     let out = small.mount.join("disk.ext4");
-    let message = build_root_disk(&layout, Arch::Amd64, &small_disk(), &out)
-        .unwrap_err()
-        .to_string();
+    let message = build_error(&layout, small_disk().size_bytes, &out);
     assert!(
         message.contains("no space left on the host")
             && message.contains(&small.mount.display().to_string())
@@ -934,18 +944,12 @@ fn a_host_that_fills_up_while_unpacking_is_reported_as_full_and_left_as_it_was()
 #[test]
 fn a_disk_the_host_cannot_hold_is_refused_before_mke2fs_saying_how_much_it_needs() {
     let dir = tempfile::tempdir().unwrap();
-    let layout = layout_with_file_of(dir.path(), 3);
+    let layout = layout_with_file(dir.path(), "big", 3);
     let small = SmallFilesystem::new(8);
     let out = small.mount.join("disk.ext4");
     // 3 MiB of files fit in the tmpfs, but not with a 1 GiB filesystem's
     // journal and tables beside them.
-    let extras = DiskExtras {
-        size_bytes: 1 << 30,
-        ..DiskExtras::default()
-    };
-    let message = build_root_disk(&layout, Arch::Amd64, &extras, &out)
-        .unwrap_err()
-        .to_string();
+    let message = build_error(&layout, 1 << 30, &out);
     assert!(
         message.contains("no space left on the host") && message.contains("needs about"),
         "{message}"
@@ -959,19 +963,9 @@ fn a_disk_the_host_cannot_hold_is_refused_before_mke2fs_saying_how_much_it_needs
 #[test]
 fn a_node_disk_too_small_for_the_image_is_not_taken_for_a_full_host() {
     let dir = tempfile::tempdir().unwrap();
-    let contents = "k".repeat(20 << 20);
-    let layout = layout_of(
-        dir.path(),
-        &[raw_tar(&[E::File("No space left on device", &contents)])],
-    );
+    let layout = layout_with_file(dir.path(), "No space left on device", 20);
     let out = dir.path().join("disk.ext4");
-    let extras = DiskExtras {
-        size_bytes: 8 << 20,
-        ..DiskExtras::default()
-    };
-    let message = build_root_disk(&layout, Arch::Amd64, &extras, &out)
-        .unwrap_err()
-        .to_string();
+    let message = build_error(&layout, 8 << 20, &out);
     assert!(
         message.contains("mke2fs for") && message.contains("--disk-size"),
         "{message}"
@@ -983,7 +977,7 @@ fn a_node_disk_too_small_for_the_image_is_not_taken_for_a_full_host() {
 #[test]
 fn a_disk_that_fits_the_host_is_built_on_a_small_filesystem() {
     let dir = tempfile::tempdir().unwrap();
-    let layout = layout_with_file_of(dir.path(), 3);
+    let layout = layout_with_file(dir.path(), "big", 3);
     let small = SmallFilesystem::new(32);
     let out = small.mount.join("disk.ext4");
     build_root_disk(&layout, Arch::Amd64, &small_disk(), &out).unwrap();
