@@ -292,12 +292,6 @@ impl ContainerCli {
         self.run(&run.create_args()?).map(drop)
     }
 
-    /// `container run --detach …` with [`NodeRun::run_args`]: create and
-    /// boot in one command.
-    pub fn run_node(&self, run: &NodeRun) -> Result<(), CliError> {
-        self.run(&run.run_args()?).map(drop)
-    }
-
     /// `container start <name>`; a running container is left running.
     pub fn start(&self, name: &str) -> Result<(), CliError> {
         check_name(name, "container")?;
@@ -577,39 +571,6 @@ impl ContainerCli {
         ];
         let mut input = bytes;
         self.exec_ok(name, &argv, &mut input).map(drop)
-    }
-
-    /// `container copy <host_path> <name>:<container_path>` (1.0.0+):
-    /// copies a host file or directory into the node, making missing
-    /// parents. Both paths must be absolute and free of `:`, the separator
-    /// Apple splits on.
-    pub fn copy_into(
-        &self,
-        name: &str,
-        host_path: &Path,
-        container_path: &str,
-    ) -> Result<(), CliError> {
-        check_name(name, "container")?;
-        let host = match host_path.to_str() {
-            Some(host) if host.starts_with('/') && !host.contains(':') => host,
-            _ => {
-                return Err(CliError::Invalid(format!(
-                    "copying {} into {name}: the host path must be absolute, UTF-8 and free of `:`",
-                    host_path.display()
-                )));
-            }
-        };
-        if !container_path.starts_with('/') || container_path.contains(':') {
-            return Err(CliError::Invalid(format!(
-                "copying into {name}: `{container_path}` must be absolute and free of `:`"
-            )));
-        }
-        self.run(&strings(&[
-            "copy",
-            host,
-            &format!("{name}:{container_path}"),
-        ]))
-        .map(drop)
     }
 
     /// Runs `container <args>` with no input; a non-zero exit is an error.

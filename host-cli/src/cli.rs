@@ -386,14 +386,6 @@ impl ClusterName {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ProviderArg {
-    /// QEMU VMs (Linux hosts).
-    Qemu,
-    /// Apple's `container` (macOS on Apple silicon).
-    Apple,
-}
-
 #[derive(Debug, Args)]
 pub struct UpArgs {
     #[command(flatten)]
@@ -407,7 +399,7 @@ pub struct UpArgs {
     pub image: String,
     /// Where nodes run (default: apple on macOS, qemu elsewhere).
     #[arg(long, value_enum, env = "KINA_PROVIDER")]
-    pub provider: Option<ProviderArg>,
+    pub provider: Option<crate::provider::ProviderKind>,
     /// How long to wait for every node to be ready (e.g. 90s, 10m, 0 to not wait).
     #[arg(long, default_value = "15m")]
     pub wait: String,

@@ -666,7 +666,7 @@ impl ClusterConfig {
                     "the QEMU provider's user network (each node's eth0)",
                 ),
                 (
-                    Ipv4Cidr::parse(crate::cluster::plan::SEGMENT_SUBNET).ok(),
+                    Ipv4Cidr::parse(crate::provider::qemu::SEGMENT_SUBNET).ok(),
                     "the segment the QEMU provider's nodes meet each other on (eth1)",
                 ),
             ];

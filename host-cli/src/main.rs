@@ -1,23 +1,13 @@
 //! `kina`: local Kubernetes clusters on lightweight VMs.
 //!
-//! The binary is a thin layer over `kina-builder`: it parses the command line,
-//! sets up logging and progress, and reports errors with their whole cause
-//! chain. One file per verb under `cmd/`.
-
-mod cli;
-mod cluster;
-mod cluster_config;
-// CA and bootstrap token for kubeadm, made before any node boots.
-mod cluster_secrets;
-mod cmd;
-// Adds and removes `kina-<cluster>` in the user's kubeconfig.
-mod kubeconfig;
-// Image archives under the data directory, swept after an interrupted kina.
-mod scratch;
+//! The binary is a thin layer over the `kina` library: it parses the command
+//! line, sets up logging, runs the command and reports errors with their
+//! whole cause chain.
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use kina::{cli, cmd};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

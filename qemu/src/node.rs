@@ -471,16 +471,8 @@ pub fn check_phase(
     time_left: Duration,
     last: &mut String,
 ) -> Result<Option<NodeStatus>, NodeError> {
-    if running_pid(paths).is_none() {
-        if reboot_after_early_kernel_death(paths) {
-            *last = "rebooted once: the kernel died before kina-init ran".to_string();
-            return Ok(None);
-        }
-        return Err(NodeError::VmExited {
-            name: name.to_string(),
-            console: paths.console_log.clone(),
-            tail: console_tail(paths, 30),
-        });
+    if !check_vm(paths, name, last)? {
+        return Ok(None);
     }
     match status(
         paths,
@@ -507,6 +499,24 @@ pub fn check_phase(
         Err(e) => *last = e.to_string(),
     }
     Ok(None)
+}
+
+/// Whether a booting node's VM still runs: `true` when it does, `false`
+/// when it was just booted once more after its kernel died early (`last`
+/// says so), an error when it exited for good.
+pub fn check_vm(paths: &NodePaths, name: &str, last: &mut String) -> Result<bool, NodeError> {
+    if running_pid(paths).is_some() {
+        return Ok(true);
+    }
+    if reboot_after_early_kernel_death(paths) {
+        *last = "rebooted once: the kernel died before kina-init ran".to_string();
+        return Ok(false);
+    }
+    Err(NodeError::VmExited {
+        name: name.to_string(),
+        console: paths.console_log.clone(),
+        tail: console_tail(paths, 30),
+    })
 }
 
 /// Debian's cloud kernel has died in early boot under TCG on 2-vCPU hosts

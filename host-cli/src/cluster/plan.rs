@@ -1,56 +1,107 @@
-//! What `kina up` will make, decided before anything is made: node names
-//! in kind's scheme, each node's address on the cluster segment and its pod
-//! CIDR, the API server's host port, and the node spec each node boots with.
-//! A plan is pure data, so every decision is tested without a VM.
+//! What `kina up` will make, decided before anything is made, in terms
+//! every provider shares: node names in kind's scheme, roles, each node's
+//! pod CIDR and port mappings (kind's `extraPortMappings`), the API
+//! server's host port, and the node spec each node boots with. What only
+//! one provider needs (QEMU's segment and MACs, Apple's network) is that
+//! provider's to decide and keep, in `provider_state`. A plan is pure data,
+//! so every decision is tested without a VM; it is also what `cluster.json`
+//! holds (see `cluster::record`).
 
 use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use kina_contract::cidr::Ipv4Cidr;
 use kina_contract::node_spec::{
-    CertificateAuthority, ClusterInterface, KubernetesSettings, NODE_SPEC_VERSION, NodeSpec, Peer,
-    Role,
+    CertificateAuthority, ClusterInterface, InterfaceConfig, KubernetesSettings, NODE_SPEC_VERSION,
+    NodeSpec, Peer, Role,
 };
-use kina_qemu::vm::{ForwardProtocol, HostForward, Segment};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::cluster_config::{self, ClusterConfig};
 use crate::cluster_secrets::ClusterSecrets;
+use crate::provider::ProviderKind;
 
-/// The cluster segment's subnet. Each cluster has a segment of its own (its
-/// own multicast group and port), so every cluster can use the same one.
-pub const SEGMENT_SUBNET: &str = "10.89.0.0/24";
-/// The first node's host number on the segment (kind's docker network
-/// starts its nodes at .2 too).
-const FIRST_HOST: u8 = 2;
 /// The API server's port inside the control-plane node.
 pub const API_SERVER_PORT: u16 = 6443;
-/// The device the cluster segment appears as in a QEMU node: its second
-/// NIC (eth0 stays on QEMU's user network).
-pub const SEGMENT_DEVICE: &str = "eth1";
 /// The kernel profiles a node must pass when the config names none.
 pub const DEFAULT_PROFILES: [&str; 2] = ["kubernetes-base", "ptp"];
 /// How long kubeadm may take on a node before its phase gives up.
 pub const DEFAULT_KUBERNETES_TIMEOUT_SECS: u64 = 900;
+
+/// The transport of a port mapping: kind's `protocol`, less SCTP, which
+/// neither QEMU's user network nor Apple's port publishing forwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+/// A host port forwarded to a node: kind's `extraPortMappings` entry, with
+/// `hostPort: 0` already resolved to a free port.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortMapping {
+    pub protocol: Protocol,
+    pub listen_address: Ipv4Addr,
+    pub host_port: u16,
+    pub container_port: u16,
+}
+
+/// A host directory shared into a node: kind's `extraMounts` entry, its
+/// host path already made absolute against the directory `up` ran in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeMount {
+    pub host_path: PathBuf,
+    pub container_path: String,
+    pub read_only: bool,
+    pub propagation: Propagation,
+}
+
+/// kind's mount propagation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Propagation {
+    /// Private: mounts made later under it stay on their side.
+    #[default]
+    None,
+    /// rslave: later host mounts under it appear in the node.
+    HostToContainer,
+    /// rshared: later mounts under it appear on both sides.
+    Bidirectional,
+}
+
+/// How a cluster's nodes get their addresses on the cluster network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Addressing {
+    /// Decided in the plan and kept for the cluster's life (QEMU's
+    /// segment): nodes can reach the control plane by address.
+    Fixed,
+    /// Handed out by the provider when a node starts, maybe another one on
+    /// the next start (Apple's vmnet): nodes reach the control plane by its
+    /// name, which kina-init maps to its current address.
+    #[default]
+    AtStart,
+}
 
 /// One node of the plan.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedNode {
     pub name: String,
     pub role: Role,
-    /// Its address on the cluster's network (no prefix length). QEMU: the
-    /// plan's segment address, fixed for the cluster's life. Apple: what
-    /// `container inspect` said after the last start (`None` before the
-    /// first), since vmnet hands out addresses itself.
+    /// Its address on the cluster's network (no prefix length): the plan's
+    /// with fixed addressing, else the one the provider reported after the
+    /// last start (`None` before the first).
     pub address: Option<Ipv4Addr>,
     pub pod_cidr: String,
-    /// The segment NIC's MAC (QEMU).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mac: Option<String>,
     pub cpus: u32,
     pub memory_mib: u32,
-    pub host_forwards: Vec<HostForward>,
+    pub port_mappings: Vec<PortMapping>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<NodeMount>,
 }
 
 /// Where the host reaches the cluster's API server.
@@ -66,32 +117,12 @@ impl ApiServer {
     }
 }
 
-/// The segment every node of the cluster joins.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SegmentPlan {
-    pub group: Ipv4Addr,
-    pub port: u16,
-    pub subnet: String,
-}
-
-impl SegmentPlan {
-    /// The QEMU attachment of one node.
-    pub fn for_node(&self, node: &PlannedNode) -> Segment {
-        Segment {
-            group: self.group,
-            port: self.port,
-            mac: node.mac.clone().unwrap_or_default(),
-        }
-    }
-}
-
-/// Which provider runs a cluster's nodes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
-    #[default]
-    Qemu,
-    Apple,
+/// The network a node's spec configures itself, where the provider does
+/// not do it for the node (QEMU's NICs; Apple's vminitd configures eth0).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeInterfaces {
+    pub interface: Option<InterfaceConfig>,
+    pub cluster_interface: Option<ClusterInterface>,
 }
 
 /// What `up` was asked for besides the config file.
@@ -104,19 +135,15 @@ pub struct PlanInputs<'a> {
     /// carries Kubernetes.
     pub kubernetes_version: Option<&'a str>,
     pub stop_after: Option<&'a str>,
-    /// Ports of the segments of the clusters that already exist.
-    pub ports_in_use: &'a [u16],
-    /// What else tells this cluster from a namesake: kina's data directory,
-    /// so two users' (or two test runs') clusters called `kina` get
-    /// different segments.
-    pub segment_scope: &'a str,
+    /// What relative `extraMounts` host paths are relative to (kind: the
+    /// directory it runs in).
+    pub cwd: &'a Path,
     /// Picks a free host port for `hostPort: 0` and the API server.
-    pub free_port: &'a dyn Fn(ForwardProtocol, Ipv4Addr) -> anyhow::Result<u16>,
+    pub free_port: &'a dyn Fn(Protocol, Ipv4Addr) -> anyhow::Result<u16>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterPlan {
-    #[serde(default)]
     pub provider: ProviderKind,
     pub name: String,
     pub image: String,
@@ -124,8 +151,11 @@ pub struct ClusterPlan {
     pub stop_after: Option<String>,
     /// `None` for clusters without Kubernetes.
     pub api_server: Option<ApiServer>,
-    /// The QEMU nodes' own L2 segment; Apple nodes share a vmnet network.
-    pub segment: Option<SegmentPlan>,
+    pub addressing: Addressing,
+    /// What the provider keeps about the cluster (QEMU: its segment). Only
+    /// the provider reads it; the rest of kina passes it along.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_state: Option<serde_json::Value>,
     pub nodes: Vec<PlannedNode>,
 }
 
@@ -152,41 +182,6 @@ pub fn node_names(cluster: &str, roles: &[Role]) -> Vec<String> {
         .collect()
 }
 
-fn digest_of(text: &str) -> [u8; 32] {
-    Sha256::digest(text.as_bytes()).into()
-}
-
-/// The cluster's multicast group and port, from its name and `scope`; a
-/// port another cluster already uses is skipped, so two clusters never
-/// share a segment.
-pub fn segment_for(cluster: &str, scope: &str, ports_in_use: &[u16]) -> SegmentPlan {
-    let d = digest_of(&format!("{scope}\0{cluster}"));
-    // 239.255.0.0/16: organisation-local scope (RFC 2365), never routed.
-    let group = Ipv4Addr::new(239, 255, d[0], d[1].max(1));
-    let base = u16::from_be_bytes([d[2], d[3]]) % 20000;
-    let port = (0..20000)
-        .map(|i| 40000 + (base + i) % 20000)
-        .find(|p| !ports_in_use.contains(p))
-        .unwrap_or(40000);
-    SegmentPlan {
-        group,
-        port,
-        subnet: SEGMENT_SUBNET.to_string(),
-    }
-}
-
-/// A locally administered MAC in QEMU's 52:54:00 range, distinct per node
-/// of a cluster.
-fn mac_for(cluster: &str, index: usize) -> String {
-    let d = digest_of(cluster);
-    format!(
-        "52:54:00:{:02x}:{:02x}:{:02x}",
-        d[4],
-        d[5],
-        (index as u8).wrapping_add(1)
-    )
-}
-
 /// The `index`th /24 of the pod subnet: kube-controller-manager's node
 /// CIDR size for IPv4 (the config check made sure there are enough).
 fn pod_cidr(pod_subnet: &Ipv4Cidr, index: usize) -> anyhow::Result<String> {
@@ -201,16 +196,96 @@ fn pod_cidr(pod_subnet: &Ipv4Cidr, index: usize) -> anyhow::Result<String> {
     Ok(format!("{}/24", Ipv4Addr::from(net)))
 }
 
+/// The control plane's API server forward, when the cluster runs
+/// Kubernetes.
+fn api_server_mapping(
+    config: &ClusterConfig,
+    free_port: &dyn Fn(Protocol, Ipv4Addr) -> anyhow::Result<u16>,
+) -> anyhow::Result<(PortMapping, ApiServer)> {
+    let net = &config.cluster.networking;
+    let address: Ipv4Addr = net.api_server_address.parse().with_context(|| {
+        format!(
+            "networking.apiServerAddress {}: kina forwards IPv4 host addresses only",
+            net.api_server_address
+        )
+    })?;
+    let port = match u16::try_from(net.api_server_port) {
+        Ok(0) | Err(_) => free_port(Protocol::Tcp, address)?,
+        Ok(p) => p,
+    };
+    let mapping = PortMapping {
+        protocol: Protocol::Tcp,
+        listen_address: address,
+        host_port: port,
+        container_port: API_SERVER_PORT,
+    };
+    let api = ApiServer {
+        address: if address.is_unspecified() {
+            Ipv4Addr::LOCALHOST
+        } else {
+            address
+        },
+        port,
+    };
+    Ok((mapping, api))
+}
+
+/// Node `index`'s `extraPortMappings`, each checked and resolved.
+fn extra_port_mappings(
+    config: &ClusterConfig,
+    index: usize,
+    free_port: &dyn Fn(Protocol, Ipv4Addr) -> anyhow::Result<u16>,
+) -> anyhow::Result<Vec<PortMapping>> {
+    let Some(node) = config.cluster.nodes.get(index) else {
+        return Ok(Vec::new());
+    };
+    let mut mappings = Vec::new();
+    for (p, mapping) in node.extra_port_mappings.iter().enumerate() {
+        let field = format!("nodes[{index}].extraPortMappings[{p}]");
+        let protocol = match mapping.protocol {
+            cluster_config::Protocol::Tcp => Protocol::Tcp,
+            cluster_config::Protocol::Udp => Protocol::Udp,
+            cluster_config::Protocol::Sctp => {
+                bail!("{field}.protocol: kina forwards TCP and UDP only")
+            }
+        };
+        let listen_address: Ipv4Addr = mapping.listen_address.parse().with_context(|| {
+            format!(
+                "{field}.listenAddress {}: kina forwards IPv4 host addresses only",
+                mapping.listen_address
+            )
+        })?;
+        let container_port = u16::try_from(mapping.container_port)
+            .ok()
+            .filter(|p| *p > 0)
+            .with_context(|| {
+                format!(
+                    "{field}.containerPort {}: not a port",
+                    mapping.container_port
+                )
+            })?;
+        let host_port = match u16::try_from(mapping.host_port) {
+            Ok(0) | Err(_) => free_port(protocol, listen_address)?,
+            Ok(p) => p,
+        };
+        mappings.push(PortMapping {
+            protocol,
+            listen_address,
+            host_port,
+            container_port,
+        });
+    }
+    Ok(mappings)
+}
+
+/// The provider-neutral plan: names, roles, pod CIDRs, port mappings. The
+/// provider then shapes it (`Provider::shape`): addresses, addressing, its
+/// own state.
 pub fn plan(inputs: &PlanInputs) -> anyhow::Result<ClusterPlan> {
     let config = inputs.config;
     let net = &config.cluster.networking;
     let pod_subnet = Ipv4Cidr::parse(&net.pod_subnet)
         .map_err(|e| anyhow::anyhow!("networking.podSubnet {}: {e}", net.pod_subnet))?;
-    let qemu = inputs.provider == ProviderKind::Qemu;
-    let segment = qemu.then(|| segment_for(inputs.name, inputs.segment_scope, inputs.ports_in_use));
-    // The config check (`unsupported_on`) refused subnets overlapping it.
-    let segment_net = Ipv4Cidr::parse(SEGMENT_SUBNET)
-        .map_err(|e| anyhow::anyhow!("segment subnet {SEGMENT_SUBNET}: {e}"))?;
     let roles: Vec<Role> = config
         .cluster
         .nodes
@@ -220,90 +295,43 @@ pub fn plan(inputs: &PlanInputs) -> anyhow::Result<ClusterPlan> {
     let names = node_names(inputs.name, &roles);
     let mut nodes = Vec::new();
     let mut api_server = None;
-    for (i, ((name, role), node)) in names
-        .into_iter()
-        .zip(roles)
-        .zip(&config.cluster.nodes)
-        .enumerate()
-    {
-        let host = u8::try_from(i)
-            .ok()
-            .and_then(|i| i.checked_add(FIRST_HOST))
-            .filter(|h| *h < 255)
-            .context("more nodes than the cluster segment has addresses")?;
-        let mut forwards = Vec::new();
-        if role == Role::ControlPlane && inputs.kubernetes_version.is_some() {
-            let address: Ipv4Addr = net.api_server_address.parse().with_context(|| {
-                format!(
-                    "networking.apiServerAddress {}: kina forwards IPv4 host addresses only",
-                    net.api_server_address
-                )
-            })?;
-            let port = match u16::try_from(net.api_server_port) {
-                Ok(0) | Err(_) => (inputs.free_port)(ForwardProtocol::Tcp, address)?,
-                Ok(p) => p,
-            };
-            forwards.push(HostForward {
-                protocol: ForwardProtocol::Tcp,
-                address,
-                host_port: port,
-                node_port: API_SERVER_PORT,
-            });
-            api_server = Some(ApiServer {
-                address: if address.is_unspecified() {
-                    Ipv4Addr::LOCALHOST
-                } else {
-                    address
-                },
-                port,
-            });
+    for (i, (name, role)) in names.into_iter().zip(roles).enumerate() {
+        let mut port_mappings = Vec::new();
+        if role == Role::ControlPlane && inputs.kubernetes_version.is_some() && api_server.is_none()
+        {
+            let (mapping, api) = api_server_mapping(config, inputs.free_port)?;
+            port_mappings.push(mapping);
+            api_server = Some(api);
         }
-        for (p, mapping) in node.extra_port_mappings.iter().enumerate() {
-            let field = format!("nodes[{i}].extraPortMappings[{p}]");
-            let protocol = match mapping.protocol {
-                cluster_config::Protocol::Tcp => ForwardProtocol::Tcp,
-                cluster_config::Protocol::Udp => ForwardProtocol::Udp,
-                cluster_config::Protocol::Sctp => {
-                    bail!("{field}.protocol: kina forwards TCP and UDP only")
-                }
-            };
-            let address: Ipv4Addr = mapping.listen_address.parse().with_context(|| {
-                format!(
-                    "{field}.listenAddress {}: kina forwards IPv4 host addresses only",
-                    mapping.listen_address
-                )
-            })?;
-            let node_port = u16::try_from(mapping.container_port)
-                .ok()
-                .filter(|p| *p > 0)
-                .with_context(|| {
-                    format!(
-                        "{field}.containerPort {}: not a port",
-                        mapping.container_port
-                    )
-                })?;
-            let host_port = match u16::try_from(mapping.host_port) {
-                Ok(0) | Err(_) => (inputs.free_port)(protocol, address)?,
-                Ok(p) => p,
-            };
-            forwards.push(HostForward {
-                protocol,
-                address,
-                host_port,
-                node_port,
-            });
-        }
+        port_mappings.extend(extra_port_mappings(config, i, inputs.free_port)?);
         let resources = config.node_resources(i);
+        let mounts = config
+            .cluster
+            .nodes
+            .get(i)
+            .map(|n| n.extra_mounts.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|m| NodeMount {
+                host_path: m.absolute_host_path(inputs.cwd),
+                container_path: m.container_path.clone(),
+                read_only: m.read_only,
+                propagation: match m.propagation {
+                    cluster_config::Propagation::None => Propagation::None,
+                    cluster_config::Propagation::HostToContainer => Propagation::HostToContainer,
+                    cluster_config::Propagation::Bidirectional => Propagation::Bidirectional,
+                },
+            })
+            .collect();
         nodes.push(PlannedNode {
             name,
             role,
-            address: qemu
-                .then(|| Ipv4Addr::from(u32::from(segment_net.network()) + u32::from(host))),
+            address: None,
             pod_cidr: pod_cidr(&pod_subnet, i)?,
-            mac: qemu.then(|| mac_for(inputs.name, i)),
             cpus: resources.cpus,
             memory_mib: resources.memory_mib,
-            host_forwards: forwards,
+            port_mappings,
+            mounts,
         });
     }
     Ok(ClusterPlan {
@@ -313,7 +341,8 @@ pub fn plan(inputs: &PlanInputs) -> anyhow::Result<ClusterPlan> {
         kubernetes_version: inputs.kubernetes_version.map(str::to_string),
         stop_after: inputs.stop_after.map(str::to_string),
         api_server,
-        segment,
+        addressing: Addressing::AtStart,
+        provider_state: None,
         nodes,
     })
 }
@@ -325,38 +354,20 @@ impl ClusterPlan {
 
     /// The spec node `index` boots with. `secrets` are the cluster's CA and
     /// token when the image carries Kubernetes; only the control plane gets
-    /// the CA's key. Peers whose address is not known yet (Apple nodes not
+    /// the CA's key. Peers whose address is not known yet (nodes not
     /// started) are left out; the spec is written again once they are.
+    /// `interfaces` are the provider's (`Provider::node_interfaces`).
     pub fn node_spec(
         &self,
         index: usize,
         config: &ClusterConfig,
         secrets: Option<&ClusterSecrets>,
+        interfaces: NodeInterfaces,
     ) -> anyhow::Result<NodeSpec> {
         let node = self
             .nodes
             .get(index)
             .with_context(|| format!("no node {index} in the plan"))?;
-        // QEMU nodes: eth0 on QEMU's user network, eth1 on the segment.
-        // Apple's vminitd configures eth0 itself.
-        let (interface, cluster_interface) = match &self.segment {
-            Some(segment) => {
-                let prefix = Ipv4Cidr::parse(&segment.subnet)
-                    .map_err(|e| anyhow::anyhow!("segment subnet {}: {e}", segment.subnet))?
-                    .prefix;
-                let address = node
-                    .address
-                    .with_context(|| format!("node {} has no segment address", node.name))?;
-                (
-                    Some(kina_qemu::node::user_network_interface()),
-                    Some(ClusterInterface {
-                        device: SEGMENT_DEVICE.to_string(),
-                        address: format!("{address}/{prefix}"),
-                    }),
-                )
-            }
-            None => (None, None),
-        };
         let (merge, json6902) = config.node_kubeadm_patches(index);
         let kubernetes = match (&self.kubernetes_version, secrets) {
             (Some(_), Some(secrets)) => Some(self.kubernetes_settings(config, node, secrets)?),
@@ -378,10 +389,10 @@ impl ClusterPlan {
                 .clone()
                 .unwrap_or_else(|| DEFAULT_PROFILES.map(str::to_string).to_vec()),
             kubernetes,
-            interface,
+            interface: interfaces.interface,
             kubeadm_config_patches: merge,
             kubeadm_config_patches_json6902: json6902,
-            cluster_interface,
+            cluster_interface: interfaces.cluster_interface,
             stop_after: self.stop_after.clone(),
         })
     }
@@ -402,14 +413,14 @@ impl ClusterPlan {
             .collect()
     }
 
-    /// Where nodes reach the API server. QEMU: the control plane's fixed
-    /// segment address. Apple: its name, which every node's /etc/hosts maps
+    /// Where nodes reach the API server: the control plane's address when
+    /// it is fixed; otherwise its name, which every node's /etc/hosts maps
     /// to its current address (kina-init rewrites the entries when the host
-    /// rewrites the spec after a start), since vmnet may give it another
-    /// address on every start; kubeadm puts the name in the certificate.
+    /// rewrites the spec after a start); kubeadm puts the name in the
+    /// certificate.
     fn endpoint_host(&self, control_plane: &PlannedNode) -> String {
-        match (self.provider, control_plane.address) {
-            (ProviderKind::Qemu, Some(address)) => address.to_string(),
+        match (self.addressing, control_plane.address) {
+            (Addressing::Fixed, Some(address)) => address.to_string(),
             _ => control_plane.name.clone(),
         }
     }
@@ -458,7 +469,6 @@ impl ClusterPlan {
         })
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -498,7 +508,7 @@ mod tests {
             // Host ports distinct across the cluster (kind refuses
             // duplicates), some of them 0.
             (
-                (100u8..=250).prop_filter("not the segment's 10.89", |b| *b != 89),
+                (100u8..=250).prop_filter("not the QEMU segment's 10.89", |b| *b != 89),
                 prop::collection::vec(
                     prop::collection::vec((1u16..=65535, 0u16..=3, any::<bool>()), 0..3),
                     1..6,
@@ -529,23 +539,20 @@ mod tests {
                 ..ProptestConfig::default()
             })]
 
-            /// Whatever the config, the plan gives every node its own name,
-            /// segment address, MAC and pod CIDR inside the pod subnet, every
-            /// port mapping exactly one forward on its own node, and a
-            /// segment port no other cluster uses; and it survives being
+            /// Whatever the config, the plan gives every node its own name
+            /// and pod CIDR inside the pod subnet, and every port mapping
+            /// exactly one forward on its own node; and it survives being
             /// written to cluster.json and read back.
             #[test]
             fn every_plan_keeps_nodes_apart(
                 (pod, mappings) in clusters(),
                 name in "[a-z][a-z0-9-]{0,20}",
-                scope in "/[a-z]{1,10}",
-                in_use in prop::collection::vec(40000u16..60000, 0..50),
             ) {
                 let text = render(pod, &mappings);
                 let config = ClusterConfig::parse(&text)
                     .map_err(|e| TestCaseError::fail(format!("{e:?}\n{text}")))?;
                 let next_free = Cell::new(30000u16);
-                let free_port = |_: ForwardProtocol, _: Ipv4Addr| {
+                let free_port = |_: Protocol, _: Ipv4Addr| {
                     next_free.set(next_free.get() + 1);
                     Ok(next_free.get())
                 };
@@ -556,8 +563,7 @@ mod tests {
                     image: "kina.local/node:base",
                     kubernetes_version: None,
                     stop_after: None,
-                    ports_in_use: &in_use,
-                    segment_scope: &scope,
+                    cwd: Path::new("/work"),
                     free_port: &free_port,
                 })
                 .map_err(|e| TestCaseError::fail(format!("{e:#}\n{text}")))?;
@@ -566,20 +572,9 @@ mod tests {
                 prop_assert_eq!(&plan.nodes[0].role, &Role::ControlPlane);
                 let distinct = |v: Vec<String>| v.iter().collect::<BTreeSet<_>>().len() == v.len();
                 prop_assert!(distinct(plan.nodes.iter().map(|n| n.name.clone()).collect()));
-                prop_assert!(distinct(plan.nodes.iter().map(|n| n.mac.clone().unwrap_or_default()).collect()));
-                let segment = plan.segment.clone().unwrap();
-                prop_assert!(segment.group.is_multicast());
-                prop_assert!((40000..60000).contains(&segment.port));
-                prop_assert!(!in_use.contains(&segment.port));
-                let segment_net = Ipv4Cidr::parse(&segment.subnet).unwrap();
                 let pod_net = Ipv4Cidr::parse(&format!("10.{pod}.0.0/16")).unwrap();
-                let mut addresses = BTreeSet::new();
                 let mut cidrs: Vec<Ipv4Cidr> = Vec::new();
                 for node in &plan.nodes {
-                    let address = node.address.unwrap();
-                    prop_assert!(segment_net.contains(address));
-                    prop_assert!(address.octets()[3] >= 2 && address.octets()[3] < 255);
-                    prop_assert!(addresses.insert(address));
                     let cidr = Ipv4Cidr::parse(&node.pod_cidr).unwrap();
                     prop_assert!(pod_net.contains(cidr.network()));
                     prop_assert!(cidrs.iter().all(|c| !c.overlaps(&cidr)), "{} overlaps", node.pod_cidr);
@@ -587,15 +582,15 @@ mod tests {
                 }
                 let mut host_ports = BTreeSet::new();
                 for (node, ports) in plan.nodes.iter().zip(&mappings) {
-                    prop_assert_eq!(node.host_forwards.len(), ports.len());
-                    for (forward, (container, host, udp)) in node.host_forwards.iter().zip(ports) {
-                        prop_assert_eq!(forward.node_port, *container);
+                    prop_assert_eq!(node.port_mappings.len(), ports.len());
+                    for (mapping, (container, host, udp)) in node.port_mappings.iter().zip(ports) {
+                        prop_assert_eq!(mapping.container_port, *container);
                         if *host != 0 {
-                            prop_assert_eq!(forward.host_port, *host);
+                            prop_assert_eq!(mapping.host_port, *host);
                         }
-                        let protocol = if *udp { ForwardProtocol::Udp } else { ForwardProtocol::Tcp };
-                        prop_assert_eq!(forward.protocol, protocol);
-                        prop_assert!(host_ports.insert((*udp, forward.host_port)));
+                        let protocol = if *udp { Protocol::Udp } else { Protocol::Tcp };
+                        prop_assert_eq!(mapping.protocol, protocol);
+                        prop_assert!(host_ports.insert((*udp, mapping.host_port)));
                     }
                 }
                 let json = serde_json::to_string(&plan).unwrap();
@@ -605,7 +600,7 @@ mod tests {
         }
     }
 
-    const THREE: &str = "kind: Cluster
+    pub(crate) const THREE: &str = "kind: Cluster
 apiVersion: kind.x-k8s.io/v1alpha4
 nodes:
 - role: control-plane
@@ -617,24 +612,27 @@ nodes:
     hostPort: 5353
     protocol: UDP
     listenAddress: 0.0.0.0
+  extraMounts:
+  - hostPath: shared
+    containerPath: /srv
+    readOnly: true
 - role: worker
 ";
 
-    fn no_free_port(_: ForwardProtocol, _: Ipv4Addr) -> anyhow::Result<u16> {
+    fn no_free_port(_: Protocol, _: Ipv4Addr) -> anyhow::Result<u16> {
         Ok(31000)
     }
 
     fn plan_of(text: &str, kubernetes: Option<&str>) -> (ClusterConfig, ClusterPlan) {
         let config = ClusterConfig::parse(text).unwrap();
         let plan = plan(&PlanInputs {
-            provider: ProviderKind::Qemu,
+            provider: ProviderKind::Apple,
             config: &config,
             name: "kina",
             image: "kina.local/node:base",
             kubernetes_version: kubernetes,
             stop_after: Some("containerd"),
-            ports_in_use: &[],
-            segment_scope: "/data",
+            cwd: Path::new("/work"),
             free_port: &no_free_port,
         })
         .unwrap();
@@ -656,33 +654,23 @@ nodes:
     }
 
     #[test]
-    fn every_node_gets_its_own_address_pod_cidr_and_mac_on_one_segment() {
+    fn every_node_gets_its_own_pod_cidr_and_no_address_before_the_provider_gives_one() {
         let (_, plan) = plan_of(THREE, None);
-        let addresses: Vec<String> = plan
-            .nodes
-            .iter()
-            .map(|n| n.address.unwrap().to_string())
-            .collect();
-        assert_eq!(addresses, ["10.89.0.2", "10.89.0.3", "10.89.0.4"]);
         let cidrs: Vec<&str> = plan.nodes.iter().map(|n| n.pod_cidr.as_str()).collect();
         assert_eq!(cidrs, ["10.244.0.0/24", "10.244.1.0/24", "10.244.2.0/24"]);
-        let mut macs: Vec<&str> = plan.nodes.iter().filter_map(|n| n.mac.as_deref()).collect();
-        macs.sort();
-        macs.dedup();
-        assert_eq!(macs.len(), 3);
-        assert!(macs.iter().all(|m| m.starts_with("52:54:00:")));
-        assert!(plan.segment.unwrap().group.is_multicast());
+        assert!(plan.nodes.iter().all(|n| n.address.is_none()));
+        assert_eq!(plan.provider_state, None);
     }
 
     #[test]
     fn a_cluster_without_kubernetes_forwards_no_api_server() {
         let (_, plan) = plan_of(THREE, None);
         assert_eq!(plan.api_server, None);
-        assert!(plan.nodes[0].host_forwards.is_empty());
+        assert!(plan.nodes[0].port_mappings.is_empty());
     }
 
     #[test]
-    fn port_mappings_become_forwards_and_host_port_zero_gets_a_free_one() {
+    fn port_mappings_keep_kinds_fields_and_host_port_zero_gets_a_free_one() {
         let (_, plan) = plan_of(THREE, Some("v1.34.2"));
         assert_eq!(
             plan.api_server,
@@ -692,43 +680,73 @@ nodes:
             })
         );
         assert_eq!(
-            plan.nodes[0].host_forwards,
-            [HostForward::loopback_tcp(31000, API_SERVER_PORT)]
+            plan.nodes[0].port_mappings,
+            [PortMapping {
+                protocol: Protocol::Tcp,
+                listen_address: Ipv4Addr::LOCALHOST,
+                host_port: 31000,
+                container_port: API_SERVER_PORT,
+            }]
         );
         assert_eq!(
-            plan.nodes[1].host_forwards,
+            plan.nodes[1].port_mappings,
             [
-                HostForward {
-                    protocol: ForwardProtocol::Tcp,
-                    address: Ipv4Addr::UNSPECIFIED,
+                PortMapping {
+                    protocol: Protocol::Tcp,
+                    listen_address: Ipv4Addr::UNSPECIFIED,
                     host_port: 31000,
-                    node_port: 80,
+                    container_port: 80,
                 },
-                HostForward {
-                    protocol: ForwardProtocol::Udp,
-                    address: Ipv4Addr::UNSPECIFIED,
+                PortMapping {
+                    protocol: Protocol::Udp,
+                    listen_address: Ipv4Addr::UNSPECIFIED,
                     host_port: 5353,
-                    node_port: 53,
+                    container_port: 53,
                 },
             ]
+        );
+        // The record spells them as kind's config does.
+        let json = serde_json::to_value(&plan.nodes[1].port_mappings[1]).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"protocol": "udp", "listenAddress": "0.0.0.0", "hostPort": 5353, "containerPort": 53})
         );
     }
 
     #[test]
-    fn specs_name_the_peers_the_segment_link_and_the_stop_phase() {
-        let (config, plan) = plan_of(THREE, None);
-        let spec = plan.node_spec(1, &config, None).unwrap();
+    fn extra_mounts_are_made_absolute_against_the_directory_up_ran_in() {
+        let (_, plan) = plan_of(THREE, None);
+        assert_eq!(
+            plan.nodes[1].mounts,
+            [NodeMount {
+                host_path: PathBuf::from("/work/shared"),
+                container_path: "/srv".into(),
+                read_only: true,
+                propagation: Propagation::None,
+            }]
+        );
+    }
+
+    #[test]
+    fn specs_name_the_known_peers_the_providers_interfaces_and_the_stop_phase() {
+        let (config, mut plan) = plan_of(THREE, None);
+        plan.nodes[0].address = Some(Ipv4Addr::new(192, 168, 64, 2));
+        plan.nodes[2].address = Some(Ipv4Addr::new(192, 168, 64, 4));
+        let interfaces = NodeInterfaces {
+            interface: None,
+            cluster_interface: Some(ClusterInterface {
+                device: "eth1".into(),
+                address: "10.89.0.3/24".into(),
+            }),
+        };
+        let spec = plan
+            .node_spec(1, &config, None, interfaces.clone())
+            .unwrap();
         assert_eq!(spec.name, "kina-worker");
         assert_eq!(spec.role, Role::Worker);
         assert_eq!(spec.stop_after.as_deref(), Some("containerd"));
         assert_eq!(spec.kubernetes, None);
-        assert_eq!(
-            spec.cluster_interface,
-            Some(ClusterInterface {
-                device: "eth1".into(),
-                address: "10.89.0.3/24".into()
-            })
-        );
+        assert_eq!(spec.cluster_interface, interfaces.cluster_interface);
         let peers: Vec<(&str, &str, &str)> = spec
             .peers
             .iter()
@@ -737,8 +755,8 @@ nodes:
         assert_eq!(
             peers,
             [
-                ("kina-control-plane", "10.89.0.2", "10.244.0.0/24"),
-                ("kina-worker2", "10.89.0.4", "10.244.2.0/24"),
+                ("kina-control-plane", "192.168.64.2", "10.244.0.0/24"),
+                ("kina-worker2", "192.168.64.4", "10.244.2.0/24"),
             ]
         );
         // What kina-init reads back is what was planned.
@@ -747,16 +765,19 @@ nodes:
     }
 
     #[test]
-    fn only_the_control_plane_gets_the_ca_key_and_workers_join_its_segment_address() {
+    fn only_the_control_plane_gets_the_ca_key() {
         let (config, plan) = plan_of(THREE, Some("v1.34.2"));
         let secrets = crate::cluster_secrets::generate("kina").unwrap();
-        let cp = plan.node_spec(0, &config, Some(&secrets)).unwrap();
-        let worker = plan.node_spec(2, &config, Some(&secrets)).unwrap();
-        let (cp, worker) = (cp.kubernetes.unwrap(), worker.kubernetes.unwrap());
+        let spec = |i| {
+            plan.node_spec(i, &config, Some(&secrets), NodeInterfaces::default())
+                .unwrap()
+                .kubernetes
+                .unwrap()
+        };
+        let (cp, worker) = (spec(0), spec(2));
         assert!(cp.certificate_authority.is_some());
         assert!(worker.certificate_authority.is_none());
         for k in [&cp, &worker] {
-            assert_eq!(k.control_plane_endpoint, "10.89.0.2:6443");
             assert_eq!(
                 k.ca_cert_hash.as_deref(),
                 Some(secrets.ca_cert_hash.as_str())
@@ -765,66 +786,26 @@ nodes:
         }
         assert!(cp.wait_for_coredns && !worker.wait_for_coredns);
         // A Kubernetes image without secrets is a programming error, named.
-        let err = plan.node_spec(0, &config, None).unwrap_err();
+        let err = plan
+            .node_spec(0, &config, None, NodeInterfaces::default())
+            .unwrap_err();
         assert!(err.to_string().contains("secrets"), "{err}");
     }
 
     #[test]
-    fn apple_nodes_get_addresses_from_vmnet_and_join_the_control_plane_by_name() {
-        let config = ClusterConfig::parse(THREE).unwrap();
-        let mut plan = plan(&PlanInputs {
-            provider: ProviderKind::Apple,
-            config: &config,
-            name: "kina",
-            image: "kina.local/node:v1.34.2",
-            kubernetes_version: Some("v1.34.2"),
-            stop_after: None,
-            ports_in_use: &[],
-            segment_scope: "/data",
-            free_port: &no_free_port,
-        })
-        .unwrap();
-        assert_eq!(plan.segment, None);
-        assert!(
-            plan.nodes
-                .iter()
-                .all(|n| n.address.is_none() && n.mac.is_none())
-        );
+    fn nodes_join_the_control_plane_by_address_only_when_addresses_are_fixed() {
+        let (config, mut plan) = plan_of(THREE, Some("v1.34.2"));
         let secrets = crate::cluster_secrets::generate("kina").unwrap();
-        // Before any start: no peers known, no QEMU interfaces.
-        let spec = plan.node_spec(1, &config, Some(&secrets)).unwrap();
-        assert!(spec.peers.is_empty());
-        assert_eq!(spec.interface, None);
-        assert_eq!(spec.cluster_interface, None);
-        assert_eq!(
-            spec.kubernetes.unwrap().control_plane_endpoint,
-            "kina-control-plane:6443"
-        );
-        // Once the control plane has an address, it is a peer.
-        plan.nodes[0].address = Some(Ipv4Addr::new(192, 168, 64, 2));
-        let spec = plan.node_spec(1, &config, Some(&secrets)).unwrap();
-        let peers: Vec<(&str, &str)> = spec
-            .peers
-            .iter()
-            .map(|p| (p.name.as_str(), p.address.as_str()))
-            .collect();
-        assert_eq!(peers, [("kina-control-plane", "192.168.64.2")]);
-    }
-
-    #[test]
-    fn a_segment_port_another_cluster_uses_is_never_reused() {
-        let first = segment_for("kina", "/data", &[]);
-        let second = segment_for("kina", "/data", &[first.port]);
-        assert_ne!(first.port, second.port);
-        assert!((40000..60000).contains(&second.port));
-        assert_ne!(
-            segment_for("a", "/data", &[]).group,
-            segment_for("b", "/data", &[]).group
-        );
-        // Namesakes in two data directories (two users) differ too.
-        assert_ne!(
-            segment_for("kina", "/home/a/.local/share/kina", &[]),
-            segment_for("kina", "/home/b/.local/share/kina", &[])
-        );
+        plan.nodes[0].address = Some(Ipv4Addr::new(10, 89, 0, 2));
+        let endpoint = |plan: &ClusterPlan| {
+            plan.node_spec(1, &config, Some(&secrets), NodeInterfaces::default())
+                .unwrap()
+                .kubernetes
+                .unwrap()
+                .control_plane_endpoint
+        };
+        assert_eq!(endpoint(&plan), "kina-control-plane:6443");
+        plan.addressing = Addressing::Fixed;
+        assert_eq!(endpoint(&plan), "10.89.0.2:6443");
     }
 }

@@ -2,16 +2,25 @@
 //! while a step runs and ` ✓ step (12.3 s)` when it ends, on a terminal;
 //! plain start and end lines otherwise (CI logs, pipes), so a log shows
 //! what ran and how long it took without control characters.
+//!
+//! A [`Step`] that is dropped without [`Step::done`] ends as failed (kind's
+//! `defer status.End(false)`), so an early return can never leave a step
+//! spinning or unreported.
 
 use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-#[derive(Clone, Copy)]
+/// The step being shown, for [`Steps::detail`].
+type Current = Arc<Mutex<Option<(ProgressBar, String)>>>;
+
+#[derive(Clone)]
 pub struct Steps {
     terminal: bool,
     quiet: bool,
+    current: Current,
 }
 
 pub struct Step {
@@ -19,6 +28,8 @@ pub struct Step {
     started: Instant,
     bar: Option<ProgressBar>,
     quiet: bool,
+    ended: bool,
+    current: Current,
 }
 
 impl Steps {
@@ -26,6 +37,7 @@ impl Steps {
         Self {
             terminal: std::io::stderr().is_terminal(),
             quiet,
+            current: Current::default(),
         }
     }
 
@@ -49,40 +61,55 @@ impl Steps {
         if bar.is_none() && !self.quiet {
             eprintln!(" • {title} …");
         }
+        if let (Some(bar), Ok(mut current)) = (&bar, self.current.lock()) {
+            *current = Some((bar.clone(), title.clone()));
+        }
         Step {
             title,
             started: Instant::now(),
             bar,
             quiet: self.quiet,
+            ended: false,
+            current: self.current.clone(),
+        }
+    }
+
+    /// Shows where the running step is (`2/3 nodes`), on a terminal.
+    pub fn detail(&self, text: &str) {
+        if let Ok(current) = self.current.lock()
+            && let Some((bar, title)) = current.as_ref()
+        {
+            bar.set_message(format!("{title} · {text}"));
         }
     }
 }
 
 impl Step {
-    /// Shows where a long step is (`2/3 nodes at containerd`).
-    pub fn detail(&self, text: &str) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(format!("{} · {text}", self.title));
-        }
-    }
-
-    pub fn done(self) -> Duration {
+    pub fn done(mut self) -> Duration {
         self.end("✓")
     }
 
-    pub fn failed(self) -> Duration {
-        self.end("✗")
-    }
-
-    fn end(self, mark: &str) -> Duration {
+    fn end(&mut self, mark: &str) -> Duration {
+        self.ended = true;
         let took = self.started.elapsed();
         let line = format!(" {mark} {} ({:.1} s)", self.title, took.as_secs_f64());
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+        if let Ok(mut current) = self.current.lock() {
+            *current = None;
+        }
         if !self.quiet {
             eprintln!("{line}");
         }
         took
+    }
+}
+
+impl Drop for Step {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.end("✗");
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! DIR/kina-version.txt      kina's version and the host's kernel
 //! DIR/cluster.json          the cluster record (no secrets)
 //! DIR/errors.txt            what could not be collected, and why
+//! and what the provider keeps of each node, e.g.
 //! DIR/<node>/vm.json        QEMU: kina's record of the VM
 //! DIR/<node>/console.log    QEMU: the serial console, kernel and kina-init lines
 //! DIR/<node>/qemu.log       QEMU: QEMU's own messages
@@ -24,9 +25,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use kina_qemu::node::{self, NodePaths};
 
-use crate::cluster::{ClusterDir, Nodes};
+use crate::cluster::ClusterDir;
+use crate::dirs::KinaDirs;
+use crate::provider::{AnyProvider, Provider};
 
 /// Commands whose output is collected from a running node.
 const COMMANDS: &[(&str, &[&str])] = &[
@@ -46,9 +48,8 @@ const COMMANDS: &[(&str, &[&str])] = &[
 /// kina-init's log directory on a node.
 const NODE_LOG_DIR: &str = "/var/log/kina";
 
-pub fn run(name: &str, dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let data = node::data_dir();
-    let record = ClusterDir::new(&data, name);
+pub fn run(dirs: &KinaDirs, name: &str, dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let record = ClusterDir::new(dirs, name);
     let plan = record.load(name)?;
     let dir = match dir {
         Some(d) => d,
@@ -75,47 +76,20 @@ pub fn run(name: &str, dir: Option<PathBuf>) -> anyhow::Result<()> {
     )?;
     std::fs::copy(record.record(), dir.join("cluster.json"))
         .with_context(|| format!("copying {}", record.record().display()))?;
-    let nodes = Nodes::of(&plan, &data);
+    let provider = AnyProvider::of(plan.provider, dirs);
     for n in &plan.nodes {
         let out = dir.join(&n.name);
         std::fs::create_dir_all(out.join("kina"))
             .with_context(|| format!("creating {}", out.display()))?;
-        match &nodes {
-            Nodes::Qemu { .. } => {
-                let paths = NodePaths::new(&data, &n.name);
-                for (file, from) in [
-                    ("vm.json", &paths.record),
-                    ("console.log", &paths.console_log),
-                    ("qemu.log", &paths.qemu_log),
-                ] {
-                    if let Err(e) = std::fs::copy(from, out.join(file)) {
-                        errors.push(format!("{}/{file}: {}: {e}", n.name, from.display()));
-                    }
-                }
-            }
-            Nodes::Apple { cli } => {
-                for (file, got) in [
-                    ("inspect.json", cli.inspect_document(&n.name)),
-                    ("stdio.log", cli.logs(&n.name, false)),
-                    ("boot.log", cli.logs(&n.name, true)),
-                ] {
-                    let written = got
-                        .map_err(anyhow::Error::from)
-                        .and_then(|bytes| Ok(std::fs::write(out.join(file), bytes)?));
-                    if let Err(e) = written {
-                        errors.push(format!("{}/{file}: {e:#}", n.name));
-                    }
-                }
-            }
-        }
-        if !nodes.running(&n.name) {
+        provider.collect_logs(&n.name, &out, &mut errors);
+        if !provider.is_running(&n.name) {
             errors.push(format!(
                 "{}: not running; only its console and records were collected",
                 n.name
             ));
             continue;
         }
-        collect_running(&nodes, &n.name, &out, &mut errors)?;
+        collect_running(&provider, &n.name, &out, &mut errors)?;
     }
     write(dir.join("errors.txt"), errors.join("\n").as_bytes())?;
     println!("{}", dir.display());
@@ -123,7 +97,7 @@ pub fn run(name: &str, dir: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 fn collect_running(
-    nodes: &Nodes,
+    nodes: &impl Provider,
     node_name: &str,
     out: &Path,
     errors: &mut Vec<String>,

@@ -16,8 +16,9 @@ use kina_builder::store::ImageStore;
 
 use super::sources;
 use crate::cli::{BuildArgs, CompressionArg};
+use crate::dirs::KinaDirs;
 
-pub async fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
+pub async fn run(args: BuildArgs, dirs: &KinaDirs, quiet: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     let recipe = sources::load_recipe(&args.source)?;
     let lock_path = lock_path_for(&recipe.path);
@@ -79,13 +80,13 @@ pub async fn run(args: BuildArgs, quiet: bool) -> anyhow::Result<()> {
         registry_mirrors: sources::registry_mirrors(&args.source)?,
     };
     let progress = Progress::new(ProgressMode::detect(quiet));
-    let cache = Cache::open(Cache::default_root())?;
+    let cache = Cache::open(dirs.cache())?;
     let fetcher = Fetcher::new(
         cache,
         sources::url_rewrites(&args.source)?,
         progress.clone(),
     )?;
-    let store = ImageStore::open(ImageStore::default_root())?;
+    let store = ImageStore::open(dirs.images())?;
 
     let result = build_to_store(&recipe, &lock, &options, &fetcher, &store)
         .await

@@ -1,5 +1,6 @@
 //! `kina image inspect`: platforms, layers, sizes, labels and the SBOM summary.
 
+use crate::dirs::KinaDirs;
 use anyhow::Context;
 use kina_builder::digest::Sha256Digest;
 use kina_builder::oci::layout::LayoutEntry;
@@ -116,8 +117,8 @@ fn sbom_components(
     Ok(counts)
 }
 
-pub fn run(reference: &str, as_json: bool) -> anyhow::Result<()> {
-    let store = ImageStore::open(ImageStore::default_root())?;
+pub fn run(reference: &str, dirs: &KinaDirs, as_json: bool) -> anyhow::Result<()> {
+    let store = ImageStore::open(dirs.images())?;
     let entry = store.find(reference)?;
     let summary = summarize(&store, &entry).with_context(|| format!("reading {reference}"))?;
     if as_json {

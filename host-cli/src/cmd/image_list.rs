@@ -3,9 +3,10 @@
 use kina_builder::store::ImageStore;
 
 use super::image_inspect::{ImageSummary, summarize};
+use crate::dirs::KinaDirs;
 
-pub fn run(json: bool) -> anyhow::Result<()> {
-    let store = ImageStore::open(ImageStore::default_root())?;
+pub fn run(dirs: &KinaDirs, json: bool) -> anyhow::Result<()> {
+    let store = ImageStore::open(dirs.images())?;
     let summaries: Vec<ImageSummary> = store
         .list()?
         .iter()

@@ -5,6 +5,7 @@ use kina_builder::store::ImageStore;
 
 use super::blob_bars::{self, BlobBars};
 use crate::cli::{PushArgs, RegistryArgs};
+use crate::dirs::KinaDirs;
 
 /// Registry options from the flags; the password comes from stdin only, so
 /// it never sits in shell history or the process list.
@@ -74,10 +75,10 @@ pub fn print_summary(s: &Summary, verb: &str) {
     println!("{line}");
 }
 
-pub async fn run(args: PushArgs, quiet: bool) -> anyhow::Result<()> {
+pub async fn run(args: PushArgs, dirs: &KinaDirs, quiet: bool) -> anyhow::Result<()> {
     let mut opts = options(&args.registry)?;
     opts.chunk_size = Some(args.chunk_size);
-    let store = ImageStore::open(ImageStore::default_root())?;
+    let store = ImageStore::open(dirs.images())?;
     let local = args.from.as_deref().unwrap_or(&args.reference);
     let bars = BlobBars::for_terminal(quiet);
     opts.progress = bars.as_ref().map(|b| b.byte_progress());

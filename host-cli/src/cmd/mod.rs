@@ -1,8 +1,8 @@
-//! One file per verb. Each takes its parsed arguments and returns an error
+//! One file per verb (the cluster verbs in `cluster/`). Each takes its parsed arguments and returns an error
 //! that already says which input failed and what to do.
 
 mod blob_bars;
-mod cluster;
+pub mod cluster;
 mod export_logs;
 mod image_build;
 pub mod image_inspect;
@@ -18,6 +18,8 @@ mod sources;
 
 use clap::CommandFactory;
 
+use crate::dirs::KinaDirs;
+
 use crate::cli::{
     Cli, Command, CreateCommand, DeleteCommand, ExportCommand, GetCommand, ImageCommand,
     KernelCommand, LoadCommand,
@@ -25,26 +27,28 @@ use crate::cli::{
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let quiet = cli.global.quiet;
+    let dirs = &KinaDirs::from_env();
     match cli.command {
-        Command::Image(ImageCommand::Build(args)) => image_build::run(*args, quiet).await,
+        Command::Image(ImageCommand::Build(args)) => image_build::run(*args, dirs, quiet).await,
         Command::Image(ImageCommand::Lock(args)) => image_lock::run(args).await,
-        Command::Image(ImageCommand::List { json }) => image_list::run(json),
+        Command::Image(ImageCommand::List { json }) => image_list::run(dirs, json),
         Command::Image(ImageCommand::Inspect { reference, json }) => {
-            image_inspect::run(&reference, json)
+            image_inspect::run(&reference, dirs, json)
         }
-        Command::Image(ImageCommand::Push(args)) => image_push::run(args, quiet).await,
-        Command::Image(ImageCommand::Pull(args)) => image_pull::run(args, quiet).await,
+        Command::Image(ImageCommand::Push(args)) => image_push::run(args, dirs, quiet).await,
+        Command::Image(ImageCommand::Pull(args)) => image_pull::run(args, dirs, quiet).await,
         Command::Image(ImageCommand::Load { reference }) => {
             let cli = kina_apple::cli::ContainerCli::from_env();
             cli.version()?;
-            let scratch = kina_qemu::node::data_dir().join("tmp");
-            crate::cluster::apple::load_image(&cli, &reference, &scratch)?;
+            crate::provider::apple::load_image(&cli, dirs, &reference)?;
             if !quiet {
                 eprintln!("loaded {reference} into Apple's image store");
             }
             Ok(())
         }
-        Command::Image(ImageCommand::Rm { references, all }) => image_rm::run(&references, all),
+        Command::Image(ImageCommand::Rm { references, all }) => {
+            image_rm::run(&references, all, dirs)
+        }
         Command::Kernel(KernelCommand::Check {
             config,
             profiles,
@@ -55,40 +59,44 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             mirrors,
             enforce_valid_until,
         }) => kernel_lock::run(&recipe, &mirrors, enforce_valid_until).await,
-        Command::Node(command) => node::run(command).await,
+        Command::Node(command) => node::run(command, dirs).await,
         Command::Up(args) | Command::Create(CreateCommand::Cluster(args)) => {
-            cluster::up(*args, quiet).await
+            cluster::up::run(*args, dirs, quiet).await
         }
         Command::Down(args) | Command::Delete(DeleteCommand::Cluster(args)) => {
-            cluster::down(args, quiet)
+            cluster::down::run(args, dirs, quiet).await
         }
         Command::Delete(DeleteCommand::Clusters { names, all }) => {
-            cluster::down_named(&names, all, quiet)
+            cluster::down::named(&names, all, dirs, quiet).await
         }
-        Command::List { json } | Command::Get(GetCommand::Clusters { json }) => cluster::list(json),
+        Command::List { json } | Command::Get(GetCommand::Clusters { json }) => {
+            cluster::get::clusters(dirs, json)
+        }
         Command::Get(GetCommand::Nodes { cluster: c, json }) => {
-            cluster::get_nodes(&c.resolve(), json)
+            cluster::get::nodes(dirs, &c.resolve(), json)
         }
-        Command::Get(GetCommand::Kubeconfig(c)) => cluster::get_kubeconfig(&c.resolve()),
+        Command::Get(GetCommand::Kubeconfig(c)) => cluster::kubeconfig::print(dirs, &c.resolve()),
         Command::Kubeconfig(args) | Command::Export(ExportCommand::Kubeconfig(args)) => {
-            cluster::kubeconfig(args)
+            cluster::kubeconfig::run(dirs, args)
         }
         Command::Export(ExportCommand::Logs { cluster: c, dir }) => {
-            export_logs::run(&c.resolve(), dir)
+            export_logs::run(dirs, &c.resolve(), dir)
         }
         Command::Load(LoadCommand::ImageArchive {
             cluster: c,
             archives,
             nodes,
-        }) => cluster::load_archives(&c.resolve(), &archives, &nodes),
+        }) => cluster::load::archives(dirs, &c.resolve(), &archives, &nodes),
         Command::Load(LoadCommand::Image {
             cluster: c,
             references,
             nodes,
-        }) => cluster::load_images(&c.resolve(), &references, &nodes),
-        Command::Stop(c) => cluster::stop(&c.resolve()),
-        Command::Start { cluster: c, wait } => cluster::start(&c.resolve(), &wait, quiet).await,
-        Command::Status { cluster: c, json } => cluster::status(&c.resolve(), json),
+        }) => cluster::load::images(dirs, &c.resolve(), &references, &nodes),
+        Command::Stop(c) => cluster::lifecycle::stop(dirs, &c.resolve(), quiet).await,
+        Command::Start { cluster: c, wait } => {
+            cluster::lifecycle::start(dirs, &c.resolve(), &wait, quiet).await
+        }
+        Command::Status { cluster: c, json } => cluster::get::status(dirs, &c.resolve(), json),
         Command::Completion { shell } => {
             let mut command = Cli::command();
             let mut script = Vec::new();

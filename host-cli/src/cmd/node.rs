@@ -16,6 +16,7 @@ use kina_qemu::node::{self, CreateOptions, NodePaths};
 use kina_qemu::vm::HostForward;
 
 use crate::cli::{MirrorArgs, NodeCommand, NodeCreateArgs, WaitArgs};
+use crate::dirs::KinaDirs;
 
 pub fn kernel_mirrors(args: &MirrorArgs, recipe: &KernelRecipe) -> anyhow::Result<DebianMirrors> {
     DebianMirrors::resolve(
@@ -26,30 +27,30 @@ pub fn kernel_mirrors(args: &MirrorArgs, recipe: &KernelRecipe) -> anyhow::Resul
     .context("choosing the Debian mirror for the kernel")
 }
 
-pub async fn run(command: NodeCommand) -> anyhow::Result<()> {
-    let data = node::data_dir();
+pub async fn run(command: NodeCommand, dirs: &KinaDirs) -> anyhow::Result<()> {
+    let data = dirs.data();
     match command {
-        NodeCommand::Create(args) => create(*args).await,
+        NodeCommand::Create(args) => create(*args, dirs).await,
         NodeCommand::Start { name, wait } => {
-            let (paths, record) = node::load(&data, &name)?;
+            let (paths, record) = node::load(data, &name)?;
             node::start(&paths, &record).map_err(anyhow::Error::msg)?;
             wait_for(&paths, &name, &wait)
         }
         NodeCommand::Stop { name } => {
-            let (paths, _) = node::load(&data, &name)?;
+            let (paths, _) = node::load(data, &name)?;
             let how = node::stop(&paths, Duration::from_secs(60)).map_err(anyhow::Error::msg)?;
             println!("{name}: {how}");
             Ok(())
         }
         NodeCommand::Rm { names } => {
             for name in names {
-                node::remove(&data, &name)?;
+                node::remove(data, &name)?;
                 println!("removed {name}");
             }
             Ok(())
         }
         NodeCommand::List { json } => {
-            let nodes = node::list(&data);
+            let nodes = node::list(data);
             if json {
                 let rows: Vec<serde_json::Value> = nodes
                     .iter()
@@ -72,7 +73,7 @@ pub async fn run(command: NodeCommand) -> anyhow::Result<()> {
             Ok(())
         }
         NodeCommand::Status { name, json } => {
-            let (paths, _) = node::load(&data, &name)?;
+            let (paths, _) = node::load(data, &name)?;
             let status = node::status(&paths, &name, Duration::from_secs(30))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
@@ -86,11 +87,11 @@ pub async fn run(command: NodeCommand) -> anyhow::Result<()> {
             interactive,
             command,
         } => {
-            let (paths, _) = node::load(&data, &name)?;
+            let (paths, _) = node::load(data, &name)?;
             exec(&paths, &command, interactive)
         }
         NodeCommand::Logs { name } => {
-            let (paths, _) = node::load(&data, &name)?;
+            let (paths, _) = node::load(data, &name)?;
             let text = std::fs::read(&paths.console_log)
                 .with_context(|| format!("reading {}", paths.console_log.display()))?;
             std::io::stdout().write_all(&text)?;
@@ -107,7 +108,7 @@ fn parse_forward(text: &str) -> anyhow::Result<HostForward> {
         .with_context(|| format!("--forward {text}: expected HOST_PORT:NODE_PORT, e.g. 16443:6443"))
 }
 
-async fn create(args: NodeCreateArgs) -> anyhow::Result<()> {
+async fn create(args: NodeCreateArgs, dirs: &KinaDirs) -> anyhow::Result<()> {
     let arch = match &args.platform {
         Some(p) => p
             .trim_start_matches("linux/")
@@ -148,11 +149,11 @@ async fn create(args: NodeCreateArgs) -> anyhow::Result<()> {
         let path = std::path::Path::new(kina_contract::kernel::LOCAL_PROFILES_DIR).join(name);
         extra_files.push((path, text, 0o644));
     }
-    let cache = Cache::open(Cache::default_root()).context("opening the download cache")?;
-    let data = node::data_dir();
+    let cache = Cache::open(dirs.cache()).context("opening the download cache")?;
+    let data = dirs.data();
     eprintln!("Creating node {} ({arch}) from {}", args.name, args.image);
     let record = node::create(
-        &data,
+        data,
         CreateOptions {
             name: args.name.clone(),
             image: args.image.clone(),
@@ -175,7 +176,7 @@ async fn create(args: NodeCreateArgs) -> anyhow::Result<()> {
         " ✓ booting kernel {} under {} ({})",
         record.kernel_release, record.accel, record.accel_reason
     );
-    let paths = NodePaths::new(&data, &args.name);
+    let paths = NodePaths::new(data, &args.name);
     wait_for(&paths, &args.name, &args.wait)
 }
 

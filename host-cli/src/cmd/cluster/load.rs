@@ -1,0 +1,127 @@
+//! `kina load image-archive` and `kina load image`: images into the
+//! nodes' containerd, streamed through the provider's exec into
+//! `ctr images import`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use kina_builder::store::ImageStore;
+
+use super::open;
+use crate::cluster::ClusterPlan;
+use crate::dirs::KinaDirs;
+use crate::provider::Provider;
+use crate::scratch::ScratchFile;
+
+/// The nodes `--nodes` names (all when empty), refusing names not in the
+/// cluster.
+fn chosen_nodes<'a>(plan: &'a ClusterPlan, only: &[String]) -> anyhow::Result<Vec<&'a str>> {
+    for wanted in only {
+        if !plan.nodes.iter().any(|n| &n.name == wanted) {
+            bail!(
+                "--nodes {wanted}: not a node of cluster {} (its nodes: {})",
+                plan.name,
+                plan.nodes
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    Ok(plan
+        .nodes
+        .iter()
+        .filter(|n| only.is_empty() || only.contains(&n.name))
+        .map(|n| n.name.as_str())
+        .collect())
+}
+
+/// Checks that `path` is an image archive ctr can import (an OCI layout or
+/// a `docker save` tar) before any node sees it.
+fn check_archive(path: &Path) -> anyhow::Result<()> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("opening image archive {}", path.display()))?;
+    let mut archive = tar::Archive::new(file);
+    let entries = archive
+        .entries()
+        .with_context(|| format!("{} is not a tar archive", path.display()))?;
+    for entry in entries {
+        let entry =
+            entry.with_context(|| format!("{} is not a readable tar archive", path.display()))?;
+        let name = entry
+            .path()
+            .map(|p| p.to_string_lossy().trim_start_matches("./").to_string());
+        if let Ok(name) = name
+            && (name == "index.json" || name == "manifest.json")
+        {
+            return Ok(());
+        }
+    }
+    bail!(
+        "{} is not an image archive: it has neither index.json (OCI) nor manifest.json (docker save)",
+        path.display()
+    )
+}
+
+pub fn archives(
+    dirs: &KinaDirs,
+    name: &str,
+    archives: &[PathBuf],
+    only: &[String],
+) -> anyhow::Result<()> {
+    let (provider, plan) = open(dirs, name)?;
+    let chosen = chosen_nodes(&plan, only)?;
+    for archive in archives {
+        check_archive(archive)?;
+    }
+    for archive in archives {
+        for node_name in &chosen {
+            let mut file = std::fs::File::open(archive)
+                .with_context(|| format!("opening image archive {}", archive.display()))?;
+            let out = provider
+                .exec(
+                    node_name,
+                    &[
+                        "ctr",
+                        "--namespace",
+                        "k8s.io",
+                        "images",
+                        "import",
+                        "--digests",
+                        "-",
+                    ],
+                    &mut file,
+                    Duration::from_secs(600),
+                )
+                .with_context(|| format!("loading {} into {node_name}", archive.display()))?;
+            for line in String::from_utf8_lossy(&out).lines() {
+                eprintln!("{node_name}: {line}");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn images(
+    dirs: &KinaDirs,
+    name: &str,
+    references: &[String],
+    only: &[String],
+) -> anyhow::Result<()> {
+    // The cluster and its nodes first: a wrong name costs no export.
+    let (_, plan) = open(dirs, name)?;
+    chosen_nodes(&plan, only)?;
+    let store = ImageStore::open(dirs.images()).context("opening the image store")?;
+    let mut exported = Vec::new();
+    for (i, reference) in references.iter().enumerate() {
+        let archive = ScratchFile::in_dir(&dirs.scratch(), "load", i)?;
+        store
+            .export(reference, archive.path(), 0)
+            .with_context(|| format!("exporting {reference} from the image store"))?;
+        exported.push(archive);
+    }
+    let paths: Vec<PathBuf> = exported.iter().map(|a| a.path().to_path_buf()).collect();
+    archives(dirs, name, &paths, only)
+}

@@ -1,0 +1,156 @@
+//! `kina up` / `kina create cluster`: the config, the image and the
+//! provider are resolved here; `crate::cluster::up` does the rest.
+
+use anyhow::{Context, bail};
+use kina_builder::fetch::cache::Cache;
+use kina_builder::platform::Arch;
+use kina_builder::store::ImageStore;
+use kina_contract::status::PHASES;
+use kina_qemu::kernel::KernelRecipe;
+
+use super::parse_wait;
+use crate::cli::UpArgs;
+use crate::cluster::kubeconfig::KubeconfigFiles;
+use crate::cluster::progress::Steps;
+use crate::cluster::up::{UpRequest, up};
+use crate::cluster_config::ClusterConfig;
+use crate::cmd::node::kernel_mirrors;
+use crate::dirs::KinaDirs;
+use crate::provider::{AnyProvider, ProviderKind, qemu::NodeInputs};
+
+/// The label a kina image carries its Kubernetes release in.
+const KUBERNETES_LABEL: &str = "io.kina.kubernetes.version";
+
+fn node_arch(platform: Option<&str>) -> anyhow::Result<Arch> {
+    match platform {
+        Some(p) => p
+            .trim_start_matches("linux/")
+            .parse::<Arch>()
+            .map_err(anyhow::Error::msg),
+        None => Ok(match std::env::consts::ARCH {
+            "aarch64" => Arch::Arm64,
+            _ => Arch::Amd64,
+        }),
+    }
+}
+
+/// The Kubernetes release an image carries for `arch`, from its label.
+fn image_kubernetes(dirs: &KinaDirs, image: &str, arch: Arch) -> anyhow::Result<Option<String>> {
+    let root = dirs.images();
+    let store = ImageStore::open(&root).with_context(|| {
+        format!(
+            "opening the image store at {} (`kina image build` makes images)",
+            root.display()
+        )
+    })?;
+    let entry = store.find(image).with_context(|| {
+        format!("{image} is not in the local image store (see `kina image list`; `kina image build` makes it)")
+    })?;
+    let summary = crate::cmd::image_inspect::summarize(&store, &entry)?;
+    let platform = format!("linux/{arch}");
+    let found = summary
+        .platforms
+        .iter()
+        .find(|p| p.platform == platform)
+        .with_context(|| {
+            format!(
+                "{image} has no {platform} variant (it has {}); build it with --platform {arch}",
+                summary
+                    .platforms
+                    .iter()
+                    .map(|p| p.platform.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+    Ok(found.labels[KUBERNETES_LABEL].as_str().map(str::to_string))
+}
+
+/// The one image every node boots: the config's, else `--image`.
+fn cluster_image(config: &ClusterConfig, flag: &str) -> anyhow::Result<String> {
+    let images: Vec<&str> = config
+        .cluster
+        .nodes
+        .iter()
+        .filter_map(|n| n.image.as_deref())
+        .collect();
+    match images.first() {
+        Some(first) if images.iter().any(|i| i != first) => bail!(
+            "nodes[].image: the nodes name different images ({}); kina boots every node of a \
+             cluster from one image",
+            images.join(", ")
+        ),
+        Some(first) => Ok(first.to_string()),
+        None => Ok(flag.to_string()),
+    }
+}
+
+/// What the QEMU provider needs for new nodes, from `up`'s flags.
+fn qemu_inputs(
+    args: &UpArgs,
+    config: &ClusterConfig,
+    dirs: &KinaDirs,
+    arch: Arch,
+) -> anyhow::Result<NodeInputs> {
+    let kernel_recipe = config.kina.kernel.clone().unwrap_or(args.kernel.clone());
+    let (recipe, _) = KernelRecipe::load(&kernel_recipe)?;
+    Ok(NodeInputs {
+        arch,
+        mirrors: kernel_mirrors(&args.mirrors, &recipe)?,
+        kernel_recipe,
+        cache: Cache::open(dirs.cache()).context("opening the download cache")?,
+        accel: args.accel.parse().map_err(anyhow::Error::msg)?,
+        disk_size: args.disk_size << 30,
+    })
+}
+
+/// Ctrl-C (SIGINT) from now on is reported, not fatal: the handler is
+/// installed here, before anything is made, rather than when a
+/// `ctrl_c()` future is first polled, which a step that blocks its thread
+/// could delay past the point where there is something to clean up.
+fn watch_interrupt() -> anyhow::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("watching for Ctrl-C")
+}
+
+pub async fn run(args: UpArgs, dirs: &KinaDirs, quiet: bool) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(path) => ClusterConfig::load(path)?,
+        None => ClusterConfig::default(),
+    };
+    let name = args
+        .cluster
+        .name
+        .clone()
+        .unwrap_or_else(|| config.name().to_string());
+    let kind = args.provider.unwrap_or_else(ProviderKind::host_default);
+    let arch = node_arch(args.platform.as_deref())?;
+    let provider = AnyProvider::for_up(kind, dirs, || qemu_inputs(&args, &config, dirs, arch))?;
+    if let Some(phase) = &args.stop_after
+        && !PHASES.contains(&phase.as_str())
+    {
+        bail!(
+            "--stop-after {phase}: not a boot phase (one of {})",
+            PHASES.join(", ")
+        );
+    }
+    let wait = parse_wait(&args.wait)?;
+    let image = cluster_image(&config, &args.image)?;
+    let kubernetes_version = image_kubernetes(dirs, &image, arch)?;
+    let request = UpRequest {
+        name,
+        config: &config,
+        image,
+        kubernetes_version,
+        stop_after: args.stop_after.clone(),
+        wait,
+        retain: args.retain,
+        kubeconfig: (!args.kubeconfig_skip).then(KubeconfigFiles::from_env),
+        cwd: std::env::current_dir().context("reading the current directory")?,
+    };
+    let mut signal = watch_interrupt()?;
+    let mut interrupt = std::pin::pin!(async move {
+        signal.recv().await;
+    });
+    up(&provider, dirs, request, &Steps::new(quiet), &mut interrupt).await
+}

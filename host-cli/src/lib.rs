@@ -1,0 +1,19 @@
+//! kina's host side as a library: the command line (`cli`, `cmd`), clusters
+//! over the provider seam (`cluster`, `provider`), kind's config
+//! (`cluster_config`), the user's kubeconfig (`kubeconfig`) and kina's
+//! directories (`dirs`). The `kina` binary (`main.rs`) only parses, sets up
+//! logging and reports errors; tests drive the same code without spawning
+//! it.
+
+pub mod cli;
+pub mod cluster;
+pub mod cluster_config;
+// CA and bootstrap token for kubeadm, made before any node boots.
+pub mod cluster_secrets;
+pub mod cmd;
+pub mod dirs;
+// Adds and removes `kina-<cluster>` in the user's kubeconfig.
+pub mod kubeconfig;
+pub mod provider;
+// Image archives under the data directory, swept after an interrupted kina.
+pub mod scratch;

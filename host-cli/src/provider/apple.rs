@@ -1,0 +1,382 @@
+//! Nodes as Apple `container` VMs (macOS), driven through
+//! `kina_apple::cli::ContainerCli`.
+//!
+//! How it differs from QEMU: vmnet gives each node its address when it
+//! starts (and maybe another on the next start), so addresses are read
+//! with `container inspect` after every start and the node specs are
+//! written again; kina-init follows a rewritten spec (peer routes and
+//! /etc/hosts) within seconds. The spec reaches a node through a host
+//! directory bound at `/etc/kina` (`--volume`, virtiofs): there at first
+//! boot, and rewritable by the host while the node runs, which a file
+//! copied in at create time would not be. The control plane starts first,
+//! so workers boot knowing its address. The cluster's nodes share one
+//! vmnet network named after it (`kina_apple::run_args::network_name`).
+
+use std::io::Read;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use kina_apple::cli::ContainerCli;
+use kina_apple::inspect::State;
+use kina_apple::run_args::{
+    Mount, NodeRun, PortMapping as ApplePort, Propagation, Protocol as AppleProtocol, network_name,
+};
+use kina_apple::version::Version;
+use kina_contract::node_spec::{NODE_SPEC_PATH, NodeSpec, Role};
+
+use super::{Provider, ProviderKind, SpecMaker};
+use crate::cluster::plan::{self, Addressing, ClusterPlan, NodeInterfaces, Protocol};
+use crate::cluster_config::{ClusterConfig, FieldError, Provider as ConfigProvider};
+use crate::dirs::KinaDirs;
+
+/// The node directory `/etc/kina` is bound from.
+const SPEC_DIR_IN_NODE: &str = "/etc/kina";
+
+pub struct AppleProvider {
+    cli: ContainerCli,
+    dirs: KinaDirs,
+    /// The CLI's version, once checked (`up`).
+    version: Option<Version>,
+}
+
+impl AppleProvider {
+    pub fn new(dirs: KinaDirs) -> Self {
+        Self {
+            cli: ContainerCli::from_env(),
+            dirs,
+            version: None,
+        }
+    }
+
+    /// The provider with Apple's CLI checked to be one kina can drive.
+    pub fn checked(dirs: KinaDirs) -> anyhow::Result<Self> {
+        let mut provider = Self::new(dirs);
+        let supported = tokio::task::block_in_place(|| provider.cli.version())?;
+        provider.version = Some(supported.cli);
+        Ok(provider)
+    }
+
+    fn cluster_dir(&self, cluster: &str) -> PathBuf {
+        self.dirs.clusters().join(cluster)
+    }
+
+    /// Reads every node's address from `container inspect`; returns whether
+    /// any changed.
+    fn refresh_addresses(&self, plan: &mut ClusterPlan) -> anyhow::Result<bool> {
+        let mut changed = false;
+        for node in &mut plan.nodes {
+            let info = self.cli.inspect(&node.name)?;
+            let address = info.addresses.first().copied();
+            if info.state == State::Running && address.is_none() {
+                bail!(
+                    "node {} is running but `container inspect` shows no address for it",
+                    node.name
+                );
+            }
+            if address.is_some() && address != node.address {
+                node.address = address;
+                changed = true;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Writes every node's spec from `plan` (peers at their current addresses).
+    fn write_specs(&self, plan: &ClusterPlan, specs: &SpecMaker<'_>) -> anyhow::Result<()> {
+        let dir = self.cluster_dir(&plan.name);
+        for i in 0..plan.nodes.len() {
+            write_spec(&dir, &specs(plan, i)?)?;
+        }
+        Ok(())
+    }
+
+    /// The specs' peers follow the nodes' current addresses: read them, and
+    /// rewrite every spec when one moved. Needs the specs' secrets, which
+    /// only the node directories hold after `up`, so the rewrite keeps each
+    /// spec's `kubernetes` section and changes peers only.
+    fn follow_addresses(&self, plan: &mut ClusterPlan) -> anyhow::Result<bool> {
+        if !self.refresh_addresses(plan)? {
+            return Ok(false);
+        }
+        let dir = self.cluster_dir(&plan.name);
+        for (i, node) in plan.nodes.iter().enumerate() {
+            let path = spec_file(&dir, &node.name)?;
+            let text =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let mut spec = NodeSpec::from_json(&text, &path.display().to_string())?;
+            spec.peers = plan.peers_of(i);
+            write_spec(&dir, &spec)?;
+        }
+        Ok(true)
+    }
+
+    /// What `container create` gets for node `index`.
+    fn node_run(&self, plan: &ClusterPlan, index: usize) -> anyhow::Result<NodeRun> {
+        let node = plan
+            .nodes
+            .get(index)
+            .with_context(|| format!("no node {index} in the plan"))?;
+        let mut mounts = vec![Mount {
+            host_path: etc_dir(&self.cluster_dir(&plan.name), &node.name),
+            container_path: PathBuf::from(SPEC_DIR_IN_NODE),
+            read_only: false,
+            propagation: Propagation::None,
+        }];
+        mounts.extend(node.mounts.iter().map(|m| Mount {
+            host_path: m.host_path.clone(),
+            container_path: PathBuf::from(&m.container_path),
+            read_only: m.read_only,
+            // The refusals turned down any other.
+            propagation: match m.propagation {
+                plan::Propagation::None => Propagation::None,
+                plan::Propagation::HostToContainer => Propagation::HostToContainer,
+                plan::Propagation::Bidirectional => Propagation::Bidirectional,
+            },
+        }));
+        Ok(NodeRun {
+            name: node.name.clone(),
+            cluster: plan.name.clone(),
+            role: node.role.clone(),
+            image: plan.image.clone(),
+            cpus: node.cpus,
+            memory_mib: u64::from(node.memory_mib),
+            kernel: None,
+            network: Some(network_name(&plan.name)),
+            ports: node
+                .port_mappings
+                .iter()
+                .map(|m| ApplePort {
+                    listen_address: Some(std::net::IpAddr::V4(m.listen_address)),
+                    host_port: m.host_port,
+                    container_port: m.container_port,
+                    protocol: match m.protocol {
+                        Protocol::Tcp => AppleProtocol::Tcp,
+                        Protocol::Udp => AppleProtocol::Udp,
+                    },
+                })
+                .collect(),
+            mounts,
+        })
+    }
+}
+
+/// The host directory bound at `/etc/kina` in `node`.
+fn etc_dir(cluster_dir: &Path, node: &str) -> PathBuf {
+    cluster_dir.join("nodes").join(node).join("etc-kina")
+}
+
+/// The host file a node reads as its spec (`NODE_SPEC_PATH` in the node).
+fn spec_file(cluster_dir: &Path, node: &str) -> anyhow::Result<PathBuf> {
+    let file_name = Path::new(NODE_SPEC_PATH)
+        .file_name()
+        .context("the node spec path has no file name")?;
+    Ok(etc_dir(cluster_dir, node).join(file_name))
+}
+
+/// Writes a node's spec where its `/etc/kina` comes from: the directory
+/// 0700, the file 0600 (it carries the cluster's token and, on the control
+/// plane, the CA key), replaced atomically so kina-init never reads half.
+fn write_spec(cluster_dir: &Path, spec: &NodeSpec) -> anyhow::Result<()> {
+    let dir = etc_dir(cluster_dir, &spec.name);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let path = spec_file(cluster_dir, &spec.name)?;
+    let text = serde_json::to_vec_pretty(spec).context("encoding the node spec")?;
+    kina_builder::fsutil::write_atomic(&path, &text)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("setting the mode of {}", path.display()))
+}
+
+/// `kina image load`: an image of kina's store into Apple's, as an OCI
+/// archive whose index carries the full reference in both
+/// `io.containerd.image.name` and `org.opencontainers.image.ref.name`.
+/// The archive, made in the scratch directory, is removed whatever happens
+/// (by the next kina, when this one is killed).
+pub fn load_image(cli: &ContainerCli, dirs: &KinaDirs, image: &str) -> anyhow::Result<()> {
+    let root = dirs.images();
+    let store = kina_builder::store::ImageStore::open(&root)
+        .with_context(|| format!("opening kina's image store at {}", root.display()))?;
+    let archive = crate::scratch::ScratchFile::in_dir(&dirs.scratch(), "apple-load", 0)?;
+    store
+        .export(image, archive.path(), 0)
+        .with_context(|| format!("exporting {image} from kina's image store"))?;
+    cli.image_load(archive.path())
+        .with_context(|| format!("loading {image} into Apple's image store"))
+}
+
+impl Provider for AppleProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Apple
+    }
+
+    fn describe(&self) -> String {
+        match &self.version {
+            Some(v) => format!("Apple container {v}"),
+            None => "Apple container".to_string(),
+        }
+    }
+
+    fn refusals(&self, config: &ClusterConfig) -> Vec<FieldError> {
+        config.unsupported_on(ConfigProvider::AppleContainer)
+    }
+
+    /// vmnet hands out addresses at start: nothing to decide yet.
+    fn shape(&self, plan: &mut ClusterPlan, _others: &[ClusterPlan]) -> anyhow::Result<()> {
+        plan.addressing = Addressing::AtStart;
+        Ok(())
+    }
+
+    /// Apple's vminitd configures eth0 itself.
+    fn node_interfaces(
+        &self,
+        _plan: &ClusterPlan,
+        _index: usize,
+    ) -> anyhow::Result<NodeInterfaces> {
+        Ok(NodeInterfaces::default())
+    }
+
+    /// Apple names containers globally; `create` refuses a taken name
+    /// itself, before anything of this cluster is made.
+    fn check_free(&self, _plan: &ClusterPlan) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn prepare_title(&self, plan: &ClusterPlan) -> String {
+        format!("Ensuring node image {} 🖼", plan.image)
+    }
+
+    /// kina builds images into its own store, so one Apple does not have
+    /// yet is exported from there and handed to `container image load`.
+    async fn prepare(&self, plan: &ClusterPlan) -> anyhow::Result<()> {
+        tokio::task::block_in_place(|| {
+            if self.cli.image_present(&plan.image)? {
+                return Ok(());
+            }
+            load_image(&self.cli, &self.dirs, &plan.image)
+        })
+    }
+
+    /// The cluster's network and nodes; the control plane started first,
+    /// then the workers knowing its address, then every spec written again
+    /// with every peer. `plan`'s addresses are filled in on the way.
+    async fn create(&self, plan: &mut ClusterPlan, specs: &SpecMaker<'_>) -> anyhow::Result<()> {
+        tokio::task::block_in_place(|| {
+            self.cli.ensure_network(&plan.name, None)?;
+            self.write_specs(plan, specs)?;
+            for i in 0..plan.nodes.len() {
+                self.cli.create_node(&self.node_run(plan, i)?)?;
+            }
+            let (first, rest): (Vec<String>, Vec<String>) = {
+                let (cps, workers): (Vec<_>, Vec<_>) = plan
+                    .nodes
+                    .iter()
+                    .partition(|n| n.role == Role::ControlPlane);
+                (
+                    cps.iter().map(|n| n.name.clone()).collect(),
+                    workers.iter().map(|n| n.name.clone()).collect(),
+                )
+            };
+            for name in &first {
+                self.cli.start(name)?;
+            }
+            self.refresh_addresses(plan)?;
+            self.write_specs(plan, specs)?;
+            for name in &rest {
+                self.cli.start(name)?;
+            }
+            self.refresh_addresses(plan)?;
+            self.write_specs(plan, specs)
+        })
+    }
+
+    /// The control plane first, as at `up`: workers find it at once. The
+    /// nodes may come back at other addresses: they are read again and
+    /// every spec is rewritten, which kina-init follows.
+    async fn start(&self, plan: &mut ClusterPlan) -> anyhow::Result<bool> {
+        tokio::task::block_in_place(|| {
+            let mut order: Vec<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();
+            order.sort_by_key(|name| {
+                plan.nodes
+                    .iter()
+                    .any(|n| n.name == *name && n.role != Role::ControlPlane)
+            });
+            for name in order {
+                if !self.is_running(name) {
+                    self.cli.start(name)?;
+                }
+            }
+            self.follow_addresses(plan)
+        })
+    }
+
+    async fn stop(&self, plan: &ClusterPlan) -> anyhow::Result<Vec<String>> {
+        tokio::task::block_in_place(|| {
+            let mut lines = Vec::new();
+            for n in &plan.nodes {
+                self.cli.stop(&n.name)?;
+                lines.push(format!("{}: stopped", n.name));
+            }
+            Ok(lines)
+        })
+    }
+
+    /// By the cluster's label, so nodes of an interrupted `up` are found
+    /// too; then its network.
+    async fn delete(&self, plan: &ClusterPlan) -> anyhow::Result<Vec<String>> {
+        tokio::task::block_in_place(|| {
+            let mut deleted = Vec::new();
+            for node in self.cli.list_cluster(&plan.name)? {
+                self.cli.delete(&node.name)?;
+                deleted.push(node.name);
+            }
+            self.cli.delete_network(&network_name(&plan.name))?;
+            Ok(deleted)
+        })
+    }
+
+    fn is_running(&self, node: &str) -> bool {
+        self.cli
+            .inspect(node)
+            .is_ok_and(|i| i.state == State::Running)
+    }
+
+    fn exec(
+        &self,
+        node: &str,
+        argv: &[&str],
+        stdin: &mut dyn Read,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<u8>> {
+        Ok(self.cli.exec_ok_within(node, argv, stdin, timeout)?.stdout)
+    }
+
+    /// A node Apple stopped fails at its next exec, which says why.
+    fn check_alive(&self, _node: &str, _last: &mut String) -> anyhow::Result<bool> {
+        Ok(true)
+    }
+
+    fn where_to_look(&self, node: &str) -> Option<String> {
+        Some(format!("`container logs --boot {node}`"))
+    }
+
+    fn collect_logs(&self, node: &str, out: &Path, errors: &mut Vec<String>) {
+        for (file, got) in [
+            ("inspect.json", self.cli.inspect_document(node)),
+            ("stdio.log", self.cli.logs(node, false)),
+            ("boot.log", self.cli.logs(node, true)),
+        ] {
+            let written = got
+                .map_err(anyhow::Error::from)
+                .and_then(|bytes| Ok(std::fs::write(out.join(file), bytes)?));
+            if let Err(e) = written {
+                errors.push(format!("{node}/{file}: {e:#}"));
+            }
+        }
+    }
+}
