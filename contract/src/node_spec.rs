@@ -10,18 +10,12 @@ use serde::{Deserialize, Serialize};
 pub use crate::kubernetes_spec::{
     CertificateAuthority, Json6902Patch, KubeProxyMode, KubernetesSettings, Secret,
 };
+pub use crate::role::Role;
 
 pub const NODE_SPEC_VERSION: u32 = 1;
 
 /// Where kina-init looks for the spec inside a node.
 pub const NODE_SPEC_PATH: &str = "/etc/kina/node.json";
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Role {
-    ControlPlane,
-    Worker,
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
