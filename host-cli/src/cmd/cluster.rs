@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use kina_builder::fetch::cache::Cache;
 use kina_builder::platform::Arch;
 use kina_builder::store::ImageStore;
-use kina_contract::status::PHASES;
+use kina_contract::status::PhaseId;
 use kina_qemu::accel::AccelChoice;
 use kina_qemu::kernel::KernelRecipe;
 use kina_qemu::node::{self, NodePaths};
@@ -139,13 +139,8 @@ pub async fn up(args: UpArgs, quiet: bool) -> anyhow::Result<()> {
         }
         Provider::Qemu => None,
     };
-    if let Some(phase) = &args.stop_after
-        && !PHASES.contains(&phase.as_str())
-    {
-        bail!(
-            "--stop-after {phase}: not a boot phase (one of {})",
-            PHASES.join(", ")
-        );
+    if let Some(phase) = &args.stop_after {
+        phase.parse::<PhaseId>().context("--stop-after")?;
     }
     let wait = parse_wait(&args.wait)?;
     let data = node::data_dir();
