@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use kina_contract::node_spec::{KubernetesSettings, NODE_SPEC_PATH, Role};
-use kina_contract::status::KubernetesStatus;
+use kina_contract::status::{KubernetesStatus, PhaseId};
 
 use self::controller::Controller;
 use self::kubeadm_config::{IgnoredCheck, Inputs, KubeVersion};
@@ -511,8 +511,8 @@ impl KubernetesPhase {
 }
 
 impl Phase for KubernetesPhase {
-    fn name(&self) -> &'static str {
-        "kubernetes"
+    fn id(&self) -> PhaseId {
+        PhaseId::Kubernetes
     }
 
     fn run(&mut self, ctx: &mut BootContext) -> Result<String, PhaseFailure> {
