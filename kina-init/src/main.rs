@@ -31,8 +31,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// The value after `name` (`--file PATH`), wherever it stands in `args`;
-/// each subcommand takes its options in any order, after its positionals.
+/// The value after `name` (`--file PATH`), wherever it stands in `args`:
+/// subcommands take their few options in any order, and an option given
+/// without a value counts as absent.
 fn option<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
     args.iter()
         .position(|a| a == name)

@@ -64,7 +64,7 @@ struct Run {
     version: KubeVersion,
     node_ip: Ipv4Addr,
     deadline: Instant,
-    /// kubectl with the admin kubeconfig (control plane only has one).
+    /// kubectl with the admin kubeconfig, which only the control plane has.
     admin: Kubectl,
 }
 
