@@ -8,4 +8,5 @@ pub mod initramfs;
 pub mod kernel;
 pub mod kubernetes_spec;
 pub mod node_spec;
+pub mod role;
 pub mod status;

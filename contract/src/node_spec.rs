@@ -10,18 +10,13 @@ use serde::{Deserialize, Serialize};
 pub use crate::kubernetes_spec::{
     CertificateAuthority, Json6902Patch, KubeProxyMode, KubernetesSettings, Secret,
 };
+pub use crate::role::Role;
+use crate::status::{PhaseId, UnknownPhase};
 
 pub const NODE_SPEC_VERSION: u32 = 1;
 
 /// Where kina-init looks for the spec inside a node.
 pub const NODE_SPEC_PATH: &str = "/etc/kina/node.json";
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Role {
-    ControlPlane,
-    Worker,
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +65,8 @@ pub struct NodeSpec {
     pub cluster_interface: Option<ClusterInterface>,
     /// Ends the boot after this phase (`kina up --stop-after`, for
     /// debugging): later phases are marked skipped and the node stays up.
+    /// A [`PhaseId`]'s name, checked by [`NodeSpec::from_json`];
+    /// [`NodeSpec::stop_after_phase`] reads it typed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_after: Option<String>,
 }
@@ -141,6 +138,12 @@ impl NodeSpec {
             .map_or(default, |c| c.device.as_str())
     }
 
+    /// The phase the boot ends after, if the spec names one; an error for a
+    /// name that is no phase (only a spec not read by `from_json` has one).
+    pub fn stop_after_phase(&self) -> Result<Option<PhaseId>, UnknownPhase> {
+        self.stop_after.as_deref().map(str::parse).transpose()
+    }
+
     /// Reads a spec; an error names the field (`kubernetes.bootstrap_token`)
     /// as well as the line and column. A spec of another version that does
     /// not parse is reported as the version mismatch it is, which says
@@ -176,15 +179,10 @@ impl NodeSpec {
                 });
             }
         };
-        if let Some(phase) = &spec.stop_after
-            && !crate::status::PHASES.contains(&phase.as_str())
-        {
+        if let Err(e) = spec.stop_after_phase() {
             return Err(NodeSpecError::Invalid {
                 source_name: source_name.to_string(),
-                message: format!(
-                    "stop_after `{phase}` is not a boot phase (one of {})",
-                    crate::status::PHASES.join(", ")
-                ),
+                message: format!("stop_after {e}"),
             });
         }
         if spec.version != NODE_SPEC_VERSION {
@@ -220,6 +218,7 @@ mod tests {
         let text = br#"{"version":1,"name":"n","cluster":"c","role":"worker","pod_cidr":"10.244.1.0/24","stop_after":"containerd","cluster_interface":{"device":"eth1","address":"10.89.0.3/24"}}"#;
         let spec = NodeSpec::from_json(text, "test").unwrap();
         assert_eq!(spec.stop_after.as_deref(), Some("containerd"));
+        assert_eq!(spec.stop_after_phase(), Ok(Some(PhaseId::Containerd)));
         assert_eq!(spec.node_link("eth0"), "eth1");
         assert_eq!(NodeSpec::unnamed().node_link("eth0"), "eth0");
     }

@@ -1,6 +1,9 @@
 //! The node status: what kina-init reports about its boot, in one versioned
 //! schema read by `kina-init status` inside the node and by the host.
 
+use std::fmt;
+use std::str::FromStr;
+
 use serde::{Deserialize, Serialize};
 
 pub const STATUS_VERSION: u32 = 1;
@@ -8,20 +11,94 @@ pub const STATUS_VERSION: u32 = 1;
 /// Where kina-init keeps the status inside a node.
 pub const STATUS_PATH: &str = "/run/kina/status.json";
 
-/// The boot phases, in order.
-pub const PHASES: [&str; 11] = [
-    "mount",
-    "cgroups",
-    "identity",
-    "kernel",
-    "modules",
-    "sysctls",
-    "network",
-    "containerd",
-    "images",
-    "kubernetes",
-    "ready",
-];
+/// A boot phase. Its kebab-case name is what the status file records and
+/// what a node spec's `stop_after` names, so a phase the boot sequence runs
+/// and the record it updates cannot drift apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PhaseId {
+    Mount,
+    Cgroups,
+    Identity,
+    Kernel,
+    Modules,
+    Sysctls,
+    Network,
+    Containerd,
+    Images,
+    Kubernetes,
+    Ready,
+}
+
+impl PhaseId {
+    /// Every phase, in boot order.
+    pub const ALL: [PhaseId; 11] = [
+        PhaseId::Mount,
+        PhaseId::Cgroups,
+        PhaseId::Identity,
+        PhaseId::Kernel,
+        PhaseId::Modules,
+        PhaseId::Sysctls,
+        PhaseId::Network,
+        PhaseId::Containerd,
+        PhaseId::Images,
+        PhaseId::Kubernetes,
+        PhaseId::Ready,
+    ];
+
+    /// The name on the wire (status file, node spec, `--stop-after`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhaseId::Mount => "mount",
+            PhaseId::Cgroups => "cgroups",
+            PhaseId::Identity => "identity",
+            PhaseId::Kernel => "kernel",
+            PhaseId::Modules => "modules",
+            PhaseId::Sysctls => "sysctls",
+            PhaseId::Network => "network",
+            PhaseId::Containerd => "containerd",
+            PhaseId::Images => "images",
+            PhaseId::Kubernetes => "kubernetes",
+            PhaseId::Ready => "ready",
+        }
+    }
+}
+
+impl fmt::Display for PhaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl AsRef<str> for PhaseId {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+/// A name that is no boot phase; it says which ones are.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{input}` is not a boot phase (one of {})", phase_list())]
+pub struct UnknownPhase {
+    pub input: String,
+}
+
+fn phase_list() -> String {
+    PhaseId::ALL.map(PhaseId::as_str).join(", ")
+}
+
+impl FromStr for PhaseId {
+    type Err = UnknownPhase;
+
+    fn from_str(s: &str) -> Result<Self, UnknownPhase> {
+        PhaseId::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| UnknownPhase {
+                input: s.to_string(),
+            })
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -36,6 +113,8 @@ pub enum PhaseState {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhaseStatus {
+    /// A [`PhaseId`]'s name. Kept as text so that a host can read the
+    /// status of a node whose kina-init knows a phase it does not.
     pub name: String,
     pub state: PhaseState,
     #[serde(default)]
@@ -84,10 +163,10 @@ impl NodeStatus {
             version: STATUS_VERSION,
             node: node.to_string(),
             mode: mode.to_string(),
-            phases: PHASES
+            phases: PhaseId::ALL
                 .iter()
                 .map(|p| PhaseStatus {
-                    name: p.to_string(),
+                    name: p.as_str().to_string(),
                     state: PhaseState::Pending,
                     duration_ms: 0,
                     message: String::new(),
@@ -98,11 +177,14 @@ impl NodeStatus {
         }
     }
 
-    pub fn phase(&self, name: &str) -> Option<&PhaseStatus> {
+    /// The record of a phase, named by its [`PhaseId`] or its name.
+    pub fn phase(&self, name: impl AsRef<str>) -> Option<&PhaseStatus> {
+        let name = name.as_ref();
         self.phases.iter().find(|p| p.name == name)
     }
 
-    pub fn phase_mut(&mut self, name: &str) -> Option<&mut PhaseStatus> {
+    pub fn phase_mut(&mut self, name: impl AsRef<str>) -> Option<&mut PhaseStatus> {
+        let name = name.as_ref();
         self.phases.iter_mut().find(|p| p.name == name)
     }
 
@@ -148,5 +230,60 @@ impl NodeStatus {
             ));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phase_ids_keep_their_wire_names_in_serde_display_and_from_str() {
+        let names = [
+            "mount",
+            "cgroups",
+            "identity",
+            "kernel",
+            "modules",
+            "sysctls",
+            "network",
+            "containerd",
+            "images",
+            "kubernetes",
+            "ready",
+        ];
+        assert_eq!(PhaseId::ALL.map(PhaseId::as_str), names);
+        for (id, name) in PhaseId::ALL.into_iter().zip(names) {
+            assert_eq!(serde_json::to_string(&id).unwrap(), format!("\"{name}\""));
+            assert_eq!(
+                serde_json::from_str::<PhaseId>(&format!("\"{name}\"")).unwrap(),
+                id
+            );
+            assert_eq!(id.to_string(), name);
+            assert_eq!(name.parse::<PhaseId>(), Ok(id));
+        }
+    }
+
+    #[test]
+    fn an_unknown_phase_is_named_with_the_valid_ones() {
+        let err = "kubelet".parse::<PhaseId>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`kubelet` is not a boot phase (one of mount, cgroups, identity, kernel, modules, sysctls, network, containerd, images, kubernetes, ready)"
+        );
+        assert!("Mount".parse::<PhaseId>().is_err());
+    }
+
+    #[test]
+    fn a_new_status_has_one_pending_record_per_phase_in_order() {
+        let status = NodeStatus::new("n1", "vm-pid1");
+        let names: Vec<&str> = status.phases.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, PhaseId::ALL.map(PhaseId::as_str));
+        assert!(status.phases.iter().all(|p| p.state == PhaseState::Pending));
+        assert_eq!(
+            status.phase(PhaseId::Network).map(|p| p.name.as_str()),
+            Some("network")
+        );
+        assert_eq!(status.phase("network"), status.phase(PhaseId::Network));
     }
 }

@@ -13,7 +13,7 @@ use kina_contract::node_spec::{
     KubernetesSettings, NODE_SPEC_VERSION, NodeSpec, NodeSpecError, Peer, Role, Secret,
 };
 use kina_contract::status::{
-    KubernetesStatus, NodeStatus, PHASES, PhaseState, PhaseStatus, STATUS_VERSION,
+    KubernetesStatus, NodeStatus, PhaseId, PhaseState, PhaseStatus, STATUS_VERSION,
 };
 use proptest::prelude::*;
 use serde_json::Value;
@@ -195,7 +195,7 @@ fn node_specs() -> impl Strategy<Value = NodeSpec> {
         prop::option::of(
             (text(), text()).prop_map(|(device, address)| ClusterInterface { device, address }),
         ),
-        prop::option::of(prop::sample::select(PHASES.to_vec()).prop_map(String::from)),
+        prop::option::of(prop::sample::select(PhaseId::ALL.to_vec()).prop_map(|p| p.to_string())),
     )
         .prop_map(
             |(
@@ -306,7 +306,7 @@ proptest! {
         field in prop::sample::select(spec_field_names()),
         required in prop::sample::select(REQUIRED.to_vec()),
         unknown in "[a-zA-Z_]{1,12}".prop_filter("not a field", |k| !spec_field_names().contains(&k.as_str())),
-        phase in "[a-z]{1,10}".prop_filter("not a phase", |p| !PHASES.contains(&p.as_str())),
+        phase in "[a-z]{1,10}".prop_filter("not a phase", |p| p.parse::<PhaseId>().is_err()),
         version in any::<u32>().prop_filter("another version", |v| *v != NODE_SPEC_VERSION),
         how in 0..5u8,
     ) {
@@ -480,7 +480,7 @@ proptest! {
                 "[ -~]{0,30}",
                 prop::option::of("[ -~]{1,30}"),
             ),
-            PHASES.len(),
+            PhaseId::ALL.len(),
         ),
         kubernetes in prop::option::of(
             (text(), text(), text(), prop::option::of(text()), any::<bool>(), any::<Option<bool>>())

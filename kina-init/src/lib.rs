@@ -18,4 +18,6 @@ pub mod pid1;
 #[cfg(target_os = "linux")]
 pub mod pod_check;
 #[cfg(target_os = "linux")]
+pub mod sequence;
+#[cfg(target_os = "linux")]
 pub mod supervise;

@@ -31,6 +31,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// The value after `name` (`--file PATH`), wherever it stands in `args`:
+/// subcommands take their few options in any order, and an option given
+/// without a value counts as absent.
+fn option<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+/// Whether the switch `name` (`--json`) is among `args`.
+fn switch(args: &[String], name: &str) -> bool {
+    args.iter().any(|a| a == name)
+}
+
 #[cfg(target_os = "linux")]
 fn check_kernel(args: &[String]) -> ExitCode {
     use kina_contract::kernel::report::Verdict;
@@ -87,12 +102,8 @@ fn check_kernel(args: &[String]) -> ExitCode {
 /// `kina-init status`: the boot phases as the status file records them.
 fn status(args: &[String]) -> ExitCode {
     use kina_contract::status::{NodeStatus, STATUS_PATH};
-    let json = args.iter().any(|a| a == "--json");
-    let path = args
-        .iter()
-        .position(|a| a == "--file")
-        .and_then(|i| args.get(i + 1))
-        .map_or(STATUS_PATH, String::as_str);
+    let json = switch(args, "--json");
+    let path = option(args, "--file").unwrap_or(STATUS_PATH);
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => {
@@ -122,68 +133,30 @@ fn status(args: &[String]) -> ExitCode {
     }
 }
 
-/// `kina-init phase NAME [--root DIR]`: one boot phase on its own, for
-/// debugging a node (and for testing phases in a scratch mount namespace).
+/// `kina-init phase NAME [--root DIR] [--spec FILE]`: one boot phase on its
+/// own, for debugging a node (and for testing phases in a scratch mount
+/// namespace).
 #[cfg(target_os = "linux")]
 fn phase(args: &[String]) -> ExitCode {
-    use kina_contract::node_spec::NodeSpec;
-    use kina_init::boot::mount::MountPhase;
-    use kina_init::boot::network::NetworkPhase;
-    use kina_init::boot::sysctls::SysctlsPhase;
-    use kina_init::boot::{BootContext, Phase};
-    let root = args
-        .iter()
-        .position(|a| a == "--root")
-        .and_then(|i| args.get(i + 1))
-        .cloned();
-    let mut phase: Box<dyn Phase> = match args.first().map(String::as_str) {
-        Some("sysctls") => Box::new(SysctlsPhase {
-            root: root.unwrap_or_else(|| "/proc/sys".into()).into(),
-        }),
-        Some("mount") => Box::new(MountPhase {
-            root: root.unwrap_or_else(|| "/".into()).into(),
-        }),
-        Some("network") => {
-            let root = std::path::PathBuf::from(root.unwrap_or_else(|| "/".into()));
-            Box::new(NetworkPhase {
-                uplink: kina_init::boot::network::DEFAULT_UPLINK.into(),
-                cni_conf_dir: root.join("etc/cni/net.d"),
-                resolv_conf: root.join("etc/resolv.conf"),
-            })
+    use kina_contract::node_spec::{NODE_SPEC_PATH, NodeSpec};
+    use kina_contract::status::{NodeStatus, PhaseId};
+    use kina_init::boot::{BootContext, StatusFile};
+    use kina_init::sequence::{BY_HAND, by_hand};
+    let root = option(args, "--root").map(std::path::PathBuf::from);
+    let id = args.first().and_then(|name| name.parse::<PhaseId>().ok());
+    let mut phase = match id.map(|id| by_hand(id, root)) {
+        Some(Ok(Some(phase))) => phase,
+        Some(Err(e)) => {
+            eprintln!("kina-init phase: cannot start polling the phase's services: {e}");
+            return ExitCode::from(1);
         }
-        // Runs kubeadm with the spec's settings; on a node of a base image
-        // it says which binaries the image lacks.
-        Some("kubernetes") => {
-            let supervisor = std::sync::Arc::new(std::sync::Mutex::new(
-                kina_init::supervise::Supervisor::new(Default::default()),
-            ));
-            // PID 1's loop polls the supervisor at boot; by hand, a thread does.
-            let polled = supervisor.clone();
-            std::thread::spawn(move || {
-                loop {
-                    polled
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .poll(std::time::Instant::now());
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                }
-            });
-            let mut phase = kina_init::kubernetes::KubernetesPhase::for_node(supervisor, "eth0");
-            if let Some(root) = root {
-                phase.paths.root = root.into();
-            }
-            Box::new(phase)
-        }
-        _ => {
-            eprintln!("kina-init phase: name one of mount, network, sysctls, kubernetes\n{USAGE}");
+        None | Some(Ok(None)) => {
+            let names = BY_HAND.map(PhaseId::as_str).join(", ");
+            eprintln!("kina-init phase: name one of {names}\n{USAGE}");
             return ExitCode::from(2);
         }
     };
-    let spec_path = args
-        .iter()
-        .position(|a| a == "--spec")
-        .and_then(|i| args.get(i + 1))
-        .map_or(kina_contract::node_spec::NODE_SPEC_PATH, String::as_str);
+    let spec_path = option(args, "--spec").unwrap_or(NODE_SPEC_PATH);
     let spec = match std::fs::read(spec_path) {
         Ok(bytes) => match NodeSpec::from_json(&bytes, spec_path) {
             Ok(spec) => spec,
@@ -196,16 +169,16 @@ fn phase(args: &[String]) -> ExitCode {
         Err(_) => NodeSpec::unnamed(),
     };
     // A phase run by hand reports beside, not over, the boot's status.
-    let status = kina_init::boot::StatusFile::new(
+    let status = StatusFile::new(
         std::env::temp_dir().join("kina-init-phase-status.json"),
-        kina_contract::status::NodeStatus::new(&spec.name, "by-hand"),
+        NodeStatus::new(&spec.name, "by-hand"),
     );
     let mut ctx = BootContext {
         spec,
         kernel_report: None,
         status,
     };
-    let name = phase.name();
+    let name = phase.id();
     match phase.run(&mut ctx) {
         Ok(message) => {
             println!("{name} ok: {message}");
@@ -223,12 +196,8 @@ fn phase(args: &[String]) -> ExitCode {
 #[cfg(target_os = "linux")]
 fn pod_network_check(args: &[String]) -> ExitCode {
     use kina_init::pod_check::{CNI_BIN_DIRS, default_conf, run_check};
-    let json = args.iter().any(|a| a == "--json");
-    let conf = args
-        .iter()
-        .position(|a| a == "--conf")
-        .and_then(|i| args.get(i + 1))
-        .map_or_else(default_conf, std::path::PathBuf::from);
+    let json = switch(args, "--json");
+    let conf = option(args, "--conf").map_or_else(default_conf, std::path::PathBuf::from);
     let dirs: Vec<std::path::PathBuf> = CNI_BIN_DIRS.iter().map(std::path::PathBuf::from).collect();
     match run_check(&conf, &dirs) {
         Ok(report) => {
@@ -260,11 +229,7 @@ fn scratch_pod(args: &[String]) -> ExitCode {
     use kina_init::pod_check::{
         CNI_BIN_DIRS, SCRATCH_POD_DIR, attach_pod, default_conf, detach_pod,
     };
-    let conf = args
-        .iter()
-        .position(|a| a == "--conf")
-        .and_then(|i| args.get(i + 1))
-        .map_or_else(default_conf, std::path::PathBuf::from);
+    let conf = option(args, "--conf").map_or_else(default_conf, std::path::PathBuf::from);
     let dirs: Vec<std::path::PathBuf> = CNI_BIN_DIRS.iter().map(std::path::PathBuf::from).collect();
     let state = std::path::Path::new(SCRATCH_POD_DIR);
     let result = match (args.first().map(String::as_str), args.get(1)) {

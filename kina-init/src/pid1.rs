@@ -16,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use kina_contract::node_spec::{NODE_SPEC_PATH, NodeSpec, NodeSpecError};
-use kina_contract::status::{NodeStatus, PhaseState, STATUS_PATH};
+use kina_contract::status::{NodeStatus, PhaseId, PhaseState, STATUS_PATH};
 use nix::mount::{MsFlags, mount};
 use nix::poll::{PollFd, PollFlags, poll};
 use nix::sys::signal::{SigSet, Signal, kill};
@@ -26,11 +26,11 @@ use nix::unistd::Pid;
 
 use crate::boot::identity::write_hosts;
 use crate::boot::network::{DEFAULT_UPLINK, sync_masquerade, sync_peer_routes};
-use crate::boot::sequence::{Mode, phases};
 use crate::boot::{BootContext, Phase, PhaseFailure, StatusFile, run_phases};
 use crate::children;
 use crate::exec_server;
 use crate::kernel_probe::LiveProbes;
+use crate::sequence::{Mode, phases};
 use crate::supervise::{Backoff, ServiceEvent, Supervisor};
 
 /// How long each service may take to stop after SIGTERM.
@@ -47,13 +47,13 @@ static PROBES: LiveProbes = LiveProbes;
 /// Stands in for a phase that cannot run because the node spec is
 /// unreadable: the boot stops there with the spec's error.
 struct SpecUnreadable {
-    name: &'static str,
+    id: PhaseId,
     error: String,
 }
 
 impl Phase for SpecUnreadable {
-    fn name(&self) -> &'static str {
-        self.name
+    fn id(&self) -> PhaseId {
+        self.id
     }
 
     fn run(&mut self, _ctx: &mut BootContext) -> Result<String, PhaseFailure> {
@@ -195,9 +195,9 @@ fn boot(mode: Mode, supervisor: Arc<Mutex<Supervisor>>) {
         Ok(spec) => spec,
         Err(error) => {
             // Mount and cgroups need no spec; the boot stops at identity.
-            if let Some(p) = phases.iter_mut().find(|p| p.name() == "identity") {
+            if let Some(p) = phases.iter_mut().find(|p| p.id() == PhaseId::Identity) {
                 *p = Box::new(SpecUnreadable {
-                    name: "identity",
+                    id: PhaseId::Identity,
                     error,
                 });
             }
@@ -211,7 +211,11 @@ fn boot(mode: Mode, supervisor: Arc<Mutex<Supervisor>>) {
         status,
     };
     let started = Instant::now();
-    let stop_after = ctx.spec.stop_after.clone();
+    // `load_spec` has checked the name; a spec that bypassed it boots on.
+    let stop_after = ctx.spec.stop_after_phase().unwrap_or_else(|e| {
+        say(&format!("node spec: stop_after {e}; booting every phase"));
+        None
+    });
     // From the start, not after the boot: the host rewrites specs while
     // nodes boot (Apple's addresses are known only once nodes run), and a
     // Kubernetes boot takes minutes.
@@ -222,12 +226,7 @@ fn boot(mode: Mode, supervisor: Arc<Mutex<Supervisor>>) {
     if let Err(e) = follower {
         say(&format!("cannot start following the node spec: {e}"));
     }
-    let failed = run_phases(
-        &mut phases,
-        &mut ctx,
-        &mut std::io::stderr(),
-        stop_after.as_deref(),
-    );
+    let failed = run_phases(&mut phases, &mut ctx, &mut std::io::stderr(), stop_after);
     match failed {
         None => match &stop_after {
             Some(phase) => say(&format!(
@@ -257,7 +256,7 @@ fn follow_peers(path: &Path, booted: &NodeSpec, status: &StatusFile) {
     let network_done = || {
         status
             .snapshot()
-            .phase("network")
+            .phase(PhaseId::Network)
             .is_some_and(|p| p.state == PhaseState::Ok)
     };
     // `None`: the first look compares the file with what the boot used.

@@ -184,13 +184,9 @@ fn wait_for(paths: &NodePaths, name: &str, wait: &WaitArgs) -> anyhow::Result<()
     if wait.wait == "none" {
         return Ok(());
     }
-    if !kina_contract::status::PHASES.contains(&wait.wait.as_str()) {
-        bail!(
-            "--wait {}: not a boot phase (one of {}, or none)",
-            wait.wait,
-            kina_contract::status::PHASES.join(", ")
-        );
-    }
+    wait.wait
+        .parse::<kina_contract::status::PhaseId>()
+        .context("--wait (a boot phase, or none)")?;
     let status = node::wait_for_phase(paths, name, &wait.wait, Duration::from_secs(wait.timeout))?;
     print!("{}", status.render());
     Ok(())

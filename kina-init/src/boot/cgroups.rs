@@ -8,6 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
+use kina_contract::status::PhaseId;
+
 use super::{BootContext, Phase, PhaseFailure};
 
 pub const REQUIRED_CONTROLLERS: [&str; 4] = ["cpu", "cpuset", "memory", "pids"];
@@ -68,8 +70,8 @@ fn is_kernel_thread(pid: &str) -> bool {
 }
 
 impl Phase for CgroupsPhase {
-    fn name(&self) -> &'static str {
-        "cgroups"
+    fn id(&self) -> PhaseId {
+        PhaseId::Cgroups
     }
 
     fn run(&mut self, _ctx: &mut BootContext) -> Result<String, PhaseFailure> {

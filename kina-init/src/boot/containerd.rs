@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
 use super::containerd_config::{Snapshotter, cni_bin_dirs, config_toml, containerd_major};
+use kina_contract::status::PhaseId;
+
 use super::{BootContext, Phase, PhaseFailure};
 use crate::children;
 use crate::supervise::{ServiceSpec, Supervisor};
@@ -66,8 +68,8 @@ pub fn overlay_works(dir: &Path) -> Result<(), String> {
 }
 
 impl Phase for ContainerdPhase {
-    fn name(&self) -> &'static str {
-        "containerd"
+    fn id(&self) -> PhaseId {
+        PhaseId::Containerd
     }
 
     fn run(&mut self, _ctx: &mut BootContext) -> Result<String, PhaseFailure> {

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use kina_contract::node_spec::Peer;
+use kina_contract::status::PhaseId;
 
 use super::{BootContext, Phase, PhaseFailure};
 
@@ -31,8 +32,8 @@ fn new_machine_id() -> Result<String, String> {
 }
 
 impl Phase for IdentityPhase {
-    fn name(&self) -> &'static str {
-        "identity"
+    fn id(&self) -> PhaseId {
+        PhaseId::Identity
     }
 
     fn run(&mut self, ctx: &mut BootContext) -> Result<String, PhaseFailure> {

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use super::containerd::SOCKET;
+use kina_contract::status::PhaseId;
+
 use super::{BootContext, Phase, PhaseFailure};
 use crate::children;
 
@@ -20,8 +22,8 @@ const LAYOUT: &str = "var/lib/kina/images";
 const MARKER: &str = "var/lib/kina/images.imported";
 
 impl Phase for ImagesPhase {
-    fn name(&self) -> &'static str {
-        "images"
+    fn id(&self) -> PhaseId {
+        PhaseId::Images
     }
 
     fn run(&mut self, _ctx: &mut BootContext) -> Result<String, PhaseFailure> {

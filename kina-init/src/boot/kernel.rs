@@ -3,6 +3,7 @@
 
 use kina_contract::kernel::ProbeRunner;
 use kina_contract::kernel::report::Verdict;
+use kina_contract::status::PhaseId;
 
 use super::{BootContext, Phase, PhaseFailure};
 use crate::kernel_probe::check_running_kernel;
@@ -12,8 +13,8 @@ pub struct KernelPhase<'a> {
 }
 
 impl Phase for KernelPhase<'_> {
-    fn name(&self) -> &'static str {
-        "kernel"
+    fn id(&self) -> PhaseId {
+        PhaseId::Kernel
     }
 
     fn run(&mut self, ctx: &mut BootContext) -> Result<String, PhaseFailure> {

@@ -14,7 +14,6 @@ pub mod kernel;
 pub mod modules;
 pub mod mount;
 pub mod network;
-pub mod sequence;
 pub mod sysctls;
 
 use std::io::Write;
@@ -24,7 +23,7 @@ use std::time::Instant;
 
 use kina_contract::kernel::Report;
 use kina_contract::node_spec::NodeSpec;
-use kina_contract::status::{NodeStatus, PhaseState};
+use kina_contract::status::{NodeStatus, PhaseId, PhaseState};
 
 /// What phases share: the spec, and what earlier phases learned.
 pub struct BootContext {
@@ -98,19 +97,27 @@ pub struct PhaseFailure {
 }
 
 pub trait Phase {
-    fn name(&self) -> &'static str;
+    /// Which record of the status file the phase reports in.
+    fn id(&self) -> PhaseId;
+    /// Whether the status file may be written when the phase starts. The
+    /// file lives on /run, which the mount phase provides: written before
+    /// it, it would land on the root disk underneath the tmpfs and be read
+    /// as a stale status later.
+    fn writes_status_file(&self) -> bool {
+        true
+    }
     /// Does the work; returns a one-line summary.
     fn run(&mut self, ctx: &mut BootContext) -> Result<String, PhaseFailure>;
 }
 
 /// Runs `phases` in order, writing the status file after every change.
-/// Returns the name of the failed phase, if one failed.
+/// Returns the failed phase, if one failed.
 pub fn run_phases(
     phases: &mut [Box<dyn Phase>],
     ctx: &mut BootContext,
     console: &mut dyn Write,
-    stop_after: Option<&str>,
-) -> Option<String> {
+    stop_after: Option<PhaseId>,
+) -> Option<PhaseId> {
     let status = ctx.status.clone();
     let write = |console: &mut dyn Write, f: &dyn Fn(&mut NodeStatus)| {
         if let Err(e) = status.update(f) {
@@ -124,18 +131,15 @@ pub fn run_phases(
     let mut failed = None;
     let mut stopped = false;
     for phase in phases.iter_mut() {
-        let name = phase.name();
+        let name = phase.id();
         if failed.is_some() || stopped {
             status.change(|s| set_state(s, name, PhaseState::Skipped));
             continue;
         }
-        // The status file lives on /run, which the mount phase provides:
-        // written before it, it would land on the root disk underneath the
-        // tmpfs and be read as a stale status later.
-        if name == "mount" {
-            status.change(|s| set_state(s, name, PhaseState::Running));
-        } else {
+        if phase.writes_status_file() {
             write(console, &|s| set_state(s, name, PhaseState::Running));
+        } else {
+            status.change(|s| set_state(s, name, PhaseState::Running));
         }
         let started = Instant::now();
         let result = phase.run(ctx);
@@ -165,7 +169,7 @@ pub fn run_phases(
         };
         let _ = console.write_all(line.as_bytes());
         if result.is_err() {
-            failed = Some(name.to_string());
+            failed = Some(name);
         }
         if stop_after == Some(name) {
             stopped = true;
@@ -175,7 +179,7 @@ pub fn run_phases(
     failed
 }
 
-fn set_state(status: &mut NodeStatus, name: &str, state: PhaseState) {
+fn set_state(status: &mut NodeStatus, name: PhaseId, state: PhaseState) {
     if let Some(p) = status.phase_mut(name) {
         p.state = state;
     }
@@ -219,9 +223,9 @@ mod tests {
     use super::tests_support::ctx;
     use super::*;
 
-    struct Fixed(&'static str, Result<&'static str, &'static str>);
+    struct Fixed(PhaseId, Result<&'static str, &'static str>);
     impl Phase for Fixed {
-        fn name(&self) -> &'static str {
+        fn id(&self) -> PhaseId {
             self.0
         }
         fn run(&mut self, _: &mut BootContext) -> Result<String, PhaseFailure> {
@@ -237,15 +241,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run/kina/status.json");
         let mut phases: Vec<Box<dyn Phase>> = vec![
-            Box::new(Fixed("mount", Ok("mounted 4"))),
-            Box::new(Fixed("kernel", Err("kernel lacks CONFIG_VETH"))),
-            Box::new(Fixed("modules", Ok("never"))),
+            Box::new(Fixed(PhaseId::Mount, Ok("mounted 4"))),
+            Box::new(Fixed(PhaseId::Kernel, Err("kernel lacks CONFIG_VETH"))),
+            Box::new(Fixed(PhaseId::Modules, Ok("never"))),
         ];
         let mut ctx = ctx();
         ctx.status = StatusFile::new(&path, NodeStatus::new("n1", "vm-pid1"));
         let mut console = Vec::new();
         let failed = run_phases(&mut phases, &mut ctx, &mut console, None);
-        assert_eq!(failed.as_deref(), Some("kernel"));
+        assert_eq!(failed, Some(PhaseId::Kernel));
         let written: NodeStatus = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(written.phase("mount").unwrap().state, PhaseState::Ok);
         let kernel = written.phase("kernel").unwrap();
@@ -259,21 +263,79 @@ mod tests {
         );
     }
 
+    /// Notes whether the status file existed when it ran.
+    struct SeesStatusFile {
+        id: PhaseId,
+        writes: bool,
+        saw: Arc<Mutex<Vec<(PhaseId, bool)>>>,
+    }
+    impl Phase for SeesStatusFile {
+        fn id(&self) -> PhaseId {
+            self.id
+        }
+        fn writes_status_file(&self) -> bool {
+            self.writes
+        }
+        fn run(&mut self, ctx: &mut BootContext) -> Result<String, PhaseFailure> {
+            let exists = ctx.status.path().exists();
+            self.saw.lock().unwrap().push((self.id, exists));
+            Ok(String::new())
+        }
+    }
+
+    #[test]
+    fn a_phase_that_provides_the_status_files_place_starts_without_writing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/kina/status.json");
+        let saw = Arc::new(Mutex::new(Vec::new()));
+        let mut phases: Vec<Box<dyn Phase>> = [(PhaseId::Mount, false), (PhaseId::Cgroups, true)]
+            .into_iter()
+            .map(|(id, writes)| -> Box<dyn Phase> {
+                Box::new(SeesStatusFile {
+                    id,
+                    writes,
+                    saw: saw.clone(),
+                })
+            })
+            .collect();
+        let mut ctx = ctx();
+        ctx.status = StatusFile::new(&path, NodeStatus::new("n1", "vm-pid1"));
+        assert_eq!(
+            run_phases(&mut phases, &mut ctx, &mut Vec::new(), None),
+            None
+        );
+        assert_eq!(
+            *saw.lock().unwrap(),
+            [(PhaseId::Mount, false), (PhaseId::Cgroups, true)]
+        );
+        let written: NodeStatus = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(written.phase(PhaseId::Mount).unwrap().state, PhaseState::Ok);
+    }
+
     #[test]
     fn stop_after_ends_the_boot_after_that_phase() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("status.json");
         let mut phases: Vec<Box<dyn Phase>> = vec![
-            Box::new(Fixed("mount", Ok("a"))),
-            Box::new(Fixed("cgroups", Ok("b"))),
-            Box::new(Fixed("identity", Ok("c"))),
+            Box::new(Fixed(PhaseId::Mount, Ok("a"))),
+            Box::new(Fixed(PhaseId::Cgroups, Ok("b"))),
+            Box::new(Fixed(PhaseId::Identity, Ok("c"))),
         ];
         let mut ctx = ctx();
         ctx.status = StatusFile::new(&path, NodeStatus::new("n1", "vm-pid1"));
-        let failed = run_phases(&mut phases, &mut ctx, &mut Vec::new(), Some("cgroups"));
+        let failed = run_phases(
+            &mut phases,
+            &mut ctx,
+            &mut Vec::new(),
+            Some(PhaseId::Cgroups),
+        );
         assert_eq!(failed, None);
         assert_eq!(
-            ctx.status.snapshot().phase("identity").unwrap().state,
+            ctx.status
+                .snapshot()
+                .phase(PhaseId::Identity)
+                .unwrap()
+                .state,
             PhaseState::Skipped
         );
     }

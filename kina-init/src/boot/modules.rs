@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kina_contract::kernel::Presence;
+use kina_contract::status::PhaseId;
 
 use super::{BootContext, Phase, PhaseFailure};
 
@@ -53,8 +54,8 @@ pub fn wanted_modules(ctx: &BootContext) -> Vec<String> {
 }
 
 impl Phase for ModulesPhase {
-    fn name(&self) -> &'static str {
-        "modules"
+    fn id(&self) -> PhaseId {
+        PhaseId::Modules
     }
 
     fn run(&mut self, ctx: &mut BootContext) -> Result<String, PhaseFailure> {

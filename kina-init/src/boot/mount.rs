@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{MsFlags, mount};
 
+use kina_contract::status::PhaseId;
+
 use super::{BootContext, Phase, PhaseFailure};
 
 /// (mount point, filesystem type, flags, data).
@@ -46,8 +48,12 @@ pub struct MountPhase {
 }
 
 impl Phase for MountPhase {
-    fn name(&self) -> &'static str {
-        "mount"
+    fn id(&self) -> PhaseId {
+        PhaseId::Mount
+    }
+
+    fn writes_status_file(&self) -> bool {
+        false
     }
 
     fn run(&mut self, _ctx: &mut BootContext) -> Result<String, PhaseFailure> {

@@ -14,6 +14,7 @@ use std::process::Command;
 use futures_util::TryStreamExt;
 use kina_contract::cidr::Ipv4Cidr;
 use kina_contract::node_spec::{NodeSpec, Peer};
+use kina_contract::status::PhaseId;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
@@ -229,8 +230,8 @@ pub fn uplink_ipv4(uplink: &str) -> Result<Ipv4Addr, String> {
 }
 
 impl Phase for NetworkPhase {
-    fn name(&self) -> &'static str {
-        "network"
+    fn id(&self) -> PhaseId {
+        PhaseId::Network
     }
 
     fn run(&mut self, ctx: &mut BootContext) -> Result<String, PhaseFailure> {

@@ -7,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
+use kina_contract::status::PhaseId;
+
 use super::{BootContext, Phase, PhaseFailure};
 
 /// (key, value, required). Bridge keys exist only when br_netfilter is loaded.
@@ -36,8 +38,8 @@ fn path_of(root: &Path, key: &str) -> PathBuf {
 }
 
 impl Phase for SysctlsPhase {
-    fn name(&self) -> &'static str {
-        "sysctls"
+    fn id(&self) -> PhaseId {
+        PhaseId::Sysctls
     }
 
     fn run(&mut self, _ctx: &mut BootContext) -> Result<String, PhaseFailure> {

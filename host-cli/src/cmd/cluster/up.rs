@@ -5,7 +5,7 @@ use anyhow::{Context, bail};
 use kina_builder::fetch::cache::Cache;
 use kina_builder::platform::Arch;
 use kina_builder::store::ImageStore;
-use kina_contract::status::PHASES;
+use kina_contract::status::PhaseId;
 use kina_qemu::kernel::KernelRecipe;
 
 use super::parse_wait;
@@ -126,13 +126,8 @@ pub async fn run(args: UpArgs, dirs: &KinaDirs, quiet: bool) -> anyhow::Result<(
     let kind = args.provider.unwrap_or_else(ProviderKind::host_default);
     let arch = node_arch(args.platform.as_deref())?;
     let provider = AnyProvider::for_up(kind, dirs, || qemu_inputs(&args, &config, dirs, arch))?;
-    if let Some(phase) = &args.stop_after
-        && !PHASES.contains(&phase.as_str())
-    {
-        bail!(
-            "--stop-after {phase}: not a boot phase (one of {})",
-            PHASES.join(", ")
-        );
+    if let Some(phase) = &args.stop_after {
+        phase.parse::<PhaseId>().context("--stop-after")?;
     }
     let wait = parse_wait(&args.wait)?;
     let image = cluster_image(&config, &args.image)?;
