@@ -4,8 +4,12 @@
 //! and kind's decoding test data (pkg/internal/apis/config/encoding/testdata),
 //! plus configs made to hit each check.
 
+use kina_contract::cidr::Ipv4Cidr;
 use serde_json::json;
+use serde_norway::Value as Yaml;
 
+use super::documents::{edit_distance, fields_of, nearest};
+use super::provider_refusals::is_kindest_image;
 use super::*;
 
 /// The text with the indentation common to its lines removed, so configs
