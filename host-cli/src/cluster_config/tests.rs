@@ -4,8 +4,12 @@
 //! and kind's decoding test data (pkg/internal/apis/config/encoding/testdata),
 //! plus configs made to hit each check.
 
+use kina_contract::cidr::Ipv4Cidr;
 use serde_json::json;
+use serde_norway::Value as Yaml;
 
+use super::documents::{edit_distance, fields_of, nearest};
+use super::provider_refusals::is_kindest_image;
 use super::*;
 
 /// The text with the indentation common to its lines removed, so configs
@@ -90,8 +94,8 @@ fn the_minimal_config_gets_kinds_defaults() {
     );
     assert_eq!(combined_patches(&c, 0), (vec![], vec![]));
     assert_eq!(c, ClusterConfig::default());
-    assert!(c.unsupported_on(Provider::Qemu).is_empty());
-    assert!(c.unsupported_on(Provider::AppleContainer).is_empty());
+    assert!(c.qemu_refusals().is_empty());
+    assert!(c.apple_refusals().is_empty());
 }
 
 #[test]
@@ -1613,7 +1617,7 @@ fn what_a_provider_cannot_honour_is_named() {
           - {containerPort: 53, hostPort: 53, protocol: UDP}
         ",
     ));
-    let apple = c.unsupported_on(Provider::AppleContainer);
+    let apple = c.apple_refusals();
     let paths: Vec<&str> = apple.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(
         paths,
@@ -1639,7 +1643,7 @@ fn what_a_provider_cannot_honour_is_named() {
     assert!(why("nodes[0].extraPortMappings[0].protocol").contains("TCP and UDP"));
     assert!(why("nodes[0].image").contains("kina node image"));
 
-    let qemu = c.unsupported_on(Provider::Qemu);
+    let qemu = c.qemu_refusals();
     let paths: Vec<&str> = qemu.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(
         paths,
@@ -1658,36 +1662,21 @@ fn what_a_provider_cannot_honour_is_named() {
 }
 
 #[test]
-fn qemu_runs_several_nodes_but_refuses_subnets_of_its_own_networks() {
+fn both_providers_run_several_nodes_and_a_kernel_recipe_is_qemus() {
+    // Subnets colliding with QEMU's own networks: provider::qemu's tests.
     let c = parse(TWO_NODES);
-    assert!(c.unsupported_on(Provider::AppleContainer).is_empty());
-    assert!(c.unsupported_on(Provider::Qemu).is_empty());
-
-    let c = parse(&cluster(
-        "networking:\n  podSubnet: 10.0.0.0/16\n  serviceSubnet: 10.96.0.0/16\n",
-    ));
-    let qemu = c.unsupported_on(Provider::Qemu);
-    assert_eq!(qemu.len(), 1, "{qemu:?}");
-    assert_eq!(qemu[0].path, "networking.podSubnet");
-    assert!(qemu[0].message.contains("10.0.2.0/24"), "{}", qemu[0]);
-    assert!(c.unsupported_on(Provider::AppleContainer).is_empty());
+    assert!(c.apple_refusals().is_empty());
+    assert!(c.qemu_refusals().is_empty());
 
     // A kernel recipe is QEMU's; Apple's --kernel takes an image.
     let c = parse(&format!(
         "{TWO_NODES}---\nkind: Kina\napiVersion: kina.dev/v1alpha1\nkernel: kernels/debian-cloud.toml\n"
     ));
-    assert!(c.unsupported_on(Provider::Qemu).is_empty());
-    let apple = c.unsupported_on(Provider::AppleContainer);
+    assert!(c.qemu_refusals().is_empty());
+    let apple = c.apple_refusals();
     assert_eq!(apple.len(), 1, "{apple:?}");
     assert_eq!(apple[0].path, "kernel");
     assert_eq!(apple[0].document, Document::Kina);
-
-    // The segment the nodes meet on (10.89.0.0/24).
-    let c = parse(&cluster("networking:\n  serviceSubnet: 10.89.0.0/16\n"));
-    let qemu = c.unsupported_on(Provider::Qemu);
-    assert_eq!(qemu.len(), 1, "{qemu:?}");
-    assert_eq!(qemu[0].path, "networking.serviceSubnet");
-    assert!(qemu[0].message.contains("eth1"), "{}", qemu[0]);
 }
 
 #[test]

@@ -28,7 +28,7 @@ use kina_contract::node_spec::{NODE_SPEC_PATH, NodeSpec, Role};
 
 use super::{Provider, ProviderKind, SpecMaker};
 use crate::cluster::plan::{self, Addressing, ClusterPlan, NodeInterfaces, Protocol};
-use crate::cluster_config::{ClusterConfig, FieldError, Provider as ConfigProvider};
+use crate::cluster_config::{ClusterConfig, FieldError};
 use crate::dirs::KinaDirs;
 
 /// The node directory `/etc/kina` is bound from.
@@ -223,7 +223,7 @@ impl Provider for AppleProvider {
     }
 
     fn refusals(&self, config: &ClusterConfig) -> Vec<FieldError> {
-        config.unsupported_on(ConfigProvider::AppleContainer)
+        config.apple_refusals()
     }
 
     /// vmnet hands out addresses at start: nothing to decide yet.

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Provider, ProviderKind, SpecMaker};
 use crate::cluster::plan::{Addressing, ClusterPlan, NodeInterfaces, PortMapping, Protocol};
-use crate::cluster_config::{ClusterConfig, FieldError, Provider as ConfigProvider};
+use crate::cluster_config::{ClusterConfig, FieldError};
 use crate::dirs::KinaDirs;
 
 /// The cluster segment's subnet. Each cluster has a segment of its own (its
@@ -180,6 +180,42 @@ impl QemuProvider {
     }
 }
 
+/// Pod and service subnets overlapping the networks a node is on: QEMU's
+/// user network (eth0) and the cluster segment (eth1).
+fn subnet_overlaps(config: &ClusterConfig) -> Vec<FieldError> {
+    let net = &config.cluster.networking;
+    let node_nets = [
+        (
+            Ipv4Cidr::parse(&node::user_network_interface().address).ok(),
+            "the QEMU provider's user network (each node's eth0)",
+        ),
+        (
+            Ipv4Cidr::parse(SEGMENT_SUBNET).ok(),
+            "the segment the QEMU provider's nodes meet each other on (eth1)",
+        ),
+    ];
+    let mut out = Vec::new();
+    for (field, subnet) in [
+        ("networking.podSubnet", &net.pod_subnet),
+        ("networking.serviceSubnet", &net.service_subnet),
+    ] {
+        for (node_net, what) in &node_nets {
+            if let (Some(node_net), Ok(s)) = (node_net, Ipv4Cidr::parse(subnet))
+                && s.overlaps(node_net)
+            {
+                out.push(FieldError::cluster(
+                    field,
+                    format!(
+                        "{subnet} overlaps {node_net}, {what}: a node could not tell its own \
+                         network from the cluster's addresses"
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
 fn host_forward(mapping: &PortMapping) -> HostForward {
     HostForward {
         protocol: match mapping.protocol {
@@ -198,7 +234,9 @@ impl Provider for QemuProvider {
     }
 
     fn refusals(&self, config: &ClusterConfig) -> Vec<FieldError> {
-        config.unsupported_on(ConfigProvider::Qemu)
+        let mut out = config.qemu_refusals();
+        out.extend(subnet_overlaps(config));
+        out
     }
 
     fn shape(&self, plan: &mut ClusterPlan, others: &[ClusterPlan]) -> anyhow::Result<()> {
@@ -540,6 +578,24 @@ nodes:
                 "10.89.0.2:6443"
             );
         }
+    }
+
+    #[test]
+    fn subnets_of_the_nodes_own_networks_are_refused() {
+        let refusals = |extra: &str| {
+            let config = ClusterConfig::parse(&format!("{THREE}{extra}")).unwrap();
+            provider("/data").refusals(&config)
+        };
+        assert!(refusals("").is_empty());
+        let eth0 = refusals("networking:\n  podSubnet: 10.0.0.0/16\n");
+        assert_eq!(eth0.len(), 1, "{eth0:?}");
+        assert_eq!(eth0[0].path, "networking.podSubnet");
+        assert!(eth0[0].message.contains("10.0.2.0/24"), "{}", eth0[0]);
+        // The segment the nodes meet on (10.89.0.0/24).
+        let eth1 = refusals("networking:\n  serviceSubnet: 10.89.0.0/16\n");
+        assert_eq!(eth1.len(), 1, "{eth1:?}");
+        assert_eq!(eth1[0].path, "networking.serviceSubnet");
+        assert!(eth1[0].message.contains("eth1"), "{}", eth1[0]);
     }
 
     #[test]
