@@ -1,8 +1,8 @@
 //! Kernel configs and profile checks, fuzzed: any bytes are read or refused
 //! by name without a panic; generated configs (all the value forms, `is not
 //! set` lines, comments, junk, CRLF, gzip, repeated symbols) read back as
-//! exactly the generated options; real configs from ../shared/kernels keep
-//! every kept line's meaning when lines are shuffled and dropped; and a
+//! exactly the generated options; real configs (pinned reference inputs,
+//! see `kina_tests::reference_inputs`) keep every kept line's meaning when lines are shuffled and dropped; and a
 //! profile check names exactly the options the generated config lacks or
 //! has only as modules.
 
@@ -11,7 +11,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use kina_contract::kernel::report::Verdict;
@@ -187,11 +186,10 @@ fn generated_configs() -> impl Strategy<Value = Generated> {
         })
 }
 
-/// The reference configs, read once.
+/// The reference configs, fetched once.
 fn real_configs() -> &'static [(String, String)] {
     static CONFIGS: OnceLock<Vec<(String, String)>> = OnceLock::new();
     CONFIGS.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/kernels");
         [
             "apple-containerization-arm64.config",
             "apple-containerization-x86_64.config",
@@ -200,13 +198,8 @@ fn real_configs() -> &'static [(String, String)] {
         ]
         .iter()
         .map(|name| {
-            let path = dir.join(name);
-            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-                panic!(
-                    "{}: {e}; the tests read the reference kernel configs from ../shared/kernels",
-                    path.display()
-                )
-            });
+            let bytes = kina_tests::fetch_reference_input(name).unwrap_or_else(|e| panic!("{e:#}"));
+            let text = String::from_utf8(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
             (name.to_string(), text)
         })
         .collect()

@@ -1,24 +1,16 @@
-//! The offline engine against real kernel configs from ../shared/kernels
-//! (Apple containerization's and Debian's cloud kernels), read at test time.
+//! The offline engine against real kernel configs (Apple containerization's
+//! and Debian's cloud kernels), pinned by URL and sha256 in
+//! `kina_tests::reference_inputs` and fetched at test time.
 
 // Integration test: helpers outside #[test] functions fail the test by panicking too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
-
 use kina_contract::kernel::report::Verdict;
 use kina_contract::kernel::{KernelConfig, Presence, ProfileSet, check};
 
-fn shared_config(name: &str) -> KernelConfig {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/kernels")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: the tests read the reference kernel configs from ../shared/kernels",
-        path.display()
-    );
-    KernelConfig::read(&path).unwrap()
+fn reference_config(name: &str) -> KernelConfig {
+    let bytes = kina_tests::fetch_reference_input(name).unwrap_or_else(|e| panic!("{e:#}"));
+    KernelConfig::from_bytes(&bytes, name).unwrap()
 }
 
 fn verdicts(config: &KernelConfig, profiles: &[&str]) -> Vec<(String, Verdict)> {
@@ -34,7 +26,7 @@ fn verdicts(config: &KernelConfig, profiles: &[&str]) -> Vec<(String, Verdict)> 
 
 #[test]
 fn apples_containerization_arm64_kernel_fails_cilium_on_bpf_jit_and_says_what_to_do() {
-    let config = shared_config("apple-containerization-arm64.config");
+    let config = reference_config("apple-containerization-arm64.config");
     let set = ProfileSet::shipped().unwrap();
     let report = check(&set, &["cilium".into()], Some(&config), None).unwrap();
     let cilium = &report.profiles[0];
@@ -57,7 +49,7 @@ fn apples_kernels_have_no_module_support_so_nothing_is_loaded() {
         "apple-containerization-arm64.config",
         "apple-containerization-x86_64.config",
     ] {
-        let config = shared_config(name);
+        let config = reference_config(name);
         assert!(!config.modules_supported(), "{name}");
         let set = ProfileSet::shipped().unwrap();
         let report = check(&set, &["ptp".into()], Some(&config), None).unwrap();
@@ -78,7 +70,7 @@ fn debians_cloud_kernels_pass_kubernetes_ptp_and_bridge() {
         "debian-6.1.0-56-cloud-amd64.config",
         "debian-6.1.0-56-cloud-arm64.config",
     ] {
-        let config = shared_config(name);
+        let config = reference_config(name);
         assert!(config.modules_supported());
         for (profile, verdict) in verdicts(&config, &["kubernetes-base", "ptp", "bridge"]) {
             assert_eq!(verdict, Verdict::Pass, "{name}: {profile}");
@@ -98,7 +90,7 @@ fn debians_cloud_kernels_pass_kubernetes_ptp_and_bridge() {
 
 #[test]
 fn json_reports_have_stable_field_names() {
-    let config = shared_config("debian-6.1.0-56-cloud-amd64.config");
+    let config = reference_config("debian-6.1.0-56-cloud-amd64.config");
     let set = ProfileSet::shipped().unwrap();
     let report = check(&set, &["ptp".into()], Some(&config), None).unwrap();
     let json = serde_json::to_value(&report).unwrap();
