@@ -8,7 +8,7 @@ use super::plan::ClusterPlan;
 use super::progress::Steps;
 use super::record::ClusterDir;
 use super::sequence::{self, Sequence};
-use super::wait::wait_for;
+use super::wait::wait_for_boot;
 use crate::dirs::KinaDirs;
 use crate::provider::Provider;
 
@@ -74,20 +74,7 @@ impl<P: Provider> Sequence for Start<'_, P> {
                 Ok(())
             }
             StartStep::Wait => {
-                let phase = self
-                    .plan
-                    .stop_after
-                    .clone()
-                    .unwrap_or_else(|| "ready".into());
-                let progress = self.progress;
-                wait_for(
-                    self.provider,
-                    &self.plan,
-                    &phase,
-                    self.wait,
-                    |done, total| progress.detail(&format!("{done}/{total} nodes")),
-                )
-                .await
+                wait_for_boot(self.provider, &self.plan, self.wait, self.progress).await
             }
         }
     }

@@ -15,7 +15,7 @@ use super::plan::{self, ClusterPlan, PlanInputs, Protocol};
 use super::progress::Steps;
 use super::record::{self, ClusterDir};
 use super::sequence::{self, Cleanup, Failed, Sequence};
-use super::wait::wait_for;
+use super::wait::wait_for_boot;
 use crate::cluster_config::ClusterConfig;
 use crate::cluster_secrets::{self, ClusterSecrets};
 use crate::dirs::KinaDirs;
@@ -77,14 +77,6 @@ struct Up<'a, P: Provider> {
 }
 
 impl<P: Provider> Up<'_, P> {
-    /// The phase the nodes are waited for.
-    fn phase(&self) -> String {
-        self.plan
-            .stop_after
-            .clone()
-            .unwrap_or_else(|| "ready".into())
-    }
-
     fn runs_kubernetes(&self) -> bool {
         self.plan.kubernetes_version.is_some() && self.plan.stop_after.is_none()
     }
@@ -190,16 +182,7 @@ impl<P: Provider> Sequence for Up<'_, P> {
                 created
             }
             UpStep::Wait => {
-                let phase = self.phase();
-                let progress = self.progress;
-                wait_for(
-                    self.provider,
-                    &self.plan,
-                    &phase,
-                    self.wait,
-                    |done, total| progress.detail(&format!("{done}/{total} nodes")),
-                )
-                .await
+                wait_for_boot(self.provider, &self.plan, self.wait, self.progress).await
             }
             UpStep::Kubeconfig => {
                 let files = self

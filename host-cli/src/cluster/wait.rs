@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use kina_contract::status::{NodeStatus, PhaseState, STATUS_PATH};
 
 use super::plan::ClusterPlan;
+use super::progress::Steps;
 use crate::provider::Provider;
 
 /// How often the nodes are looked at while waiting.
@@ -142,4 +143,19 @@ pub async fn wait_for<P: Provider>(
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Waits for every node to reach the phase the cluster boots to
+/// (`--stop-after`, else `ready`), showing `n/m nodes` on the running step.
+pub async fn wait_for_boot<P: Provider>(
+    provider: &P,
+    plan: &ClusterPlan,
+    timeout: Duration,
+    progress: &Steps,
+) -> anyhow::Result<()> {
+    let phase = plan.stop_after.as_deref().unwrap_or("ready");
+    wait_for(provider, plan, phase, timeout, |done, total| {
+        progress.detail(&format!("{done}/{total} nodes"))
+    })
+    .await
 }
