@@ -16,6 +16,8 @@ use nix::errno::Errno;
 use nix::kmod::{ModuleInitFlags, finit_module};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
+use crate::boot::mount::needs_mount;
+
 /// The node's kina-init on the root disk; `kina.init=` overrides it.
 const SECOND_STAGE: &str = "/usr/local/bin/kina-init";
 const NEW_ROOT: &str = "/newroot";
@@ -85,6 +87,12 @@ pub fn run() {
 
 fn switch_root(started: Instant) -> Result<std::convert::Infallible, String> {
     for (point, fs) in [("/proc", "proc"), ("/sys", "sysfs"), ("/dev", "devtmpfs")] {
+        // Whatever is already there with the right type is kept: mounting
+        // devtmpfs again where it is mounted fails with EBUSY.
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok();
+        if !needs_mount(Path::new(point), fs, mountinfo.as_deref())? {
+            continue;
+        }
         std::fs::create_dir_all(point).map_err(|e| format!("creating {point}: {e}"))?;
         mount(Some(fs), point, Some(fs), MsFlags::empty(), None::<&str>)
             .map_err(|e| format!("mounting {fs} on {point}: {e}"))?;

@@ -1,8 +1,10 @@
 //! The pod network's CNI configuration: the ptp plugin (a veth pair per pod
 //! and host routes, so no bridge and no br_netfilter are needed, which is
 //! what makes it work on Apple's kernels), host-local IPAM over this node's
-//! pod CIDR, the MTU of eth0, IP masquerade for traffic leaving the pod
-//! network, and portmap for hostPorts.
+//! pod CIDR, the MTU of eth0 and portmap for hostPorts. Masquerading is
+//! not the plugin's: its `ipMasq` would hide a pod's address from pods on
+//! other nodes, so the network phase's KINA-MASQ chain masquerades only
+//! what leaves the cluster, as kindnet does in kind.
 
 use serde_json::json;
 
@@ -18,7 +20,7 @@ pub fn ptp_conflist(pod_cidr: &str, mtu: u32) -> String {
         "plugins": [
             {
                 "type": "ptp",
-                "ipMasq": true,
+                "ipMasq": false,
                 "mtu": mtu,
                 "ipam": {
                     "type": "host-local",
@@ -42,14 +44,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_conflist_carries_the_pod_cidr_mtu_masquerade_and_portmap() {
+    fn the_conflist_carries_the_pod_cidr_mtu_and_portmap_without_masquerade() {
         let v: serde_json::Value =
             serde_json::from_str(&ptp_conflist("10.244.1.0/24", 1450)).unwrap();
         assert_eq!(v["cniVersion"], "1.0.0");
         let ptp = &v["plugins"][0];
         assert_eq!(ptp["type"], "ptp");
         assert_eq!(ptp["mtu"], 1450);
-        assert_eq!(ptp["ipMasq"], true);
+        assert_eq!(ptp["ipMasq"], false);
         assert_eq!(ptp["ipam"]["ranges"][0][0]["subnet"], "10.244.1.0/24");
         assert_eq!(v["plugins"][1]["type"], "portmap");
         assert_eq!(v["plugins"][1]["capabilities"]["portMappings"], true);

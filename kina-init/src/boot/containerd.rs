@@ -23,6 +23,22 @@ pub const SANDBOX_IMAGE: &str = "registry.k8s.io/pause:3.10";
 
 pub const SOCKET: &str = "/run/containerd/containerd.sock";
 
+/// crictl's configuration, so `crictl ps` in a node talks to containerd
+/// without flags or its warnings about guessing endpoints, as in kind's
+/// node image.
+pub const CRICTL_CONFIG: &str = "/etc/crictl.yaml";
+
+/// Writes [`CRICTL_CONFIG`] under `root`, pointing crictl's runtime and
+/// image endpoints at [`SOCKET`].
+pub fn write_crictl_config(root: &Path) -> Result<(), String> {
+    let path = root.join(CRICTL_CONFIG.trim_start_matches('/'));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    let text = format!("runtime-endpoint: unix://{SOCKET}\nimage-endpoint: unix://{SOCKET}\n");
+    std::fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
 pub struct ContainerdPhase {
     pub root: PathBuf,
     pub supervisor: Arc<Mutex<Supervisor>>,
@@ -114,6 +130,10 @@ impl Phase for ContainerdPhase {
             message: format!("writing {}: {e}", config.display()),
             hint: "the node's /etc must be writable".into(),
         })?;
+        write_crictl_config(&self.root).map_err(|message| PhaseFailure {
+            message,
+            hint: "the node's /etc must be writable".into(),
+        })?;
         let log = self.root.join("var/log/kina/containerd.log");
         self.supervisor
             .lock()
@@ -150,5 +170,30 @@ impl Phase for ContainerdPhase {
             },
             started.elapsed().as_millis()
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crictl_finds_containerd_without_flags() {
+        let root = tempfile::tempdir().unwrap();
+        write_crictl_config(root.path()).unwrap();
+        let text = std::fs::read_to_string(root.path().join("etc/crictl.yaml")).unwrap();
+        assert_eq!(
+            text,
+            "runtime-endpoint: unix:///run/containerd/containerd.sock\n\
+             image-endpoint: unix:///run/containerd/containerd.sock\n"
+        );
+        // The same socket kubelet is given.
+        assert!(text.contains(crate::kubernetes::kubeadm_config::CRI_SOCKET));
+        // A restarted kina-init rewrites it in place.
+        write_crictl_config(root.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("etc/crictl.yaml")).unwrap(),
+            text
+        );
     }
 }

@@ -292,22 +292,27 @@ impl Phase for NetworkPhase {
         }
         masquerade_for(&ctx.spec)?;
         Ok(format!(
-            "{node_link} mtu {mtu}, {tso}, ptp over {}, {routes} peer route(s), masquerading what leaves the pod network",
+            "{node_link} mtu {mtu}, {tso}, ptp over {}, {routes} peer route(s), masquerading what leaves the cluster",
             ctx.spec.pod_cidr
         ))
     }
 }
 
 /// The iptables rules (iptables-nft in the node image) that let pods reach
-/// beyond the cluster: traffic from this node's pods to anything but a pod
-/// network leaves with the node's address. Kept in a chain of its own so a
-/// second run (kina-init restarted) replaces rather than duplicates them.
-pub fn masquerade_rules(pod_cidr: &str, pod_networks: &[&str]) -> Vec<Vec<String>> {
+/// beyond the cluster: traffic from this node's pods leaves with the node's
+/// address unless it goes to one of `kept` (pod networks and the other
+/// nodes, which route pod CIDRs back), so pods on other nodes see the
+/// sender's pod address, as kindnet's masquerade agent arranges in kind.
+/// The ptp plugin's own `ipMasq` is off: its per-pod rule would masquerade
+/// everything outside this node's pod CIDR after these rules returned.
+/// Kept in a chain of its own so a second run (kina-init restarted)
+/// replaces rather than duplicates them.
+pub fn masquerade_rules(pod_cidr: &str, kept: &[String]) -> Vec<Vec<String>> {
     let mut rules = vec![
         vec!["-t", "nat", "-N", MASQ_CHAIN],
         vec!["-t", "nat", "-F", MASQ_CHAIN],
     ];
-    for net in pod_networks {
+    for net in kept {
         rules.push(vec![
             "-t", "nat", "-A", MASQ_CHAIN, "-d", net, "-j", "RETURN",
         ]);
@@ -331,27 +336,43 @@ pub fn masquerade_rules(pod_cidr: &str, pod_networks: &[&str]) -> Vec<Vec<String
 
 const MASQ_CHAIN: &str = "KINA-MASQ";
 
-/// Masquerading for `spec`: its own pod CIDR and every peer's spared.
+/// The destinations of `spec`'s pods that keep the pod's address: this
+/// node's pod CIDR, the cluster's pod subnet when the node runs Kubernetes,
+/// every peer's pod CIDR (a base-image cluster has no cluster subnet) and
+/// every peer's node address. The rest of the node network is not kept:
+/// the host sits on it too (Apple's vmnet gateway, a registry on the Mac)
+/// and has no route back to pod addresses.
+pub fn unmasqueraded_destinations(spec: &NodeSpec) -> Vec<String> {
+    let mut kept = vec![spec.pod_cidr.clone()];
+    if let Some(kubernetes) = &spec.kubernetes {
+        kept.push(kubernetes.pod_subnet.clone());
+    }
+    kept.extend(spec.peers.iter().map(|p| p.pod_cidr.clone()));
+    kept.extend(spec.peers.iter().map(|p| format!("{}/32", p.address)));
+    let mut seen = std::collections::HashSet::new();
+    kept.retain(|d| seen.insert(d.clone()));
+    kept
+}
+
+/// Masquerading for `spec`: what leaves the cluster only.
 fn masquerade_for(spec: &NodeSpec) -> Result<(), PhaseFailure> {
-    let mut own_and_peers = vec![spec.pod_cidr.as_str()];
-    own_and_peers.extend(spec.peers.iter().map(|p| p.pod_cidr.as_str()));
-    masquerade(&spec.pod_cidr, &own_and_peers)
+    masquerade(&spec.pod_cidr, &unmasqueraded_destinations(spec))
 }
 
 /// Rebuilds the masquerading rules when the spec's peers changed (a peer
-/// that was not known at boot must be spared too).
+/// that was not known at boot, or one at a new address, must be kept too).
 pub fn sync_masquerade(spec: &NodeSpec) -> Result<(), String> {
     masquerade_for(spec).map_err(|f| f.message)
 }
 
-fn masquerade(pod_cidr: &str, pod_networks: &[&str]) -> Result<(), PhaseFailure> {
+fn masquerade(pod_cidr: &str, kept: &[String]) -> Result<(), PhaseFailure> {
     let iptables = |args: &[String]| -> Result<std::process::Output, PhaseFailure> {
         crate::children::output(Command::new("iptables").args(args)).map_err(|e| PhaseFailure {
             message: format!("cannot run iptables: {e}"),
             hint: "the node image needs iptables (recipes/base.toml installs it)".into(),
         })
     };
-    for rule in masquerade_rules(pod_cidr, pod_networks) {
+    for rule in masquerade_rules(pod_cidr, kept) {
         let is_new_chain = rule.get(2).is_some_and(|a| a == "-N");
         let is_jump = rule.get(3).is_some_and(|c| c == "POSTROUTING");
         if is_jump {
@@ -379,8 +400,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn masquerading_spares_every_pod_network_and_is_hooked_once() {
-        let rules = masquerade_rules("10.244.1.0/24", &["10.244.1.0/24", "10.244.0.0/24"]);
+    fn masquerading_keeps_what_it_is_given_and_is_hooked_once() {
+        let kept = ["10.244.1.0/24".to_string(), "10.244.0.0/24".to_string()];
+        let rules = masquerade_rules("10.244.1.0/24", &kept);
         let text: Vec<String> = rules.iter().map(|r| r.join(" ")).collect();
         assert_eq!(
             text,
@@ -393,6 +415,49 @@ mod tests {
                 "-t nat -A POSTROUTING -s 10.244.1.0/24 -j KINA-MASQ",
             ]
         );
+    }
+
+    fn peer(name: &str, address: &str, pod_cidr: &str) -> Peer {
+        Peer {
+            name: name.into(),
+            address: address.into(),
+            pod_cidr: pod_cidr.into(),
+        }
+    }
+
+    #[test]
+    fn only_traffic_leaving_the_cluster_is_masqueraded() {
+        let mut spec = NodeSpec::unnamed();
+        spec.pod_cidr = "10.244.1.0/24".into();
+        spec.peers = vec![
+            peer("cp", "192.168.64.2", "10.244.0.0/24"),
+            peer("w2", "192.168.64.4", "10.244.2.0/24"),
+        ];
+        assert_eq!(
+            unmasqueraded_destinations(&spec),
+            [
+                "10.244.1.0/24",
+                "10.244.0.0/24",
+                "10.244.2.0/24",
+                "192.168.64.2/32",
+                "192.168.64.4/32",
+            ]
+        );
+        let settings: kina_contract::node_spec::KubernetesSettings = serde_json::from_str(
+            r#"{"pod_subnet":"10.244.0.0/16","service_subnet":"10.96.0.0/16",
+                "dns_domain":"cluster.local","control_plane_endpoint":"192.168.64.2:6443"}"#,
+        )
+        .unwrap();
+        spec.kubernetes = Some(settings);
+        let kept = unmasqueraded_destinations(&spec);
+        assert_eq!(kept[..2], ["10.244.1.0/24", "10.244.0.0/16"]);
+        // Neither the node network as a whole (the host is on it) nor
+        // anything beyond it is kept.
+        assert!(
+            !kept.iter().any(|d| d.starts_with("192.168.64.0")),
+            "{kept:?}"
+        );
+        assert_eq!(kept.len(), 6);
     }
 
     #[test]
