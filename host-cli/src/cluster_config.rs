@@ -1255,18 +1255,7 @@ pub const MAX_CLUSTER_NAME: usize = 48;
 /// starting with a letter or digit, so it is never empty, `.`, `..` or a
 /// flag: it names a directory kina removes on `kina down`.
 pub fn check_cluster_name(name: &str) -> Result<(), String> {
-    let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-';
-    let starts_well = name
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if !starts_well || !name.bytes().all(allowed) || name.len() > MAX_CLUSTER_NAME {
-        return Err(format!(
-            "`{name}` is not a cluster name: use up to {MAX_CLUSTER_NAME} lowercase letters, \
-             digits, `.` and `-`, starting with a letter or digit (as kind)"
-        ));
-    }
-    Ok(())
+    crate::cluster_name::check(name)
 }
 
 fn validate(cluster: &Cluster, kina: &KinaSettings, errors: &mut Vec<FieldError>) -> Patches {
