@@ -172,7 +172,7 @@ impl<P: Provider> Sequence for Up<'_, P> {
                 self.record.claim(&self.plan.name)?;
                 self.record.save(&self.plan)
             }
-            UpStep::Prepare => self.provider.prepare(&self.plan).await,
+            UpStep::Prepare => self.provider.prepare(&mut self.plan).await,
             UpStep::Create => {
                 let (provider, config, secrets) = (self.provider, self.config, &self.secrets);
                 let specs = |plan: &ClusterPlan, i: usize| {
