@@ -189,19 +189,15 @@ fn check_ports_free(node: &PlannedNode) -> anyhow::Result<()> {
                 "udp",
             ),
         };
-        if let Err(e) = bound {
-            bail!(
+        bound.with_context(|| {
+            format!(
                 "host port {}/{protocol} on {}, which node {} publishes (to its port {}), cannot \
-                 be bound: {e}; stop what holds it (`lsof -nP -i :{}` shows it) and run the \
-                 command again, or give the node another hostPort in the cluster config and \
-                 create the cluster again",
-                m.host_port,
-                m.listen_address,
-                node.name,
-                m.container_port,
-                m.host_port
-            );
-        }
+                 be bound; stop what holds it (`lsof -nP -i :{}` shows it) and run the command \
+                 again, or give the node another hostPort in the cluster config and create the \
+                 cluster again",
+                m.host_port, m.listen_address, node.name, m.container_port, m.host_port
+            )
+        })?;
     }
     Ok(())
 }
