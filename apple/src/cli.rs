@@ -3,11 +3,14 @@
 //!
 //! [`ContainerCli`] turns the argument vectors of [`crate::run_args`] and
 //! [`crate::inspect`] into runs of `container` and reads what they print
-//! with [`crate::version`] and [`crate::inspect`]. It is a thin runner: no
-//! retries, no timeouts, no state besides the program's path. Each call
-//! runs one `container` command (two for [`ContainerCli::version`] on a
-//! release without `system version`, and a `network list` around
-//! [`ContainerCli::ensure_network`] and [`ContainerCli::delete_network`]).
+//! with [`crate::version`], [`crate::inspect`] and [`crate::image`]. It is
+//! a thin runner with no state besides the program's path. Each call runs
+//! one `container` command (two for [`ContainerCli::version`] on a release
+//! without `system version`, a `network list` around
+//! [`ContainerCli::ensure_network`] and [`ContainerCli::delete_network`],
+//! and `inspect`s while [`ContainerCli::delete_when_stopped`] waits out a
+//! node that is stopping, the one wait it does besides the timeout of
+//! [`ContainerCli::exec_ok_within`]).
 //!
 //! Every argument vector is checked with [`run_args::flags_missing_in`]
 //! against [`MINIMUM`] before it runs; [`ContainerCli::version`] refuses
@@ -22,9 +25,9 @@
 //!   stops a running container with SIGKILL before deleting it; without it
 //!   a running container is refused, and a `stopping` one is refused
 //!   either way (`ContainersService.delete`).
-//! - `stop <ids…>` sends SIGTERM (unless `--signal`), then kills after
-//!   `--time` seconds, default 5 (`ContainerStopOptions`,
-//!   `RuntimeService.swift`) [0.1.0].
+//! - `stop [--time N] <ids…>` sends SIGTERM (unless `--signal`), then
+//!   kills after `--time` seconds, default 5 (`ContainerStop.swift:39-40`,
+//!   `ContainerStopOptions`) [0.1.0]; kina passes [`STOP_SECS`].
 //! - `start <id>` prints the ID and succeeds for an already running
 //!   container (`ContainerStart.swift`).
 //! - `exec [-i|--interactive] <id> <argv…>` [0.1.0]: the container must be
@@ -42,7 +45,11 @@
 //!   `NetworkResource.quietValue`) [0.2.0]. `network create` of a name that
 //!   exists fails with `network <name> already exists`
 //!   (`NetworksService.swift`); `network delete` of an unknown name fails
-//!   with `failed to delete one or more networks`.
+//!   with `failed to delete one or more networks`, and of a network any
+//!   container is still configured with, running or not, with `delete
+//!   failed for one or more networks: ["<name>"]` (the API server's
+//!   `cannot delete subnet … with referring containers` goes to the log:
+//!   `NetworksService.swift:252-270`, `NetworkDelete.swift:103-124`).
 //! - A failing command prints `Error: <description>` on standard error and
 //!   exits non-zero (swift-argument-parser's `exit(withError:)`).
 
@@ -55,7 +62,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::CONTAINER_BINARY;
-use crate::inspect::{self, InspectError, LIST_ARGS, NodeInfo};
+use crate::image::{self, ImageInspectError};
+use crate::inspect::{self, InspectError, LIST_ARGS, NodeInfo, State};
 use crate::run_args::{self, ArgsError, Ipv4Subnet, NodeRun};
 use crate::version::{
     self, CLI_VERSION_ARGS, MINIMUM, SYSTEM_VERSION_ARGS, Supported, VersionError,
@@ -75,6 +83,23 @@ pub const ERROR_TAIL_LINES: usize = 10;
 const ERROR_LINE_CHARS: usize = 400;
 /// Standard input is sent to `container exec` in pieces of this size.
 const STDIN_CHUNK: usize = 64 * 1024;
+
+/// Seconds `container stop` gives a node before SIGKILL (`--time`, since
+/// 0.1.0; Apple's default is 5, `ContainerStop.swift:39-40`). kina-init
+/// shuts down in order: each service (the kubelet, then containerd, and
+/// with it the pods, etcd among them) gets SIGTERM and 10 s before SIGKILL
+/// (`SERVICE_GRACE` in kina-init/src/pid1.rs), then every other process
+/// 5 s (`REST_GRACE`), then it syncs: at most 25 s, and 30 leaves the sync
+/// and the VM's own teardown room before Apple kills it.
+pub const STOP_SECS: u32 = 30;
+
+/// How long `down` waits for a `stopping` node before giving up on
+/// deleting it: a stop kina started gives the node [`STOP_SECS`], and Apple
+/// takes a few seconds more to tear the VM down.
+pub const STOPPING_WAIT: Duration = Duration::from_secs(STOP_SECS as u64 + 15);
+
+/// How often [`ContainerCli::delete_when_stopped`] looks again.
+pub const STOPPING_POLL: Duration = Duration::from_millis(500);
 
 /// The shell script [`ContainerCli::write_file`] runs in the node: `$1` is
 /// the path, `$2` the octal mode. The file is written beside its final
@@ -129,6 +154,12 @@ pub enum CliError {
         #[source]
         source: InspectError,
     },
+    #[error("`{command}` printed what kina cannot read: {source}")]
+    ImageOutput {
+        command: String,
+        #[source]
+        source: ImageInspectError,
+    },
     #[error(transparent)]
     Args(#[from] ArgsError),
     #[error(
@@ -140,6 +171,12 @@ pub enum CliError {
         command: String,
         missing: Vec<&'static str>,
     },
+    #[error(
+        "container {name} was still stopping after {secs} s, and Apple deletes no container \
+         while it stops; see `container list --all`, then run the command again once it has \
+         stopped"
+    )]
+    StillStopping { name: String, secs: u64 },
     #[error("{0}")]
     Invalid(String),
 }
@@ -298,11 +335,13 @@ impl ContainerCli {
         self.run(&run_args::start_args(name)).map(drop)
     }
 
-    /// `container stop <name>`: SIGTERM, then SIGKILL after Apple's
-    /// default of 5 s.
+    /// `container stop --time STOP_SECS <name>`: SIGTERM, then SIGKILL
+    /// after [`STOP_SECS`] instead of Apple's default of 5 s.
     pub fn stop(&self, name: &str) -> Result<(), CliError> {
         check_name(name, "container")?;
-        self.run(&strings(&["stop", name])).map(drop)
+        let time = STOP_SECS.to_string();
+        self.run(&strings(&["stop", "--time", &time, name]))
+            .map(drop)
     }
 
     /// `container delete --force <name>`: a running node is killed
@@ -310,6 +349,40 @@ impl ContainerCli {
     pub fn delete(&self, name: &str) -> Result<(), CliError> {
         check_name(name, "container")?;
         self.run(&strings(&["delete", "--force", name])).map(drop)
+    }
+
+    /// [`Self::delete`], waiting up to `limit` for a node that is
+    /// `stopping` (a `kina stop` under way, or Apple's own) to finish:
+    /// Apple refuses to delete a stopping container even with `--force`
+    /// (`ContainersService.swift:865-869`). Only that refusal is waited
+    /// out, looking with `inspect` every [`STOPPING_POLL`]; any other
+    /// failure is returned as it came.
+    pub fn delete_when_stopped(&self, name: &str, limit: Duration) -> Result<(), CliError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let refused = match self.delete(name) {
+                Ok(()) => return Ok(()),
+                Err(failed @ CliError::Failed { .. }) => failed,
+                Err(other) => return Err(other),
+            };
+            if !self.is_stopping(name) {
+                return Err(refused);
+            }
+            while self.is_stopping(name) {
+                if Instant::now() >= deadline {
+                    return Err(CliError::StillStopping {
+                        name: name.to_string(),
+                        secs: limit.as_secs(),
+                    });
+                }
+                thread::sleep(STOPPING_POLL);
+            }
+        }
+    }
+
+    /// Whether `inspect` shows `name` stopping; a failed look counts as no.
+    fn is_stopping(&self, name: &str) -> bool {
+        matches!(self.inspect(name), Ok(info) if info.state == State::Stopping)
     }
 
     /// `container inspect <name>`. An unknown name is an error: Apple's
@@ -326,21 +399,35 @@ impl ContainerCli {
         })
     }
 
-    /// Whether Apple's image store has `reference` (`image inspect`, which
-    /// fails with "image not found" otherwise, `ImageInspect.swift`). Any
-    /// failure counts as absent: loading it then says what is wrong.
-    pub fn image_present(&self, reference: &str) -> Result<bool, CliError> {
+    /// The digest of the image Apple's store holds as `reference`
+    /// (`image inspect`, [`image::parse_image_digest`]), `None` when it
+    /// holds none. Apple answers an unknown name with `image not found`
+    /// (`ImageInspect.swift:45-50`); any failure counts as absent, and
+    /// loading the image then says what is wrong.
+    pub fn image_digest(&self, reference: &str) -> Result<Option<String>, CliError> {
         check_name(reference, "image reference")?;
-        match self.run(&strings(&["image", "inspect", reference])) {
-            Ok(_) => Ok(true),
-            Err(CliError::Failed { .. }) => Ok(false),
+        let args = image::image_inspect_args(reference);
+        match self.run(&args) {
+            Ok(output) => {
+                image::parse_image_digest(&String::from_utf8_lossy(&output.stdout), reference)
+                    .map(Some)
+                    .map_err(|source| CliError::ImageOutput {
+                        command: self.describe(&args),
+                        source,
+                    })
+            }
+            Err(CliError::Failed { .. }) => Ok(None),
             Err(other) => Err(other),
         }
     }
 
     /// `image load --input <archive>`: an OCI archive into Apple's image
-    /// store, named by its `org.opencontainers.image.ref.name` annotations
-    /// (`--input` since 0.1.0, `ImageLoad.swift`).
+    /// store (`--input` since 0.1.0, `ImageLoad.swift`), replacing the
+    /// image of the same name. Each `index.json` entry is named by its
+    /// first annotation of `com.apple.containerization.image.name`,
+    /// `io.containerd.image.name`, `org.opencontainers.image.ref.name`,
+    /// else `untagged@<digest>` (containerization 0.40.1
+    /// `Sources/ContainerizationOCI/Client/LocalOCILayoutClient.swift:208-235`).
     pub fn image_load(&self, archive: &Path) -> Result<(), CliError> {
         let path = archive.to_str().ok_or_else(|| {
             CliError::Invalid(format!(

@@ -15,6 +15,7 @@
 //! `Sources/ContainerCommands/**`, `Sources/ContainerResource/**`).
 
 pub mod cli;
+pub mod image;
 pub mod inspect;
 pub mod run_args;
 pub mod version;

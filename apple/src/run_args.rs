@@ -79,9 +79,10 @@ pub const FLAG_SINCE: &[(&str, Version)] = &[
     ("--quiet", Version::new(0, 2, 0)),
     // `list --format` [0.1.0], `system version --format` [0.10.0].
     ("--format", Version::new(0, 10, 0)),
-    // `logs --boot` and `image load --input` [0.1.0].
+    // `logs --boot`, `image load --input` and `stop --time` [0.1.0].
     ("--boot", Version::new(0, 1, 0)),
     ("--input", Version::new(0, 1, 0)),
+    ("--time", Version::new(0, 1, 0)),
 ];
 
 /// The flags of `argv` that `version` does not have yet.

@@ -19,19 +19,26 @@
 //! `container CLI version 0.9.0 (build: release, commit: …)` in every
 //! release, which [`parse_cli_version_line`] reads.
 //!
-//! kina requires [`MINIMUM`] = 1.2.1: `--masked-path` and `--read-only-path`
-//! (which accept `NONE`) first appear in 1.2.1, and without them `/proc/sys`
-//! is read-only in the node (1.2.0 made it so with no opt-out,
-//! apple/container#2041), which kubelet, kube-proxy and CNI plugins need to
-//! write.
+//! kina requires a CLI of [`MINIMUM`] = 1.2.1: since 1.2.0 the runtime
+//! applies OCI's default masked and read-only paths, `/proc/sys` among them
+//! (apple/container#2041), which kubelet, kube-proxy and CNI plugins need to
+//! write, and the CLI flags that clear them, `--masked-path NONE` and
+//! `--read-only-path NONE`, first appear in 1.2.1 (#2069). The 1.2.0 API
+//! server already decodes and applies the `maskedPaths`/`readonlyPaths` a
+//! CLI sends (#1996: at tag 1.2.0, `ContainerConfiguration.swift:68-72,
+//! 137-138` and `RuntimeService.swift:1008-1013`), so a running API server
+//! may be [`MINIMUM_API_SERVER`] = 1.2.0; only an older one drops those
+//! fields as unknown.
 
 use std::fmt;
 
 use crate::kind_of;
 use serde_json::Value;
 
-/// The oldest Apple `container` kina drives.
+/// The oldest Apple `container` CLI kina drives.
 pub const MINIMUM: Version = Version::new(1, 2, 1);
+/// The oldest API server that applies the path lists kina's CLI flags send.
+pub const MINIMUM_API_SERVER: Version = Version::new(1, 2, 0);
 
 /// The first release with `system version` and `/usr/local/bin/update-container.sh`.
 const FIRST_WITH_UPDATE_SCRIPT: Version = Version::new(0, 10, 0);
@@ -128,8 +135,9 @@ pub enum VersionError {
         how: String,
     },
     #[error(
-        "the container CLI is {cli} but the running API server is still {found}; kina needs \
-         {MINIMUM} or newer for both. Restart the services on the new version: \
+        "the container CLI is {cli} but the running API server is still {found}, which drops \
+         the masked and read-only path lists the CLI sends; kina needs an API server of \
+         {MINIMUM_API_SERVER} or newer. Restart the services on the new version: \
          `container system stop`, then `container system start`"
     )]
     ServerTooOld { found: Version, cli: Version },
@@ -244,17 +252,18 @@ fn parse_release(component: &str, raw: &str) -> Result<Version, VersionError> {
 /// Accepts the installed versions if kina can drive them.
 ///
 /// The CLI parses the flags, so it must be [`MINIMUM`] or newer. The API
-/// server applies them (it stores `maskedPaths`/`readonlyPaths` from the
-/// configuration the CLI sends, and an older one drops fields it does not
-/// know), so when it is running it must be too: after an upgrade without
-/// `container system stop`, the old server keeps running.
+/// server applies the `maskedPaths`/`readonlyPaths` of the configuration
+/// the CLI sends; 1.2.0's already does, one before drops them as unknown
+/// fields, so when it is running it must be [`MINIMUM_API_SERVER`] or
+/// newer: after an upgrade without `container system stop`, the old server
+/// keeps running.
 pub fn check(system: &SystemVersion) -> Result<Supported, VersionError> {
     let cli = system.cli.release()?;
     require(cli)?;
     let api_server = match &system.api_server {
         Some(server) => {
             let found = server.release()?;
-            if found < MINIMUM {
+            if found < MINIMUM_API_SERVER {
                 return Err(VersionError::ServerTooOld { found, cli });
             }
             Some(found)
@@ -270,8 +279,8 @@ pub fn require(found: Version) -> Result<(), VersionError> {
         return Ok(());
     }
     let why = if found == Version::new(1, 2, 0) {
-        "1.2.0 makes /proc/sys read-only inside containers with no way to opt out \
-         (apple/container#2041), and nodes must write it; 1.2.1 added \
+        "1.2.0 makes /proc/sys read-only inside containers (apple/container#2041) and its \
+         CLI has no flag to opt out, while nodes must write it; the 1.2.1 CLI added \
          --masked-path/--read-only-path NONE for that"
     } else {
         "nodes need --masked-path NONE and --read-only-path NONE (added in 1.2.1) \
@@ -389,6 +398,19 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("#2041"), "{message}");
+    }
+
+    #[test]
+    fn a_1_2_0_server_behind_a_new_cli_is_accepted_against_documented_json() {
+        // It already applies the path lists the 1.2.1 CLI sends (#1996).
+        let json = r#"[{"appName":"container","buildType":"release","commit":"aaaaaaa","version":"1.2.1"},{"appName":"container-apiserver","buildType":"release","commit":"c0ffee0","version":"container-apiserver version 1.2.0 (build: release, commit: c0ffee0)"}]"#;
+        assert_eq!(
+            check(&parse_system_version(json).unwrap()).unwrap(),
+            Supported {
+                cli: Version::new(1, 2, 1),
+                api_server: Some(Version::new(1, 2, 0)),
+            }
+        );
     }
 
     #[test]

@@ -332,7 +332,7 @@ fn stand_in_create_node_passes_exactly_the_built_argv() {
         vec![
             node.create_args().unwrap(),
             strings(&["start", "kina-dev-worker"]),
-            strings(&["stop", "kina-dev-worker"]),
+            strings(&["stop", "--time", "30", "kina-dev-worker"]),
             strings(&["delete", "--force", "kina-dev-worker"]),
         ]
     );
@@ -446,7 +446,8 @@ fn stand_in_failing_command_error_names_argv_status_and_last_stderr_lines() {
     // `Error: notFound: …` (the exact text is the stand-in's).
     let stand_in = StandIn::new(
         r#""stop "*|"inspect "*) i=1; while [ $i -le 30 ]; do echo "progress $i" >&2; i=$((i+1)); done
-  echo "Error: notFound: \"container $2 not found\"" >&2; exit 1 ;;"#,
+  for last in "$@"; do :; done
+  echo "Error: notFound: \"container $last not found\"" >&2; exit 1 ;;"#,
     );
     let err = stand_in.cli.stop("kina-dev-gone").unwrap_err();
     let CliError::Failed {
@@ -459,14 +460,14 @@ fn stand_in_failing_command_error_names_argv_status_and_last_stderr_lines() {
     };
     assert_eq!(
         command,
-        &format!("{} stop kina-dev-gone", stand_in.program())
+        &format!("{} stop --time 30 kina-dev-gone", stand_in.program())
     );
     assert_eq!(status.code(), Some(1));
     assert_eq!(output_tail.lines().count(), 10, "{output_tail}");
     let message = err.to_string();
     assert!(
         message.contains(&format!(
-            "`{} stop kina-dev-gone` failed (exit status: 1)",
+            "`{} stop --time 30 kina-dev-gone` failed (exit status: 1)",
             stand_in.program()
         )),
         "{message}"
@@ -800,4 +801,134 @@ fn stand_in_exec_that_hangs_is_killed_at_its_timeout_and_named() {
         message.contains("exec --interactive kina-dev-worker cat /run/kina/status.json"),
         "{message}"
     );
+}
+
+// `image inspect <ref>` at 1.2.x: `[ImageResource]` pretty-printed with
+// sorted keys (`ImageInspect.swift:67`; `ImageResource.swift:46-56,
+// 113-124`: `id` is the digest's hex alone); an unknown name fails with
+// `image not found: <names>` (`ImageInspect.swift:45-50`), which the CLI
+// prints as `Error: notFound: "…"` (containerization
+// `ContainerizationError.description`). The variants are trimmed.
+const IMAGE_INSPECT_ARM: &str = r#""image inspect")
+  if [ -f "$dir/digest" ]; then d=$(cat "$dir/digest")
+    printf '[\n  {\n    "configuration" : {\n      "creationDate" : "2026-08-10T09:30:03Z",\n      "descriptor" : {\n        "digest" : "%s",\n        "mediaType" : "application\\/vnd.oci.image.index.v1+json",\n        "size" : 489\n      },\n      "name" : "%s"\n    },\n    "id" : "%s",\n    "variants" : [\n\n    ]\n  }\n]\n' "$d" "$3" "${d#sha256:}"
+  else echo "Error: notFound: \"image not found: $3\"" >&2; exit 1; fi ;;
+"image load") echo "$4" > "$dir/loaded" ;;"#;
+
+#[test]
+fn stand_in_image_digest_reads_what_apple_holds_under_the_name() {
+    let stand_in = StandIn::new(IMAGE_INSPECT_ARM);
+    assert_eq!(
+        stand_in.cli.image_digest("kina.local/node:base").unwrap(),
+        None
+    );
+    let digest = "sha256:3b1f9c1f6c0d4e8a9b2e7f0a1c3d5e7f9a0b2c4d6e8f0a1b3c5d7e9f0a2b4c6d";
+    stand_in.write("digest", digest);
+    assert_eq!(
+        stand_in
+            .cli
+            .image_digest("kina.local/node:base")
+            .unwrap()
+            .as_deref(),
+        Some(digest)
+    );
+    stand_in.cli.image_load(Path::new("/tmp/node.tar")).unwrap();
+    assert_eq!(
+        stand_in.calls(),
+        vec![
+            strings(&["image", "inspect", "kina.local/node:base"]),
+            strings(&["image", "inspect", "kina.local/node:base"]),
+            strings(&["image", "load", "--input", "/tmp/node.tar"]),
+        ]
+    );
+
+    // Output of another shape is an error naming the command, not "absent".
+    stand_in.write("digest", "");
+    let err = stand_in
+        .cli
+        .image_digest("kina.local/node:base")
+        .unwrap_err();
+    assert!(matches!(err, CliError::ImageOutput { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("image inspect kina.local/node:base` printed what kina cannot read"),
+        "{err}"
+    );
+}
+
+/// A stand-in whose one container `n1` is in the state `$dir/state`, which
+/// a file `$dir/stops-after` counts down: each `inspect` takes one off and
+/// the state becomes `stopped` at zero, as a node finishing its shutdown.
+/// `delete --force` refuses a stopping container with Apple's text
+/// (`ContainersService.swift:865-869`, printed by `ContainerDelete.swift`
+/// through `AggregateError`, one line per error).
+fn stopping_stand_in() -> StandIn {
+    StandIn::new(
+        r#""inspect n1") s=$(cat "$dir/state")
+  if [ "$s" = stopping ] && [ -f "$dir/stops-after" ]; then
+    left=$(($(cat "$dir/stops-after") - 1)); echo $left > "$dir/stops-after"
+    [ $left -le 0 ] && { s=stopped; echo stopped > "$dir/state"; }
+  fi
+  printf '[{"configuration":{"id":"n1","labels":{}},"id":"n1","status":{"networks":[],"state":"%s"}}]\n' "$s" ;;
+"delete --force") s=$(cat "$dir/state")
+  case "$s" in
+    stopping) echo "Error: invalidState: \"container $3 is stopping and can not be deleted\"" >&2; exit 1 ;;
+    broken) echo "Error: internalError: \"cannot clean up $3\"" >&2; exit 1 ;;
+  esac
+  echo gone > "$dir/state"; echo "$3" ;;"#,
+    )
+}
+
+#[test]
+fn stand_in_delete_waits_out_a_stopping_node_then_deletes_it() {
+    let stand_in = stopping_stand_in();
+    stand_in.write("state", "stopping");
+    stand_in.write("stops-after", "2");
+    stand_in
+        .cli
+        .delete_when_stopped("n1", std::time::Duration::from_secs(20))
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(stand_in.path("state"))
+            .unwrap()
+            .trim(),
+        "gone"
+    );
+    let verbs: Vec<String> = stand_in.calls().iter().map(|c| c[0].clone()).collect();
+    assert_eq!(verbs, ["delete", "inspect", "inspect", "delete"]);
+}
+
+#[test]
+fn stand_in_delete_gives_up_on_a_node_stopping_too_long_and_names_it() {
+    let stand_in = stopping_stand_in();
+    stand_in.write("state", "stopping");
+    let started = std::time::Instant::now();
+    let err = stand_in
+        .cli
+        .delete_when_stopped("n1", std::time::Duration::from_secs(1))
+        .unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(
+        matches!(err, CliError::StillStopping { secs: 1, .. }),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("container n1 was still stopping after 1 s")
+            && message.contains("container list --all"),
+        "{message}"
+    );
+}
+
+#[test]
+fn stand_in_delete_failing_for_another_reason_is_not_waited_on() {
+    let stand_in = stopping_stand_in();
+    stand_in.write("state", "broken");
+    let err = stand_in
+        .cli
+        .delete_when_stopped("n1", std::time::Duration::from_secs(20))
+        .unwrap_err();
+    assert!(matches!(err, CliError::Failed { .. }), "{err:?}");
+    assert!(err.to_string().contains("cannot clean up n1"), "{err}");
+    assert_eq!(stand_in.calls().len(), 2, "one delete, one look");
 }

@@ -8,6 +8,8 @@
 pub mod cli;
 pub mod cluster;
 pub mod cluster_config;
+// The cluster-name rule every provider shares.
+pub mod cluster_name;
 // CA and bootstrap token for kubeadm, made before any node boots.
 pub mod cluster_secrets;
 pub mod cmd;

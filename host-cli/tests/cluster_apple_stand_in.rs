@@ -48,7 +48,16 @@ network)
   case "$2" in
   list) cat "$dir/networks" 2>/dev/null; exit 0 ;;
   create) for last in "$@"; do :; done; echo "$last" >> "$dir/networks" ;;
-  delete) grep -vx "$3" "$dir/networks" > "$dir/networks.new"; mv "$dir/networks.new" "$dir/networks" ;;
+  delete)
+    # Refused while any container, running or not, is configured with it
+    # (NetworksService.swift:252-270, logged; NetworkDelete.swift:123-124).
+    for d in "$dir"/c/*/; do
+      [ -d "$d" ] || continue
+      if [ "kina-$(cat "$d/cluster")" = "$3" ]; then
+        echo "Error: internalError: \"delete failed for one or more networks: [\"$3\"]\"" >&2; exit 1
+      fi
+    done
+    grep -vx "$3" "$dir/networks" > "$dir/networks.new"; mv "$dir/networks.new" "$dir/networks" ;;
   esac ;;
 create)
   shift; name=""; cluster=""; role=""
@@ -67,18 +76,50 @@ start)
   n=$(cat "$dir/counter" 2>/dev/null || echo 1); n=$((n+1)); echo $n > "$dir/counter"
   echo "192.168.64.$n" > "$dir/c/$2/ip"; echo running > "$dir/c/$2/state"
   sed "s/@NODE@/$2/" "$dir/status.json" > "$dir/c/$2/status.json"; echo "$2" ;;
-stop) echo stopped > "$dir/c/$2/state"; echo "$2" ;;
-delete) rm -rf "$dir/c/$3"; echo "$3" ;;
+stop) for n in "$@"; do :; done; echo stopped > "$dir/c/$n/state"; echo "$n" ;;
+delete)
+  # A stopping container is refused, --force or not (apple/container 1.2.2
+  # ContainersService.swift:865-869; ContainerDelete.swift prints each
+  # error of its AggregateError).
+  if [ "$(cat "$dir/c/$3/state")" = stopping ]; then
+    echo "Error: invalidState: \"container $3 is stopping and can not be deleted\"" >&2; exit 1
+  fi
+  rm -rf "$dir/c/$3"; echo "$3" ;;
 image)
+  # Apple's image store: one `name<TAB>digest` line a name.
   case "$2" in
   inspect)
-    if grep -qx "$3" "$dir/images" 2>/dev/null; then echo "[{\"name\":\"$3\"}]"
+    # ImageInspect.swift:45-50 (an unknown name), :67 (pretty, sorted
+    # keys); ImageResource.swift:46-56,113-124 (`id` is the digest's hex).
+    d=$(awk -F'\t' -v n="$3" '$1 == n { print $2 }' "$dir/images" 2>/dev/null)
+    if [ -n "$d" ]; then
+      printf '[\n  {\n    "configuration" : {\n      "creationDate" : "2026-08-10T09:30:03Z",\n      "descriptor" : {\n        "digest" : "%s",\n        "mediaType" : "application\\/vnd.oci.image.index.v1+json",\n        "size" : 489\n      },\n      "name" : "%s"\n    },\n    "id" : "%s",\n    "variants" : [\n\n    ]\n  }\n]\n' "$d" "$3" "${d#sha256:}"
     else echo "Error: notFound: \"image not found: $3\"" >&2; exit 1; fi ;;
   load)
     cp "$4" "$dir/loaded.tar"
-    tar -xOf "$4" index.json | grep -o '"org.opencontainers.image.ref.name":"[^"]*"' | cut -d'"' -f4 >> "$dir/images" ;;
+    idx=$(tar -xOf "$4" index.json | tr -d ' \n')
+    # The name: Apple's own annotation, then containerd's, then OCI's,
+    # else untagged@<digest> (containerization 0.40.1
+    # LocalOCILayoutClient.swift:208-235). The digest stored is the
+    # entry's, an index (ImageStore+Import.swift:66-67).
+    ann() { echo "$idx" | grep -o "\"$1\":\"[^\"]*\"" | head -n 1 | cut -d'"' -f4; }
+    d=$(echo "$idx" | grep -o '"digest":"[^"]*"' | head -n 1 | cut -d'"' -f4)
+    name=$(ann com.apple.containerization.image.name)
+    [ -n "$name" ] || name=$(ann io.containerd.image.name)
+    [ -n "$name" ] || name=$(ann org.opencontainers.image.ref.name)
+    [ -n "$name" ] || name="untagged@$d"
+    # A load replaces the image of the same name (containerization
+    # ImageStore.swift:113-116).
+    { awk -F'\t' -v n="$name" '$1 != n' "$dir/images" 2>/dev/null; printf '%s\t%s\n' "$name" "$d"; } > "$dir/images.new"
+    mv "$dir/images.new" "$dir/images" ;;
   esac ;;
-inspect) printf '['; obj "$2"; printf ']\n' ;;
+inspect)
+  # A node the test set stopping for N more looks, as one shutting down.
+  if [ -f "$dir/c/$2/stops-after" ]; then
+    left=$(($(cat "$dir/c/$2/stops-after") - 1)); echo $left > "$dir/c/$2/stops-after"
+    [ $left -gt 0 ] || { echo stopped > "$dir/c/$2/state"; rm "$dir/c/$2/stops-after"; }
+  fi
+  printf '['; obj "$2"; printf ']\n' ;;
 logs)
   if [ "$2" = --boot ]; then echo "[    0.000000] Linux version 6.12.0 (stand-in boot log of $3)"
   else echo "kina-init: ready ok (stand-in output of $2)"; fi ;;
@@ -257,9 +298,11 @@ fn stand_in_apple_cluster_is_created_its_specs_follow_restarts_and_it_is_deleted
         .position(|c| c[..2] == ["image", "load"])
         .unwrap_or_else(|| panic!("no image load: {verbs:?}"));
     assert!(load < log.iter().position(|c| c[0] == "create").unwrap());
+    // Apple holds it under its name as the build kina's store has.
+    let digest = store_digest(env, "kina.local/node:base");
     assert_eq!(
         std::fs::read_to_string(fake.join("images")).unwrap().trim(),
-        "kina.local/node:base"
+        format!("kina.local/node:base\t{digest}")
     );
     assert!(
         !Path::new(&log[load][3]).exists(),
@@ -297,6 +340,21 @@ fn stand_in_apple_cluster_is_created_its_specs_follow_restarts_and_it_is_deleted
     let nodes: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(nodes[0]["address"], "192.168.64.2");
     assert_eq!(nodes[1]["address"], "192.168.64.3");
+    // Which build the nodes run, not only its name.
+    for node in &nodes {
+        assert_eq!(
+            node["image"],
+            serde_json::json!({"reference": "kina.local/node:base", "digest": digest})
+        );
+    }
+    let table = run_ok(apple(env, &program).args(["get", "nodes", "--name", "duo"]));
+    let table = String::from_utf8_lossy(&table.stdout);
+    let short = format!("kina.local/node:base@{}", &digest[..19]);
+    assert!(
+        table.lines().next().unwrap().ends_with("IMAGE")
+            && table.lines().skip(1).all(|l| l.ends_with(&short)),
+        "{table}"
+    );
     assert!(
         nodes
             .iter()
@@ -429,6 +487,19 @@ fn stand_in_apple_cluster_is_created_its_specs_follow_restarts_and_it_is_deleted
     let nodes: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(nodes[0]["address"], "192.168.64.4");
 
+    // --- stop gives kina-init time for its ordered shutdown.
+    let stops: Vec<Vec<String>> = calls(&fake)
+        .into_iter()
+        .filter(|c| c[0] == "stop")
+        .collect();
+    assert_eq!(
+        stops,
+        [
+            ["stop", "--time", "30", "duo-control-plane"],
+            ["stop", "--time", "30", "duo-worker"]
+        ]
+    );
+
     // --- down deletes the nodes and the network, and the record.
     run_ok(apple(env, &program).args(["down", "--name", "duo"]));
     let log = calls(&fake);
@@ -446,7 +517,10 @@ fn stand_in_apple_cluster_is_created_its_specs_follow_restarts_and_it_is_deleted
     assert_eq!(std::fs::read_dir(fake.join("c")).unwrap().count(), 0);
 
     // --- kina image load hands the image to `container image load` as an
-    // OCI archive carrying the full reference under both annotations.
+    // OCI archive whose index Apple names by the full reference: Apple
+    // reads `com.apple.containerization.image.name`, then
+    // `io.containerd.image.name`, then `org.opencontainers.image.ref.name`
+    // (containerization 0.40.1 LocalOCILayoutClient.swift:208-235).
     std::fs::remove_file(fake.join("loaded.tar")).unwrap();
     run_ok(apple(env, &program).args(["image", "load", "kina.local/node:base"]));
     let mut loaded = tar::Archive::new(std::fs::File::open(fake.join("loaded.tar")).unwrap());
@@ -458,14 +532,74 @@ fn stand_in_apple_cluster_is_created_its_specs_follow_restarts_and_it_is_deleted
         .map(|e| serde_json::from_reader(e).unwrap())
         .unwrap();
     let annotations = &index["manifests"][0]["annotations"];
+    let apple_name = [
+        "com.apple.containerization.image.name",
+        "io.containerd.image.name",
+        "org.opencontainers.image.ref.name",
+    ]
+    .iter()
+    .find_map(|key| annotations[*key].as_str());
+    assert_eq!(apple_name, Some("kina.local/node:base"), "{annotations}");
+    assert_eq!(index["manifests"][0]["digest"], digest.as_str());
+
+    // --- an image Apple holds as the same build is not loaded again.
+    let loads = |fake: &Path| {
+        calls(fake)
+            .iter()
+            .filter(|c| c[..2] == ["image", "load"])
+            .count()
+    };
+    let before = loads(&fake);
+    run_ok(apple(env, &program).args([
+        "up",
+        "--name",
+        "solo",
+        "--platform",
+        "amd64",
+        "--wait",
+        "1m",
+    ]));
+    assert_eq!(loads(&fake), before, "an unchanged image was loaded again");
+    run_ok(apple(env, &program).args(["down", "--name", "solo"]));
+
+    // --- one Apple holds as another build (the name's image before `kina
+    // image build` made it anew) is loaded again, and the nodes run the
+    // new build.
+    std::fs::write(
+        fake.join("images"),
+        format!("kina.local/node:base\tsha256:{}\n", "0".repeat(64)),
+    )
+    .unwrap();
+    run_ok(apple(env, &program).args([
+        "up",
+        "--name",
+        "solo",
+        "--platform",
+        "amd64",
+        "--wait",
+        "1m",
+    ]));
+    assert_eq!(loads(&fake), before + 1, "a rebuilt image was not loaded");
     assert_eq!(
-        annotations["io.containerd.image.name"],
-        "kina.local/node:base"
+        std::fs::read_to_string(fake.join("images")).unwrap().trim(),
+        format!("kina.local/node:base\t{digest}")
     );
-    assert_eq!(
-        annotations["org.opencontainers.image.ref.name"],
-        "kina.local/node:base"
+    let out = run_ok(apple(env, &program).args(["get", "nodes", "--name", "solo", "--json"]));
+    let nodes: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(nodes[0]["image"]["digest"], digest.as_str());
+    run_ok(apple(env, &program).args(["down", "--name", "solo"]));
+}
+
+/// The digest of the index kina's store names `reference`.
+fn store_digest(env: &Path, reference: &str) -> String {
+    let out = run_ok(kina(env).args(["image", "inspect", reference, "--json"]));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let digest = summary["digest"].as_str().unwrap().to_string();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
     );
+    digest
 }
 
 #[test]
@@ -530,4 +664,160 @@ fn stand_in_apple_up_that_fails_deletes_the_nodes_it_made_and_the_network() {
     );
     assert_eq!(std::fs::read_dir(fake.join("c")).unwrap().count(), 0);
     assert!(!env.join("data/clusters/duo").exists());
+}
+
+/// The stand-in holding the nodes of cluster `name` (`(node, role,
+/// state)`), its network, and kina's record of it (`up` made it earlier);
+/// no image is needed.
+fn existing_cluster(
+    env: &Path,
+    fake: &Path,
+    name: &str,
+    nodes: &[(&str, &str, &str)],
+    record: &str,
+) {
+    for (node, role, state) in nodes {
+        let dir = fake.join("c").join(node);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("cluster"), format!("{name}\n")).unwrap();
+        std::fs::write(dir.join("role"), format!("{role}\n")).unwrap();
+        std::fs::write(dir.join("state"), format!("{state}\n")).unwrap();
+        std::fs::write(dir.join("ip"), "192.168.64.9\n").unwrap();
+    }
+    std::fs::write(fake.join("networks"), format!("default\nkina-{name}\n")).unwrap();
+    let record_dir = env.join("data/clusters").join(name);
+    std::fs::create_dir_all(&record_dir).unwrap();
+    std::fs::write(record_dir.join("cluster.json"), record).unwrap();
+}
+
+#[test]
+fn stand_in_apple_down_waits_out_a_stopping_node_and_removes_the_network_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path();
+    let fake = env.join("apple");
+    let program = stand_in(&fake);
+    let record = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cluster-record-v1-apple.json"),
+    )
+    .unwrap();
+    existing_cluster(
+        env,
+        &fake,
+        "duo",
+        &[
+            ("duo-control-plane", "control-plane", "stopping"),
+            ("duo-worker", "worker", "running"),
+        ],
+        &record,
+    );
+    // Still stopping for the next two looks (a `kina stop` under way).
+    std::fs::write(fake.join("c/duo-control-plane/stops-after"), "3\n").unwrap();
+
+    run_ok(apple(env, &program).args(["down", "--name", "duo"]));
+    let log = calls(&fake);
+    let deletes: Vec<&str> = log
+        .iter()
+        .filter(|c| c[..2] == ["delete", "--force"])
+        .map(|c| c[2].as_str())
+        .collect();
+    assert_eq!(
+        deletes
+            .iter()
+            .filter(|n| **n == "duo-control-plane")
+            .count(),
+        2,
+        "refused while stopping, then deleted: {log:?}"
+    );
+    let network_delete = log
+        .iter()
+        .position(|c| c[..] == ["network", "delete", "kina-duo"])
+        .unwrap_or_else(|| panic!("the network was left: {log:?}"));
+    let last_node_delete = log
+        .iter()
+        .rposition(|c| c[..2] == ["delete", "--force"])
+        .unwrap();
+    assert!(network_delete > last_node_delete, "{log:?}");
+    assert_eq!(std::fs::read_dir(fake.join("c")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_to_string(fake.join("networks")).unwrap(),
+        "default\n"
+    );
+    assert!(!env.join("data/clusters/duo").exists());
+}
+
+#[test]
+fn stand_in_apple_bad_cluster_names_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path();
+    let fake = env.join("apple");
+    let program = stand_in(&fake);
+    // `kina-dev-` is no Apple network name: refused by name, on the flag
+    // and in the config alike, before the version check.
+    let err = run_err(apple(env, &program).args(["up", "--name", "dev-", "--platform", "amd64"]));
+    assert!(
+        err.contains("`dev-` is not a cluster name")
+            && err.contains("does not end with a letter or digit"),
+        "{err}"
+    );
+    let config = env.join("dotted.yaml");
+    std::fs::write(
+        &config,
+        "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nname: dev.\n",
+    )
+    .unwrap();
+    let err = run_err(
+        apple(env, &program)
+            .args(["up", "--platform", "amd64", "--config"])
+            .arg(&config),
+    );
+    assert!(err.contains("`dev.` is not a cluster name"), "{err}");
+    let long = "a".repeat(49);
+    let err = run_err(apple(env, &program).args(["up", "--name", &long, "--platform", "amd64"]));
+    assert!(err.contains("49 characters long"), "{err}");
+    assert!(calls(&fake).is_empty(), "{:?}", calls(&fake));
+    assert!(!env.join("data/clusters").exists());
+}
+
+#[test]
+fn stand_in_apple_start_refuses_a_published_port_taken_meanwhile_naming_it_and_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path();
+    let fake = env.join("apple");
+    let program = stand_in(&fake);
+    let holder = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let record = format!(
+        r#"{{"schema":2,"provider":"apple","name":"web","image":"kina.local/node:base",
+"kubernetes_version":null,"stop_after":"containerd","api_server":null,"addressing":"at-start",
+"nodes":[{{"name":"web-control-plane","role":"control-plane","address":"192.168.64.2",
+"pod_cidr":"10.244.0.0/24","cpus":2,"memory_mib":2048,"port_mappings":[{{"protocol":"tcp",
+"listenAddress":"127.0.0.1","hostPort":{port},"containerPort":80}}]}}]}}"#
+    );
+    existing_cluster(
+        env,
+        &fake,
+        "web",
+        &[("web-control-plane", "control-plane", "stopped")],
+        &record,
+    );
+    let err = run_err(apple(env, &program).args(["start", "--name", "web"]));
+    assert!(
+        err.contains(&format!("host port {port}/tcp on 127.0.0.1"))
+            && err.contains("node web-control-plane publishes")
+            && err.contains("lsof"),
+        "{err}"
+    );
+    assert!(
+        calls(&fake).iter().all(|c| c[0] != "start"),
+        "{:?}",
+        calls(&fake)
+    );
+    // Once the port is free again, the node starts.
+    drop(holder);
+    run_ok(apple(env, &program).args(["start", "--name", "web", "--wait", "1m"]));
+    assert!(
+        calls(&fake)
+            .iter()
+            .any(|c| c[..] == ["start", "web-control-plane"])
+    );
 }

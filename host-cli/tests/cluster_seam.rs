@@ -112,8 +112,10 @@ impl Provider for RecordingProvider {
         "Preparing in memory".into()
     }
 
-    async fn prepare(&self, _plan: &ClusterPlan) -> anyhow::Result<()> {
-        self.call("prepare")
+    async fn prepare(&self, plan: &mut ClusterPlan) -> anyhow::Result<()> {
+        self.call("prepare")?;
+        plan.image_digest = Some(PREPARED_DIGEST.into());
+        Ok(())
     }
 
     async fn create(&self, plan: &mut ClusterPlan, specs: &SpecMaker<'_>) -> anyhow::Result<()> {
@@ -223,6 +225,9 @@ struct World {
     config: ClusterConfig,
 }
 
+/// The build of the image the double's `prepare` says the nodes boot.
+const PREPARED_DIGEST: &str = "sha256:5eed";
+
 fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let dirs = KinaDirs::at(dir.path().join("data"), dir.path().join("cache"));
@@ -291,6 +296,8 @@ async fn up_runs_its_steps_in_order_and_keeps_the_record() {
     let plan = ClusterDir::new(&world.dirs, "mem").load("mem").unwrap();
     assert_eq!(plan.provider, ProviderKind::Qemu);
     assert_eq!(plan.nodes[1].address, Some(Ipv4Addr::new(10, 0, 0, 3)));
+    // What prepare learnt about the image is kept with the cluster.
+    assert_eq!(plan.image_digest.as_deref(), Some(PREPARED_DIGEST));
     assert_eq!(record::names(&world.dirs), ["mem"]);
 }
 

@@ -156,6 +156,11 @@ pub struct ClusterPlan {
     /// the provider reads it; the rest of kina passes it along.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_state: Option<serde_json::Value>,
+    /// The digest of the build of `image` the nodes boot, once the
+    /// provider's `prepare` has made sure of it: a name alone says little
+    /// after the image is rebuilt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
     pub nodes: Vec<PlannedNode>,
 }
 
@@ -343,6 +348,7 @@ pub fn plan(inputs: &PlanInputs) -> anyhow::Result<ClusterPlan> {
         api_server,
         addressing: Addressing::AtStart,
         provider_state: None,
+        image_digest: None,
         nodes,
     })
 }

@@ -208,6 +208,7 @@ impl V1Record {
             kubernetes_version: self.kubernetes_version,
             stop_after: self.stop_after,
             api_server: self.api_server,
+            image_digest: None,
             nodes: self
                 .nodes
                 .into_iter()

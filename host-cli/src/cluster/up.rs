@@ -164,7 +164,7 @@ impl<P: Provider> Sequence for Up<'_, P> {
                 self.record.claim(&self.plan.name)?;
                 self.record.save(&self.plan)
             }
-            UpStep::Prepare => self.provider.prepare(&self.plan).await,
+            UpStep::Prepare => self.provider.prepare(&mut self.plan).await,
             UpStep::Create => {
                 let (provider, config, secrets) = (self.provider, self.config, &self.secrets);
                 let specs = |plan: &ClusterPlan, i: usize| {
@@ -220,6 +220,7 @@ pub async fn up<P: Provider>(
     interrupt: &mut (impl Future<Output = ()> + Unpin),
 ) -> anyhow::Result<()> {
     let name = request.name.clone();
+    crate::cluster_name::check(&name).map_err(anyhow::Error::msg)?;
     let refusals = provider.refusals(request.config);
     if !refusals.is_empty() {
         let list: String = refusals.iter().map(|e| format!("\n  {e}")).collect();

@@ -20,9 +20,12 @@ use super::{
     Protocol,
 };
 
-/// A cluster name is kind's (lowercase letters, digits, `.` and `-`),
-/// starting with a letter or digit, so it is never empty, `.`, `..` or a
-/// flag: it names a directory kina removes on `kina down`.
+/// A name that can address an existing cluster: kind's characters
+/// (lowercase letters, digits, `.` and `-`), starting with a letter or
+/// digit, so it is never empty, `.`, `..` or a flag, since it names a
+/// directory kina removes on `kina down`. Looser than the rule for new
+/// clusters (`crate::cluster_name::check`), so a cluster an older kina made
+/// under a name now refused can still be deleted.
 pub fn check_cluster_name(name: &str) -> Result<(), String> {
     let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-';
     let starts_well = name
@@ -46,7 +49,7 @@ pub(super) fn validate(
     errors: &mut Vec<FieldError>,
 ) -> Patches {
     if let Some(name) = &cluster.name
-        && let Err(problem) = check_cluster_name(name)
+        && let Err(problem) = crate::cluster_name::check(name)
     {
         errors.push(FieldError::cluster("name", problem));
     }

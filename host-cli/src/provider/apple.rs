@@ -13,12 +13,13 @@
 //! vmnet network named after it (`kina_apple::run_args::network_name`).
 
 use std::io::Read;
+use std::net::{TcpListener, UdpSocket};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use kina_apple::cli::ContainerCli;
+use kina_apple::cli::{ContainerCli, STOPPING_WAIT};
 use kina_apple::inspect::State;
 use kina_apple::run_args::{
     Mount, NodeRun, PortMapping as ApplePort, Propagation, Protocol as AppleProtocol, network_name,
@@ -27,7 +28,7 @@ use kina_apple::version::Version;
 use kina_contract::node_spec::{NODE_SPEC_PATH, NodeSpec, Role};
 
 use super::{Provider, ProviderKind, SpecMaker};
-use crate::cluster::plan::{self, Addressing, ClusterPlan, NodeInterfaces, Protocol};
+use crate::cluster::plan::{self, Addressing, ClusterPlan, NodeInterfaces, PlannedNode, Protocol};
 use crate::cluster_config::{ClusterConfig, FieldError};
 use crate::dirs::KinaDirs;
 
@@ -112,6 +113,17 @@ impl AppleProvider {
         Ok(true)
     }
 
+    /// `container start` of node `name`, once its published ports are
+    /// free: Apple binds them at every start (`RuntimeService.swift:303`),
+    /// and a port taken since `up` would otherwise fail deep in Apple's
+    /// runtime helper.
+    fn start_node(&self, plan: &ClusterPlan, name: &str) -> anyhow::Result<()> {
+        if let Some(node) = plan.nodes.iter().find(|n| n.name == name) {
+            check_ports_free(node)?;
+        }
+        Ok(self.cli.start(name)?)
+    }
+
     /// What `container create` gets for node `index`.
     fn node_run(&self, plan: &ClusterPlan, index: usize) -> anyhow::Result<NodeRun> {
         let node = plan
@@ -162,6 +174,34 @@ impl AppleProvider {
     }
 }
 
+/// Fails, naming the port and the node, when a host port `node` publishes
+/// cannot be bound on its listen address now. The socket is dropped at
+/// once, so Apple's forwarder can take the port right after.
+fn check_ports_free(node: &PlannedNode) -> anyhow::Result<()> {
+    for m in &node.port_mappings {
+        let (bound, protocol) = match m.protocol {
+            Protocol::Tcp => (
+                TcpListener::bind((m.listen_address, m.host_port)).map(drop),
+                "tcp",
+            ),
+            Protocol::Udp => (
+                UdpSocket::bind((m.listen_address, m.host_port)).map(drop),
+                "udp",
+            ),
+        };
+        bound.with_context(|| {
+            format!(
+                "host port {}/{protocol} on {}, which node {} publishes (to its port {}), cannot \
+                 be bound; stop what holds it (`lsof -nP -i :{}` shows it) and run the command \
+                 again, or give the node another hostPort in the cluster config and create the \
+                 cluster again",
+                m.host_port, m.listen_address, node.name, m.container_port, m.host_port
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// The host directory bound at `/etc/kina` in `node`.
 fn etc_dir(cluster_dir: &Path, node: &str) -> PathBuf {
     cluster_dir.join("nodes").join(node).join("etc-kina")
@@ -193,15 +233,35 @@ fn write_spec(cluster_dir: &Path, spec: &NodeSpec) -> anyhow::Result<()> {
         .with_context(|| format!("setting the mode of {}", path.display()))
 }
 
-/// `kina image load`: an image of kina's store into Apple's, as an OCI
-/// archive whose index carries the full reference in both
-/// `io.containerd.image.name` and `org.opencontainers.image.ref.name`.
-/// The archive, made in the scratch directory, is removed whatever happens
-/// (by the next kina, when this one is killed).
-pub fn load_image(cli: &ContainerCli, dirs: &KinaDirs, image: &str) -> anyhow::Result<()> {
+/// kina's image store.
+fn image_store(dirs: &KinaDirs) -> anyhow::Result<kina_builder::store::ImageStore> {
     let root = dirs.images();
-    let store = kina_builder::store::ImageStore::open(&root)
-        .with_context(|| format!("opening kina's image store at {}", root.display()))?;
+    kina_builder::store::ImageStore::open(&root)
+        .with_context(|| format!("opening kina's image store at {}", root.display()))
+}
+
+/// The digest (`sha256:<hex>`) of the index kina's store names `image`:
+/// what Apple's store reports for the same build once it is loaded (see
+/// `kina_apple::image`).
+fn store_digest(dirs: &KinaDirs, image: &str) -> anyhow::Result<String> {
+    let entry = image_store(dirs)?.find(image).with_context(|| {
+        format!(
+            "{image} is not in kina's image store (`kina image list`; `kina image build` makes it)"
+        )
+    })?;
+    Ok(entry.digest.oci())
+}
+
+/// `kina image load`: an image of kina's store into Apple's, as an OCI
+/// archive whose index names it by the full reference in
+/// `io.containerd.image.name`, the annotation Apple reads first after its
+/// own `com.apple.containerization.image.name`, which kina does not write
+/// (containerization 0.40.1 `LocalOCILayoutClient.swift:208-235`). Apple
+/// replaces an image of the same name. The archive, made in the scratch
+/// directory, is removed whatever happens (by the next kina, when this one
+/// is killed).
+pub fn load_image(cli: &ContainerCli, dirs: &KinaDirs, image: &str) -> anyhow::Result<()> {
+    let store = image_store(dirs)?;
     let archive = crate::scratch::ScratchFile::in_dir(&dirs.scratch(), "apple-load", 0)?;
     store
         .export(image, archive.path(), 0)
@@ -251,14 +311,32 @@ impl Provider for AppleProvider {
         format!("Ensuring node image {} 🖼", plan.image)
     }
 
-    /// kina builds images into its own store, so one Apple does not have
-    /// yet is exported from there and handed to `container image load`.
-    async fn prepare(&self, plan: &ClusterPlan) -> anyhow::Result<()> {
+    /// kina builds images into its own store, so the image is exported
+    /// from there and handed to `container image load` unless Apple
+    /// already holds the same build under its name: Apple goes by name
+    /// only, so after `kina image build` the digests differ and the new
+    /// build is loaded over the old one. What Apple holds afterwards is
+    /// read back, so a load Apple filed under another name fails here, not
+    /// at `create` with the old build.
+    async fn prepare(&self, plan: &mut ClusterPlan) -> anyhow::Result<()> {
         tokio::task::block_in_place(|| {
-            if self.cli.image_present(&plan.image)? {
-                return Ok(());
+            let wanted = store_digest(&self.dirs, &plan.image)?;
+            if self.cli.image_digest(&plan.image)?.as_deref() != Some(wanted.as_str()) {
+                load_image(&self.cli, &self.dirs, &plan.image)?;
+                let held = self.cli.image_digest(&plan.image)?;
+                if held.as_deref() != Some(wanted.as_str()) {
+                    bail!(
+                        "Apple's image store holds {} as {} after `container image load` of \
+                         build {wanted}; `container image list` shows what it holds, and \
+                         `container image delete {}` then `kina up` again loads it afresh",
+                        plan.image,
+                        held.as_deref().unwrap_or("nothing"),
+                        plan.image
+                    );
+                }
             }
-            load_image(&self.cli, &self.dirs, &plan.image)
+            plan.image_digest = Some(wanted);
+            Ok(())
         })
     }
 
@@ -283,12 +361,12 @@ impl Provider for AppleProvider {
                 )
             };
             for name in &first {
-                self.cli.start(name)?;
+                self.start_node(plan, name)?;
             }
             self.refresh_addresses(plan)?;
             self.write_specs(plan, specs)?;
             for name in &rest {
-                self.cli.start(name)?;
+                self.start_node(plan, name)?;
             }
             self.refresh_addresses(plan)?;
             self.write_specs(plan, specs)
@@ -308,13 +386,15 @@ impl Provider for AppleProvider {
             });
             for name in order {
                 if !self.is_running(name) {
-                    self.cli.start(name)?;
+                    self.start_node(plan, name)?;
                 }
             }
             self.follow_addresses(plan)
         })
     }
 
+    /// Each node gets `STOP_SECS` for kina-init's ordered shutdown before
+    /// Apple kills it (`ContainerCli::stop`).
     async fn stop(&self, plan: &ClusterPlan) -> anyhow::Result<Vec<String>> {
         tokio::task::block_in_place(|| {
             let mut lines = Vec::new();
@@ -327,15 +407,33 @@ impl Provider for AppleProvider {
     }
 
     /// By the cluster's label, so nodes of an interrupted `up` are found
-    /// too; then its network.
+    /// too; a node still stopping is waited for, as Apple deletes none
+    /// while it stops. Then the network, which Apple refuses to delete
+    /// while any container is configured with it, running or not
+    /// (`NetworksService.swift:252-270`): only once no node of the
+    /// cluster is left, else it stays for the next `down`.
     async fn delete(&self, plan: &ClusterPlan) -> anyhow::Result<Vec<String>> {
         tokio::task::block_in_place(|| {
             let mut deleted = Vec::new();
+            let mut failures = Vec::new();
             for node in self.cli.list_cluster(&plan.name)? {
-                self.cli.delete(&node.name)?;
-                deleted.push(node.name);
+                match self.cli.delete_when_stopped(&node.name, STOPPING_WAIT) {
+                    Ok(()) => deleted.push(node.name),
+                    Err(e) => failures.push(format!("{}: {e}", node.name)),
+                }
             }
-            self.cli.delete_network(&network_name(&plan.name))?;
+            let network = network_name(&plan.name);
+            if !failures.is_empty() {
+                bail!(
+                    "could not delete every node of cluster {}, so its network {network} is \
+                     kept (Apple deletes no network a container still uses); `kina down --name \
+                     {}` again removes what is left:\n  {}",
+                    plan.name,
+                    plan.name,
+                    failures.join("\n  ")
+                );
+            }
+            self.cli.delete_network(&network)?;
             Ok(deleted)
         })
     }

@@ -89,8 +89,9 @@ pub trait Provider {
     fn prepare_title(&self, plan: &ClusterPlan) -> String;
 
     /// What every node shares, made before any node: QEMU's kernel, the
-    /// node image in Apple's store.
-    async fn prepare(&self, plan: &ClusterPlan) -> anyhow::Result<()>;
+    /// node image in Apple's store. Sets `plan.image_digest` when the
+    /// provider knows which build of the image the nodes will boot.
+    async fn prepare(&self, plan: &mut ClusterPlan) -> anyhow::Result<()>;
 
     /// Makes and boots every node of `plan`, filling in addresses the
     /// provider hands out. On failure, what was made stays for
@@ -199,7 +200,7 @@ impl Provider for AnyProvider {
     fn prepare_title(&self, plan: &ClusterPlan) -> String {
         each!(self, p => p.prepare_title(plan))
     }
-    async fn prepare(&self, plan: &ClusterPlan) -> anyhow::Result<()> {
+    async fn prepare(&self, plan: &mut ClusterPlan) -> anyhow::Result<()> {
         each!(self, p => p.prepare(plan).await)
     }
     async fn create(&self, plan: &mut ClusterPlan, specs: &SpecMaker<'_>) -> anyhow::Result<()> {

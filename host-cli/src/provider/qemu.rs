@@ -306,7 +306,7 @@ impl Provider for QemuProvider {
 
     /// Fetches the cluster's kernel once, so the nodes made in parallel
     /// find it in the cache instead of downloading it side by side.
-    async fn prepare(&self, _plan: &ClusterPlan) -> anyhow::Result<()> {
+    async fn prepare(&self, _plan: &mut ClusterPlan) -> anyhow::Result<()> {
         let inputs = self.inputs()?;
         let lock_path = kernel_lock_path(&inputs.kernel_recipe);
         let lock = KernelLock::read(&lock_path, &inputs.kernel_recipe)?;

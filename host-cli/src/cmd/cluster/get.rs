@@ -25,8 +25,29 @@ pub fn clusters(dirs: &KinaDirs, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The image a cluster's nodes boot, as `get nodes` shows it: the
+/// reference, with the build's digest shortened where `up` recorded one
+/// (a rebuilt image keeps its name, so the name alone does not say which
+/// build runs).
+fn image_column(reference: &str, digest: Option<&str>) -> String {
+    let Some(digest) = digest else {
+        return reference.to_string();
+    };
+    match digest.split_once(':') {
+        Some((algorithm, hex)) => {
+            let short: String = hex.chars().take(12).collect();
+            format!("{reference}@{algorithm}:{short}")
+        }
+        None => format!("{reference}@{digest}"),
+    }
+}
+
 pub fn nodes(dirs: &KinaDirs, name: &str, json: bool) -> anyhow::Result<()> {
     let (provider, plan) = open(dirs, name)?;
+    let image = serde_json::json!({
+        "reference": plan.image,
+        "digest": plan.image_digest,
+    });
     let rows: Vec<serde_json::Value> = plan
         .nodes
         .iter()
@@ -42,6 +63,7 @@ pub fn nodes(dirs: &KinaDirs, name: &str, json: bool) -> anyhow::Result<()> {
                 "address": n.address.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
                 "podCIDR": n.pod_cidr,
                 "phase": phase,
+                "image": image,
             })
         })
         .collect();
@@ -49,14 +71,15 @@ pub fn nodes(dirs: &KinaDirs, name: &str, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
+    let image = image_column(&plan.image, plan.image_digest.as_deref());
     println!(
-        "{:<28} {:<14} {:<12} {:<16} PHASE",
-        "NAME", "ROLE", "ADDRESS", "POD CIDR"
+        "{:<28} {:<14} {:<12} {:<16} {:<12} IMAGE",
+        "NAME", "ROLE", "ADDRESS", "POD CIDR", "PHASE"
     );
     for r in rows {
         let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
         println!(
-            "{:<28} {:<14} {:<12} {:<16} {}",
+            "{:<28} {:<14} {:<12} {:<16} {:<12} {image}",
             s("name"),
             s("role"),
             s("address"),
@@ -94,4 +117,24 @@ pub fn status(dirs: &KinaDirs, name: &str, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::image_column;
+
+    #[test]
+    fn the_image_column_names_the_build_when_it_is_known() {
+        assert_eq!(
+            image_column(
+                "kina.local/node:base",
+                Some("sha256:3b1f9c1f6c0d4e8a9b2e7f0a1c3d5e7f9a0b2c4d6e8f0a1b3c5d7e9f0a2b4c6d")
+            ),
+            "kina.local/node:base@sha256:3b1f9c1f6c0d"
+        );
+        assert_eq!(
+            image_column("kina.local/node:base", None),
+            "kina.local/node:base"
+        );
+    }
 }

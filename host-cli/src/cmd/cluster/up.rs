@@ -123,6 +123,9 @@ pub async fn run(args: UpArgs, dirs: &KinaDirs, quiet: bool) -> anyhow::Result<(
         .name
         .clone()
         .unwrap_or_else(|| config.name().to_string());
+    // Before any provider is asked anything: a name one provider cannot use
+    // is refused on all of them.
+    crate::cluster_name::check(&name).map_err(anyhow::Error::msg)?;
     let kind = args.provider.unwrap_or_else(ProviderKind::host_default);
     let arch = node_arch(args.platform.as_deref())?;
     let provider = AnyProvider::for_up(kind, dirs, || qemu_inputs(&args, &config, dirs, arch))?;
