@@ -15,6 +15,7 @@
 //! `Sources/ContainerCommands/**`, `Sources/ContainerResource/**`).
 
 pub mod cli;
+pub mod exec;
 pub mod image;
 pub mod inspect;
 pub mod run_args;
