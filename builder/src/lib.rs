@@ -11,6 +11,7 @@ pub mod debian;
 pub mod digest;
 pub mod fetch;
 pub mod fsutil;
+pub mod kernel;
 pub mod lock;
 pub mod lockgen;
 pub mod oci;
@@ -19,6 +20,7 @@ pub mod recipe;
 pub mod rootfs;
 pub mod sbom;
 pub mod store;
+pub mod universe;
 
 /// The version of kina recorded in image labels and lockfiles.
 pub const KINA_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use kina_builder::fetch::cache::Cache;
 use kina_builder::fetch::mirror::DebianMirrors;
+use kina_builder::kernel::{KernelLock, fetch_kernel, kernel_lock_path};
 use kina_builder::platform::Arch;
 use kina_contract::exec::Request;
 use kina_contract::node_spec::{NODE_SPEC_PATH, NodeSpec};
@@ -19,7 +20,6 @@ use crate::accel::{AccelChoice, ProbeInputs, choose};
 use crate::disk::{DiskExtras, build_stored_root_disk, image_store_layout};
 use crate::exec;
 use crate::initramfs::build_initramfs;
-use crate::kernel::{KernelLock, fetch_kernel, kernel_lock_path};
 use crate::vm::{Accel, HostForward, NetAttach, Segment, VmConfig, command_line, node_cmdline};
 
 /// Where kina-init sits on every node image.

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use kina_builder::fetch::cache::Cache;
 use kina_builder::fetch::mirror::DebianMirrors;
+use kina_builder::kernel::{KernelLock, fetch_kernel, kernel_lock_path};
 use kina_builder::platform::Arch;
 use kina_contract::node_spec::NodeSpec;
 use kina_contract::status::NodeStatus;
 use kina_qemu::accel::AccelChoice;
-use kina_qemu::kernel::{KernelLock, fetch_kernel, kernel_lock_path};
 use kina_qemu::node::{self, CreateOptions, NodePaths, PHASE_POLL};
 
 use super::plan::ClusterPlan;

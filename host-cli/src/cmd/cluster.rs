@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use kina_builder::fetch::cache::Cache;
+use kina_builder::kernel::KernelRecipe;
 use kina_builder::platform::Arch;
 use kina_builder::store::ImageStore;
 use kina_contract::status::PHASES;
 use kina_qemu::accel::AccelChoice;
-use kina_qemu::kernel::KernelRecipe;
 use kina_qemu::node::{self, NodePaths};
 use kina_qemu::vm::ForwardProtocol;
 

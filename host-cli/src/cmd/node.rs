@@ -7,11 +7,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use kina_builder::fetch::cache::Cache;
 use kina_builder::fetch::mirror::DebianMirrors;
+use kina_builder::kernel::KernelRecipe;
 use kina_builder::platform::Arch;
 use kina_contract::exec::{Request, STDOUT};
 use kina_contract::node_spec::{NODE_SPEC_VERSION, NodeSpec, Role};
 use kina_qemu::accel::AccelChoice;
-use kina_qemu::kernel::KernelRecipe;
 use kina_qemu::node::{self, CreateOptions, NodePaths};
 use kina_qemu::vm::HostForward;
 
