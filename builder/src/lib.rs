@@ -5,6 +5,7 @@
 //! build gives the same digests on Linux and macOS, as root or not.
 
 pub mod assemble;
+pub mod canonical_json;
 pub mod civil_time;
 pub mod deb;
 pub mod debian;
@@ -15,6 +16,7 @@ pub mod kernel;
 pub mod lock;
 pub mod lockgen;
 pub mod oci;
+pub mod oci_layout;
 pub mod platform;
 pub mod recipe;
 pub mod rootfs;

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use kina_builder::digest::Sha256Digest;
-use kina_builder::oci::layout::LayoutEntry;
+use kina_builder::oci_layout::LayoutEntry;
 use kina_builder::store::ImageStore;
 use serde::Serialize;
 
