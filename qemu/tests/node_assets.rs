@@ -18,7 +18,7 @@ use kina_builder::kernel::{
     KernelArtifacts, KernelLock, KernelLockOptions, fetch_kernel, lock_kernel,
 };
 use kina_builder::platform::Arch;
-use kina_qemu::disk::{DiskExtras, build_root_disk, build_stored_root_disk};
+use kina_qemu::disk::{DiskExtras, build_stored_root_disk};
 use kina_qemu::initramfs::{InitramfsError, build_initramfs};
 
 fn workspace() -> PathBuf {
@@ -519,6 +519,9 @@ fn raw_tar(entries: &[E]) -> Vec<u8> {
     builder.into_inner().unwrap()
 }
 
+/// The name [`layout_of`] gives its one image.
+const LAYOUT_REF: &str = "kina-test/layers:1";
+
 /// An OCI layout with one single-platform manifest of gzip layers.
 fn layout_of(dir: &Path, layers: &[Vec<u8>]) -> PathBuf {
     use std::io::Write;
@@ -549,6 +552,7 @@ fn layout_of(dir: &Path, layers: &[Vec<u8>]) -> PathBuf {
     });
     let mut entry = put(&serde_json::to_vec(&manifest).unwrap());
     entry["mediaType"] = "application/vnd.oci.image.manifest.v1+json".into();
+    entry["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": LAYOUT_REF });
     let index = serde_json::json!({"schemaVersion": 2, "manifests": [entry]});
     std::fs::write(
         layout.join("index.json"),
@@ -587,7 +591,7 @@ fn whiteouts_and_opaque_directories_hide_lower_layer_content() {
     ]);
     let layout = layout_of(dir.path(), &[lower, upper]);
     let out = dir.path().join("disk.ext4");
-    build_root_disk(&layout, Arch::Amd64, &small_disk(), &out).unwrap();
+    build_stored_root_disk(&layout, LAYOUT_REF, Arch::Amd64, &small_disk(), &out).unwrap();
     let listing = debugfs(&out, "ls -l /a");
     assert!(
         listing.contains(" new") && !listing.contains(" old"),
@@ -611,7 +615,7 @@ fn file_capabilities_in_a_layer_survive_onto_the_disk() {
     ]);
     let layout = layout_of(dir.path(), &[layer]);
     let out = dir.path().join("disk.ext4");
-    build_root_disk(&layout, Arch::Amd64, &small_disk(), &out).unwrap();
+    build_stored_root_disk(&layout, LAYOUT_REF, Arch::Amd64, &small_disk(), &out).unwrap();
     let attrs = debugfs(&out, "ea_list /usr/bin/ping");
     assert!(
         attrs.contains("security.capability (20) = 01 00 00 02 00 20"),
@@ -627,7 +631,8 @@ fn assert_refused(entries: &[E], entry: &str) {
     let out_dir = dir.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
     let out = out_dir.join("disk.ext4");
-    let err = build_root_disk(&layout, Arch::Amd64, &small_disk(), &out).unwrap_err();
+    let err =
+        build_stored_root_disk(&layout, LAYOUT_REF, Arch::Amd64, &small_disk(), &out).unwrap_err();
     let message = err.to_string();
     assert!(
         message.contains("layer ") && message.contains("refused"),
@@ -682,7 +687,8 @@ fn a_layer_blob_that_does_not_match_its_digest_is_refused() {
     bytes[last] ^= 1;
     std::fs::write(&layer_path, bytes).unwrap();
     let out = dir.path().join("disk.ext4");
-    let err = build_root_disk(&layout, Arch::Amd64, &small_disk(), &out).unwrap_err();
+    let err =
+        build_stored_root_disk(&layout, LAYOUT_REF, Arch::Amd64, &small_disk(), &out).unwrap_err();
     assert!(err.to_string().contains("sha256"), "{err}");
     assert!(!out.exists());
 }
@@ -764,7 +770,7 @@ fn build_error(layout: &Path, size_bytes: u64, out: &Path) -> String {
         size_bytes,
         ..DiskExtras::default()
     };
-    build_root_disk(layout, Arch::Amd64, &extras, out)
+    build_stored_root_disk(layout, LAYOUT_REF, Arch::Amd64, &extras, out)
         .unwrap_err()
         .to_string()
 }
@@ -825,7 +831,7 @@ fn a_disk_that_fits_the_host_is_built_on_a_small_filesystem() {
     let layout = layout_with_file(dir.path(), "big", 3);
     let small = SmallFilesystem::new(32);
     let out = small.mount.join("disk.ext4");
-    build_root_disk(&layout, Arch::Amd64, &small_disk(), &out).unwrap();
+    build_stored_root_disk(&layout, LAYOUT_REF, Arch::Amd64, &small_disk(), &out).unwrap();
     assert_eq!(small.left(), vec![out.clone()]);
     assert!(debugfs(&out, "ls -l /").contains(" big"));
 }

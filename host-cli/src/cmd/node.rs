@@ -32,7 +32,7 @@ pub async fn run(command: NodeCommand) -> anyhow::Result<()> {
         NodeCommand::Create(args) => create(*args).await,
         NodeCommand::Start { name, wait } => {
             let (paths, record) = node::load(&data, &name)?;
-            node::start(&paths, &record).map_err(anyhow::Error::msg)?;
+            node::start(&paths, &record)?;
             wait_for(&paths, &name, &wait)
         }
         NodeCommand::Stop { name } => {
@@ -118,7 +118,7 @@ async fn create(args: NodeCreateArgs) -> anyhow::Result<()> {
             _ => Arch::Amd64,
         },
     };
-    let accel: AccelChoice = args.accel.parse().map_err(anyhow::Error::msg)?;
+    let accel: AccelChoice = args.accel.parse()?;
     let (recipe, _) = KernelRecipe::load(&args.kernel)?;
     let mirrors = kernel_mirrors(&args.mirrors, &recipe)?;
     let forwards = args
