@@ -5,20 +5,16 @@
 //! architecture, and pins every input by digest, so a build afterwards needs
 //! nothing but content-addressed fetches.
 
-use std::collections::BTreeMap;
-
-use crate::debian::archive::{SuiteIndex, fetch_suite};
 use crate::debian::keyring::Keyring;
-use crate::debian::packages::{PackageRecord, parse_packages};
+use crate::debian::packages::PackageRecord;
 use crate::debian::release::ValidUntilPolicy;
 use crate::debian::resolve::{LayeredResolution, resolve_layered};
 use crate::fetch::mirror::DebianMirrors;
-use crate::lock::{
-    LOCK_SCHEMA, LayerName, Lock, LockedArtifact, LockedImage, LockedPackage, LockedRelease,
-};
+use crate::lock::{LOCK_SCHEMA, LayerName, Lock, LockedArtifact, LockedImage, LockedPackage};
 use crate::oci::registry::{RegistryMirrors, resolve_platform_manifest};
 use crate::platform::Arch;
 use crate::recipe::{ArtifactSpec, DebianArchive, LoadedRecipe};
+use crate::universe::{Universe, UniverseError, fetch_universe};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockGenError {
@@ -27,19 +23,8 @@ pub enum LockGenError {
         recipe: String,
         source: crate::debian::keyring::KeyringError,
     },
-    #[error("reading the {archive} archive, suite {suite}: {source}")]
-    Archive {
-        archive: &'static str,
-        suite: String,
-        source: crate::debian::archive::ArchiveError,
-    },
-    #[error("parsing the Packages index of {suite} {component}/{arch}: {source}")]
-    Packages {
-        suite: String,
-        component: String,
-        arch: Arch,
-        source: crate::debian::packages::PackagesError,
-    },
+    #[error(transparent)]
+    Universe(#[from] UniverseError),
     #[error("resolving the package set of recipe {recipe} for {arch}: {source}")]
     Resolve {
         recipe: String,
@@ -75,47 +60,20 @@ pub async fn lock_recipe(
         }
     })?;
 
-    let mut releases = Vec::new();
-    let mut universe: BTreeMap<Arch, Vec<PackageRecord>> = BTreeMap::new();
-    let mut newest_date = 0u64;
-    for source in &recipe.debian.sources {
-        let base_url = options.mirrors.url_for(source.archive);
-        for suite in &source.suites {
-            let index: SuiteIndex = fetch_suite(
-                client,
-                base_url,
-                suite,
-                &source.components,
-                &recipe.architectures,
-                &keyring,
-                options.valid_until,
-            )
-            .await
-            .map_err(|e| LockGenError::Archive {
-                archive: source.archive.name(),
-                suite: suite.clone(),
-                source: e,
-            })?;
-            newest_date = newest_date.max(index.release.date_epoch);
-            releases.push(LockedRelease {
-                archive: source.archive,
-                suite: suite.clone(),
-                date: index.release.date.clone(),
-                inrelease_sha256: index.inrelease_sha256,
-                signed_by: index.release.signed_by.clone(),
-            });
-            for packages in &index.packages {
-                let records = parse_packages(&packages.text, source.archive, suite, packages.arch)
-                    .map_err(|e| LockGenError::Packages {
-                        suite: suite.clone(),
-                        component: packages.component.clone(),
-                        arch: packages.arch,
-                        source: e,
-                    })?;
-                universe.entry(packages.arch).or_default().extend(records);
-            }
-        }
-    }
+    let Universe {
+        releases,
+        newest_date,
+        packages: mut universe,
+    } = fetch_universe(
+        client,
+        &recipe.debian.sources,
+        &recipe.architectures,
+        &keyring,
+        &options.mirrors,
+        options.valid_until,
+        |_| true,
+    )
+    .await?;
 
     let mut packages = Vec::new();
     for &arch in &recipe.architectures {

@@ -215,7 +215,7 @@ pub fn spdx_document(
         packages,
         relationships,
     };
-    let mut bytes = crate::oci::canonical::to_canonical_json(&doc)?;
+    let mut bytes = crate::canonical_json::to_canonical_json(&doc)?;
     bytes.push(b'\n');
     Ok(bytes)
 }

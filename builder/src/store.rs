@@ -11,7 +11,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::digest::Sha256Digest;
-use crate::oci::layout::{
+use crate::oci_layout::{
     BlobStore, LayoutEntry, LayoutError, OCI_LAYOUT, layout_index_json, write_output,
 };
 

@@ -22,7 +22,7 @@ use kina_builder::digest::Sha256Digest;
 use kina_builder::lock::LayerName;
 use kina_builder::oci::image::{ImageConfigParams, write_index, write_platform_image};
 use kina_builder::oci::layer::{Compression, write_layer};
-use kina_builder::oci::layout::{BlobStore, LayoutEntry, layout_index_json, write_output};
+use kina_builder::oci_layout::{BlobStore, LayoutEntry, layout_index_json, write_output};
 use kina_builder::platform::Arch;
 use kina_builder::rootfs::tree::{Node, Tree};
 use kina_tests::{DebBuilder, HttpServer, PublishOptions, SignedRepo};

@@ -16,7 +16,7 @@ use kina_builder::platform::Arch;
 use kina_contract::initramfs::{PROBE_ARG, PROBE_OK};
 use serde::{Deserialize, Serialize};
 
-use crate::vm::{Accel, NetAttach, VmConfig, console_device, spawn};
+use crate::vm::{Accel, NetAttach, VmConfig, VmError, console_device, spawn};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AccelChoice {
@@ -28,13 +28,13 @@ pub enum AccelChoice {
 }
 
 impl std::str::FromStr for AccelChoice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = AccelError;
+    fn from_str(s: &str) -> Result<Self, AccelError> {
         match s {
             "auto" => Ok(AccelChoice::Auto),
             "kvm" => Ok(AccelChoice::Kvm),
             "tcg" => Ok(AccelChoice::Tcg),
-            other => Err(format!("accelerator `{other}`: use auto, kvm or tcg")),
+            other => Err(AccelError::UnknownChoice(other.to_string())),
         }
     }
 }
@@ -48,10 +48,22 @@ pub struct AccelDecision {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccelError {
+    #[error("accelerator `{0}`: use auto, kvm or tcg")]
+    UnknownChoice(String),
     #[error("KVM was requested but {0}; use --accel tcg or auto")]
     KvmUnusable(String),
+    #[error("accelerator probe: making its scratch directory: {0}")]
+    ProbeScratch(#[source] std::io::Error),
     #[error("accelerator probe: {0}")]
-    Probe(String),
+    ProbeSpawn(#[source] VmError),
+}
+
+/// What one KVM boot of the node's kernel showed.
+enum ProbeOutcome {
+    /// The first stage said it booted, after this long.
+    Booted(Duration),
+    /// Why the kernel is taken not to work under KVM here.
+    Failed(String),
 }
 
 pub struct ProbeInputs<'a> {
@@ -122,11 +134,11 @@ pub fn choose(choice: AccelChoice, inputs: &ProbeInputs) -> Result<AccelDecision
         };
     }
     let decision = match probe(inputs)? {
-        Ok(took) => AccelDecision {
+        ProbeOutcome::Booted(took) => AccelDecision {
             accel: "kvm".into(),
             reason: format!("KVM boot probe passed in {} ms", took.as_millis()),
         },
-        Err(why) => tcg(format!("KVM boot probe failed: {why}")),
+        ProbeOutcome::Failed(why) => tcg(format!("KVM boot probe failed: {why}")),
     };
     if let Some(path) = &cached {
         let _ = std::fs::create_dir_all(inputs.cache_dir);
@@ -141,10 +153,10 @@ pub fn choose(choice: AccelChoice, inputs: &ProbeInputs) -> Result<AccelDecision
     }
 }
 
-/// Boots the kernel under KVM with the probe argument; `Ok(Ok(took))` when
-/// the first stage said it booted, `Ok(Err(why))` when it did not.
-fn probe(inputs: &ProbeInputs) -> Result<Result<Duration, String>, AccelError> {
-    let work = tempfile::tempdir().map_err(|e| AccelError::Probe(format!("temp dir: {e}")))?;
+/// Boots the kernel under KVM with the probe argument. An error is a probe
+/// that could not be run at all, not a verdict on KVM.
+fn probe(inputs: &ProbeInputs) -> Result<ProbeOutcome, AccelError> {
+    let work = tempfile::tempdir().map_err(AccelError::ProbeScratch)?;
     let console = work.path().join("console.log");
     let cfg = VmConfig {
         arch: inputs.arch,
@@ -164,23 +176,23 @@ fn probe(inputs: &ProbeInputs) -> Result<Result<Duration, String>, AccelError> {
         segment: None,
     };
     let stderr_log = work.path().join("qemu.stderr");
-    let mut child = spawn(&cfg, &stderr_log).map_err(|e| AccelError::Probe(e.to_string()))?;
+    let mut child = spawn(&cfg, &stderr_log).map_err(AccelError::ProbeSpawn)?;
     let started = Instant::now();
     let outcome = loop {
         let text = std::fs::read_to_string(&console).unwrap_or_default();
         if text.contains(PROBE_OK) {
-            break Ok(started.elapsed());
+            break ProbeOutcome::Booted(started.elapsed());
         }
         if let Ok(Some(status)) = child.try_wait() {
             let mut err = String::new();
             let _ = std::fs::File::open(&stderr_log).and_then(|mut f| f.read_to_string(&mut err));
-            break Err(format!(
+            break ProbeOutcome::Failed(format!(
                 "QEMU exited ({status}) before the kernel booted: {}",
                 err.trim()
             ));
         }
         if started.elapsed() > inputs.timeout {
-            break Err(format!(
+            break ProbeOutcome::Failed(format!(
                 "the kernel did not boot within {} s",
                 inputs.timeout.as_secs()
             ));

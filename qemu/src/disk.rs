@@ -8,6 +8,7 @@
 //! root, so ownership and setuid bits survive); the staging directory is
 //! removed whatever happens and the disk appears at `out` only when complete.
 
+mod extract;
 mod layers;
 
 use std::io::Read;
@@ -18,6 +19,7 @@ use kina_builder::digest::Sha256Digest;
 use kina_builder::platform::Arch;
 use kina_builder::store::ImageStore;
 
+pub(crate) use extract::read_from_disk;
 pub use layers::resolve_in_root;
 
 /// Sparse files cost only what is written; 8 GiB leaves room for the
@@ -65,10 +67,6 @@ pub enum DiskError {
     },
     #[error("OCI layout {layout}: {problem}")]
     Layout { layout: PathBuf, problem: String },
-    #[error(
-        "OCI layout {layout} holds several images ({references}); use build_stored_root_disk with one of these references"
-    )]
-    AmbiguousImage { layout: PathBuf, references: String },
     #[error("OCI layout {layout} has no image `{reference}` (it has: {references})")]
     NoSuchImage {
         layout: PathBuf,
@@ -147,32 +145,11 @@ pub fn image_store_layout() -> PathBuf {
     ImageStore::default_root()
 }
 
-/// Builds the root disk from the only image in the OCI layout at `layout`
-/// (an exported layout or a fresh store).
-pub fn build_root_disk(
-    layout: &Path,
-    arch: Arch,
-    extras: &DiskExtras,
-    out: &Path,
-) -> Result<DiskInfo, DiskError> {
-    build(layout, None, arch, extras, out)
-}
-
 /// Builds the root disk from image `reference` of a multi-image layout such
 /// as kina's image store ([`image_store_layout`]).
 pub fn build_stored_root_disk(
     layout: &Path,
     reference: &str,
-    arch: Arch,
-    extras: &DiskExtras,
-    out: &Path,
-) -> Result<DiskInfo, DiskError> {
-    build(layout, Some(reference), arch, extras, out)
-}
-
-fn build(
-    layout: &Path,
-    reference: Option<&str>,
     arch: Arch,
     extras: &DiskExtras,
     out: &Path,
@@ -402,7 +379,7 @@ fn digest_of(layout: &Path, value: &serde_json::Value) -> Result<Sha256Digest, D
 /// index.json → (image index →) the `arch` manifest → its layers.
 fn platform_layers(
     layout: &Path,
-    reference: Option<&str>,
+    reference: &str,
     arch: Arch,
 ) -> Result<(Sha256Digest, Vec<LayerDescriptor>), DiskError> {
     let index = read_json(layout, &layout.join("index.json"))?;
@@ -418,29 +395,14 @@ fn platform_layers(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let entry = match reference {
-        Some(r) => entries
-            .iter()
-            .find(|e| e["annotations"][REF_NAME].as_str() == Some(r))
-            .ok_or_else(|| DiskError::NoSuchImage {
-                layout: layout.to_path_buf(),
-                reference: r.to_string(),
-                references: names(),
-            })?,
-        None if entries.len() == 1 => &entries[0],
-        None if entries.is_empty() => {
-            return Err(DiskError::Layout {
-                layout: layout.to_path_buf(),
-                problem: "index.json lists no image".into(),
-            });
-        }
-        None => {
-            return Err(DiskError::AmbiguousImage {
-                layout: layout.to_path_buf(),
-                references: names(),
-            });
-        }
-    };
+    let entry = entries
+        .iter()
+        .find(|e| e["annotations"][REF_NAME].as_str() == Some(reference))
+        .ok_or_else(|| DiskError::NoSuchImage {
+            layout: layout.to_path_buf(),
+            reference: reference.to_string(),
+            references: names(),
+        })?;
     let mut digest = digest_of(layout, entry)?;
     let mut doc = read_json(layout, &blob_path(layout, &digest))?;
     if let Some(manifests) = doc["manifests"].as_array() {

@@ -16,9 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use kina_builder::kernel::KernelArtifacts;
 use kina_contract::initramfs::{FIRST_STAGE_MODULES, MODULE_LIST};
-
-use crate::kernel::KernelArtifacts;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InitramfsInfo {

@@ -1,14 +1,14 @@
 //! The QEMU provider: how a Linux host runs a kina node as a VM.
 //!
-//! A node is a Debian cloud kernel (from a pinned kernel recipe), a small
-//! initramfs that loads the virtio modules the kernel needs to reach its
-//! root disk, and an ext4 root disk made from the node image's OCI layers,
-//! the way Apple's `container` turns an image into a block device.
+//! A node is a Debian cloud kernel (pinned and fetched by
+//! `kina_builder::kernel`, like any other Debian input), a small initramfs
+//! that loads the virtio modules the kernel needs to reach its root disk,
+//! and an ext4 root disk made from the node image's OCI layers, the way
+//! Apple's `container` turns an image into a block device.
 
 pub mod accel;
 pub mod disk;
 pub mod exec;
 pub mod initramfs;
-pub mod kernel;
 pub mod node;
 pub mod vm;

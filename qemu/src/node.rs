@@ -16,11 +16,13 @@ use kina_contract::status::{NodeStatus, PhaseState, STATUS_PATH};
 use serde::{Deserialize, Serialize};
 
 use crate::accel::{AccelChoice, ProbeInputs, choose};
-use crate::disk::{DiskExtras, build_stored_root_disk, image_store_layout};
+use crate::disk::{DiskExtras, build_stored_root_disk, image_store_layout, read_from_disk};
 use crate::exec;
 use crate::initramfs::build_initramfs;
-use crate::kernel::{KernelLock, fetch_kernel, kernel_lock_path};
-use crate::vm::{Accel, HostForward, NetAttach, Segment, VmConfig, command_line, node_cmdline};
+use crate::vm::{
+    Accel, HostForward, NetAttach, Segment, VmConfig, VmError, command_line, node_cmdline,
+};
+use kina_builder::kernel::{KernelLock, fetch_kernel, kernel_lock_path};
 
 /// Where kina-init sits on every node image.
 const KINA_INIT_IN_IMAGE: &str = "/usr/local/bin/kina-init";
@@ -31,13 +33,38 @@ pub enum NodeError {
     Exists { name: String, dir: PathBuf },
     #[error("no node {name} (looked in {dir})")]
     NotFound { name: String, dir: PathBuf },
-    /// A step of making, reading or removing a node (kernel, root disk,
-    /// initramfs, start, status, remove) failed; `phase` names the step.
-    #[error("node {name}: {phase}: {message}")]
+    #[error("node {name} is already running")]
+    AlreadyRunning { name: String },
+    #[error(
+        "node {name}: {image} is not in the image store at {store} (see `kina image list`; `kina image build` makes it)"
+    )]
+    ImageNotStored {
+        name: String,
+        image: String,
+        store: PathBuf,
+    },
+    /// A step of making or starting a node (kernel, root disk, initramfs,
+    /// accelerator, start) failed; `phase` names the step.
+    #[error("node {name}: {phase}: {source}")]
     Step {
         name: String,
         phase: &'static str,
-        message: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("node {name}: {STATUS_PATH} is not readable yet ({source}): {stderr}")]
+    Status {
+        name: String,
+        #[source]
+        source: serde_json::Error,
+        stderr: String,
+    },
+    #[error("node {name}: removing {dir}: {source}")]
+    Remove {
+        name: String,
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
     #[error("node {name}: {0}", name = .1)]
     Exec(#[source] exec::ExecError, String),
@@ -170,15 +197,19 @@ pub async fn create(data_dir: &Path, opts: CreateOptions) -> Result<NodeRecord, 
     result
 }
 
+/// Wraps the error of step `phase` of node `name`, keeping it as the source.
+fn step<'a, E>(name: &'a str, phase: &'static str) -> impl FnOnce(E) -> NodeError + 'a
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    move |e| NodeError::Step {
+        name: name.to_string(),
+        phase,
+        source: e.into(),
+    }
+}
+
 async fn create_in(paths: &NodePaths, opts: &CreateOptions) -> Result<NodeRecord, NodeError> {
-    let fail = |phase: &'static str| {
-        let name = opts.name.clone();
-        move |e: &dyn std::fmt::Display| NodeError::Step {
-            name: name.clone(),
-            phase,
-            message: e.to_string(),
-        }
-    };
     // Before any download: the image must be in the store.
     let store = image_store_layout();
     let stored = store.join("index.json").exists()
@@ -186,23 +217,24 @@ async fn create_in(paths: &NodePaths, opts: &CreateOptions) -> Result<NodeRecord
             .and_then(|s| s.find(&opts.image))
             .is_ok();
     if !stored {
-        return Err(fail("image")(&format!(
-            "{} is not in the image store at {} (see `kina image list`; `kina image build` makes it)",
-            opts.image,
-            store.display()
-        )));
+        return Err(NodeError::ImageNotStored {
+            name: opts.name.clone(),
+            image: opts.image.clone(),
+            store,
+        });
     }
-    std::fs::create_dir_all(&paths.dir).map_err(|e| fail("node directory")(&e))?;
+    std::fs::create_dir_all(&paths.dir).map_err(step(&opts.name, "node directory"))?;
     let lock_path = kernel_lock_path(&opts.kernel_recipe);
-    let lock = KernelLock::read(&lock_path, &opts.kernel_recipe).map_err(|e| fail("kernel")(&e))?;
+    let lock =
+        KernelLock::read(&lock_path, &opts.kernel_recipe).map_err(step(&opts.name, "kernel"))?;
     let kernel = fetch_kernel(&lock, opts.arch, &opts.cache, &opts.mirrors)
         .await
-        .map_err(|e| fail("kernel")(&e))?;
+        .map_err(step(&opts.name, "kernel"))?;
 
-    let spec_json = serde_json::to_vec_pretty(&opts.spec).map_err(|e| fail("node spec")(&e))?;
+    let spec_json = serde_json::to_vec_pretty(&opts.spec).map_err(step(&opts.name, "node spec"))?;
     // Where a Debian system keeps it: kina-init's kernel check reads it to
     // tell "built as a module, not loaded yet" from "absent".
-    let config = std::fs::read(kernel.config()).map_err(|e| fail("kernel")(&e))?;
+    let config = std::fs::read(kernel.config()).map_err(step(&opts.name, "kernel"))?;
     let extras = DiskExtras {
         kernel_modules: Some((kernel.release.clone(), kernel.modules_dir.clone())),
         files: vec![
@@ -229,10 +261,11 @@ async fn create_in(paths: &NodePaths, opts: &CreateOptions) -> Result<NodeRecord
             &extras,
             &paths.disk,
         )
-        .map_err(|e| fail("root disk")(&e))?;
+        .map_err(step(&opts.name, "root disk"))?;
         let kina_init = read_from_disk(&paths.disk, KINA_INIT_IN_IMAGE, &paths.dir)
-            .map_err(|e| fail("initramfs")(&e))?;
-        build_initramfs(&kernel, &kina_init, &paths.initramfs).map_err(|e| fail("initramfs")(&e))
+            .map_err(step(&opts.name, "initramfs"))?;
+        build_initramfs(&kernel, &kina_init, &paths.initramfs)
+            .map_err(step(&opts.name, "initramfs"))
     })?;
 
     let decision = tokio::task::block_in_place(|| {
@@ -247,11 +280,11 @@ async fn create_in(paths: &NodePaths, opts: &CreateOptions) -> Result<NodeRecord
             },
         )
     })
-    .map_err(|e| fail("accelerator")(&e))?;
+    .map_err(step(&opts.name, "accelerator"))?;
     // The kernel stays where the cache keeps it; the node points at a copy
     // so cache pruning never breaks a node.
     let vmlinuz = paths.dir.join("vmlinuz");
-    std::fs::copy(&kernel.vmlinuz, &vmlinuz).map_err(|e| fail("kernel")(&e))?;
+    std::fs::copy(&kernel.vmlinuz, &vmlinuz).map_err(step(&opts.name, "kernel"))?;
     let record = NodeRecord {
         name: opts.name.clone(),
         image: opts.image.clone(),
@@ -264,10 +297,10 @@ async fn create_in(paths: &NodePaths, opts: &CreateOptions) -> Result<NodeRecord
         host_forwards: opts.host_forwards.clone(),
         segment: opts.segment.clone(),
     };
-    let text = serde_json::to_vec_pretty(&record).map_err(|e| fail("node record")(&e))?;
+    let text = serde_json::to_vec_pretty(&record).map_err(step(&opts.name, "node record"))?;
     kina_builder::fsutil::write_atomic(&paths.record, &text)
-        .map_err(|e| fail("node record")(&e))?;
-    start(paths, &record).map_err(|e| fail("start")(&e))?;
+        .map_err(step(&opts.name, "node record"))?;
+    start(paths, &record)?;
     Ok(record)
 }
 
@@ -278,29 +311,6 @@ fn data_dir_of(paths: &NodePaths) -> PathBuf {
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .unwrap_or_default()
-}
-
-/// A file of the node's disk, read with e2fsprogs' debugfs (no mount, no
-/// privileges needed beyond reading the image).
-fn read_from_disk(disk: &Path, path: &str, scratch: &Path) -> Result<Vec<u8>, String> {
-    let out_path = scratch.join(".extract.tmp");
-    let out = Command::new("debugfs")
-        .args(["-R", &format!("dump {path} {}", out_path.display())])
-        .arg(disk)
-        .output()
-        .map_err(|e| format!("cannot run debugfs (install e2fsprogs): {e}"))?;
-    let bytes = std::fs::read(&out_path).map_err(|e| {
-        format!(
-            "{path} is not on the node disk {} ({e}): {}",
-            disk.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )
-    })?;
-    let _ = std::fs::remove_file(&out_path);
-    if bytes.is_empty() {
-        return Err(format!("{path} on {} is empty", disk.display()));
-    }
-    Ok(bytes)
 }
 
 fn vm_config(paths: &NodePaths, record: &NodeRecord) -> VmConfig {
@@ -328,9 +338,11 @@ fn vm_config(paths: &NodePaths, record: &NodeRecord) -> VmConfig {
 
 /// Boots the node's VM in the background (QEMU daemonizes once its devices
 /// are set up, so a bad configuration is reported here, not later).
-pub fn start(paths: &NodePaths, record: &NodeRecord) -> Result<(), String> {
+pub fn start(paths: &NodePaths, record: &NodeRecord) -> Result<(), NodeError> {
     if running_pid(paths).is_some() {
-        return Err(format!("node {} is already running", record.name));
+        return Err(NodeError::AlreadyRunning {
+            name: record.name.clone(),
+        });
     }
     let _ = std::fs::remove_file(&paths.exec_socket);
     let _ = std::fs::remove_file(&paths.pid_file);
@@ -340,16 +352,17 @@ pub fn start(paths: &NodePaths, record: &NodeRecord) -> Result<(), String> {
         "-pidfile".to_string(),
         paths.pid_file.display().to_string(),
     ]);
-    let out = Command::new(&program)
-        .args(&args)
-        .output()
-        .map_err(|e| format!("cannot run {program} (install QEMU): {e}"))?;
+    let fail = step(&record.name, "start");
+    let out = match Command::new(&program).args(&args).output() {
+        Ok(out) => out,
+        Err(source) => return Err(fail(VmError::Spawn { program, source })),
+    };
     if !out.status.success() {
-        return Err(format!(
-            "{program} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(fail(VmError::Refused {
+            program,
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        }));
     }
     Ok(())
 }
@@ -425,13 +438,10 @@ pub fn status(paths: &NodePaths, name: &str, timeout: Duration) -> Result<NodeSt
         timeout,
     )
     .map_err(|e| NodeError::Exec(e, name.to_string()))?;
-    serde_json::from_slice(&out.stdout).map_err(|e| NodeError::Step {
+    serde_json::from_slice(&out.stdout).map_err(|source| NodeError::Status {
         name: name.to_string(),
-        phase: "status",
-        message: format!(
-            "{STATUS_PATH} is not readable yet ({e}): {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
+        source,
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
     })
 }
 
@@ -532,9 +542,9 @@ fn reboot_after_early_kernel_death(paths: &NodePaths) -> bool {
     if !kernel_died_early(&console, first_console.exists()) {
         return false;
     }
-    let Ok(record) = std::fs::read(&paths.record)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice::<NodeRecord>(&b).map_err(|e| e.to_string()))
+    let Some(record) = std::fs::read(&paths.record)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<NodeRecord>(&b).ok())
     else {
         return false;
     };
@@ -612,10 +622,10 @@ pub fn remove(data_dir: &Path, name: &str) -> Result<(), NodeError> {
         });
     }
     let _ = stop(&paths, Duration::from_secs(30));
-    std::fs::remove_dir_all(&paths.dir).map_err(|e| NodeError::Step {
+    std::fs::remove_dir_all(&paths.dir).map_err(|source| NodeError::Remove {
         name: name.to_string(),
-        phase: "remove",
-        message: format!("removing {}: {e}", paths.dir.display()),
+        dir: paths.dir.clone(),
+        source,
     })
 }
 
@@ -628,10 +638,10 @@ pub fn destroy(data_dir: &Path, name: &str) -> Result<bool, NodeError> {
         return Ok(false);
     }
     kill_vm(&paths);
-    std::fs::remove_dir_all(&paths.dir).map_err(|e| NodeError::Step {
+    std::fs::remove_dir_all(&paths.dir).map_err(|source| NodeError::Remove {
         name: name.to_string(),
-        phase: "remove",
-        message: format!("removing {}: {e}", paths.dir.display()),
+        dir: paths.dir.clone(),
+        source,
     })?;
     Ok(true)
 }

@@ -236,6 +236,14 @@ pub enum VmError {
         program: String,
         source: std::io::Error,
     },
+    /// QEMU checks its devices before it daemonizes: a bad configuration
+    /// ends here, with QEMU's own words.
+    #[error("{program} failed ({status}): {stderr}")]
+    Refused {
+        program: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
 }
 
 /// Starts QEMU for `cfg` as a child of this process, its own stdio closed.

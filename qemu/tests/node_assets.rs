@@ -11,19 +11,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use kina_builder::debian::archive::fetch_suite;
-use kina_builder::debian::keyring::Keyring;
-use kina_builder::debian::packages::parse_packages;
 use kina_builder::debian::release::ValidUntilPolicy;
 use kina_builder::fetch::cache::Cache;
 use kina_builder::fetch::mirror::DebianMirrors;
-use kina_builder::platform::Arch;
-use kina_qemu::disk::{DiskExtras, build_root_disk, build_stored_root_disk};
-use kina_qemu::initramfs::{InitramfsError, build_initramfs};
-use kina_qemu::kernel::{
-    KernelArtifacts, KernelLock, KernelLockOptions, KernelRecipe, fetch_kernel, lock_kernel,
-    write_kernel_lock,
+use kina_builder::kernel::{
+    KernelArtifacts, KernelLock, KernelLockOptions, fetch_kernel, lock_kernel,
 };
+use kina_builder::platform::Arch;
+use kina_qemu::disk::{DiskExtras, build_stored_root_disk};
+use kina_qemu::initramfs::{InitramfsError, build_initramfs};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -130,108 +126,6 @@ fn amd64_kernel() -> &'static (PathBuf, KernelArtifacts) {
 // ---------------------------------------------------------------- kernel
 
 #[test]
-fn locking_pins_the_cloud_kernel_the_metapackage_depends_on_with_the_signed_index_digest() {
-    let lock = kernel_lock();
-    let amd64 = lock.for_arch(Arch::Amd64).unwrap();
-    assert_eq!(amd64.metapackage, "linux-image-cloud-amd64");
-    assert!(
-        amd64.package.starts_with("linux-image-") && amd64.package.ends_with("-cloud-amd64"),
-        "{}",
-        amd64.package
-    );
-    assert_eq!(
-        format!("linux-image-{}", amd64.kernel_release),
-        amd64.package
-    );
-    let arm64 = lock.for_arch(Arch::Arm64).unwrap();
-    assert!(arm64.package.ends_with("-cloud-arm64"), "{}", arm64.package);
-
-    // Read the suite again, independently of the lock, and find the pinned file.
-    let (recipe, _) = KernelRecipe::load(&recipe_path()).unwrap();
-    let keyring = Keyring::load(&recipe.debian.keyring, &workspace().join("kernels")).unwrap();
-    let source = recipe
-        .debian
-        .sources
-        .iter()
-        .find(|s| s.archive == amd64.archive && s.suites.contains(&amd64.suite))
-        .unwrap();
-    let index = runtime()
-        .block_on(fetch_suite(
-            &reqwest::Client::new(),
-            mirrors().url_for(amd64.archive),
-            &amd64.suite,
-            &source.components,
-            &[Arch::Amd64],
-            &keyring,
-            ValidUntilPolicy::Warn,
-        ))
-        .unwrap();
-    let records: Vec<_> = index
-        .packages
-        .iter()
-        .flat_map(|p| parse_packages(&p.text, amd64.archive, &amd64.suite, Arch::Amd64).unwrap())
-        .collect();
-    let record = records
-        .iter()
-        .find(|r| r.name == amd64.package && r.version.to_string() == amd64.version)
-        .unwrap_or_else(|| panic!("{} {} not in the index", amd64.package, amd64.version));
-    assert_eq!(record.sha256, amd64.sha256);
-    assert_eq!(record.filename, amd64.filename);
-    assert_eq!(record.size, amd64.size);
-}
-
-#[test]
-fn the_shipped_kernel_lock_matches_the_shipped_recipe_and_pins_both_architectures() {
-    let shipped = KernelLock::shipped().unwrap();
-    let from_files = KernelLock::read(
-        &workspace().join("kernels/debian-cloud.lock"),
-        &recipe_path(),
-    )
-    .unwrap();
-    assert_eq!(shipped, from_files);
-    for arch in [Arch::Amd64, Arch::Arm64] {
-        let kernel = shipped.for_arch(arch).unwrap();
-        assert_eq!(
-            format!("linux-image-{}", kernel.kernel_release),
-            kernel.package
-        );
-    }
-}
-
-#[test]
-fn the_kernel_lock_is_written_only_when_its_bytes_change() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("debian-cloud.lock");
-    assert!(write_kernel_lock(kernel_lock(), &path).unwrap());
-    let first = std::fs::read(&path).unwrap();
-    assert!(!write_kernel_lock(kernel_lock(), &path).unwrap());
-    assert_eq!(std::fs::read(&path).unwrap(), first);
-    let text = String::from_utf8(first).unwrap();
-    let reread: KernelLock = toml::from_str(&text).unwrap();
-    assert_eq!(&reread, kernel_lock());
-}
-
-#[test]
-fn fetching_unpacks_a_bzimage_and_a_modules_tree_with_virtio_blk() {
-    require_tool("file");
-    let (_, kernel) = amd64_kernel();
-    let release = &kernel_lock().for_arch(Arch::Amd64).unwrap().kernel_release;
-    assert_eq!(&kernel.release, release);
-    assert_eq!(
-        kernel.modules_dir,
-        kernel.root.join("lib/modules").join(release)
-    );
-    let out = run_ok(Command::new("file").arg("-b").arg(&kernel.vmlinuz));
-    let description = String::from_utf8_lossy(&out.stdout);
-    assert!(description.contains("bzImage"), "{description}");
-    let dep = std::fs::read_to_string(kernel.modules_dir.join("modules.dep")).unwrap();
-    assert!(
-        dep.lines().any(|l| l.contains("/virtio_blk.ko")),
-        "modules.dep lacks virtio_blk"
-    );
-}
-
-#[test]
 fn the_cloud_kernel_config_meets_the_kubernetes_base_and_ptp_profiles() {
     use kina_contract::kernel::{KernelConfig, ProfileSet, check};
     let (_, kernel) = amd64_kernel();
@@ -245,55 +139,6 @@ fn the_cloud_kernel_config_meets_the_kubernetes_base_and_ptp_profiles() {
     )
     .unwrap();
     assert!(report.passed(), "{}", report.render(&[]));
-}
-
-#[test]
-fn a_second_fetch_reuses_the_unpacked_kernel_without_the_network() {
-    let (shared, _) = amd64_kernel();
-    let locked = kernel_lock().for_arch(Arch::Amd64).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cache = Cache::open(dir.path()).unwrap();
-    let shared_cache = Cache::open(shared).unwrap();
-    std::fs::copy(
-        shared_cache.blob_path(&locked.sha256),
-        cache.blob_path(&locked.sha256),
-    )
-    .unwrap();
-    let first = runtime()
-        .block_on(fetch_kernel(kernel_lock(), Arch::Amd64, &cache, &mirrors()))
-        .unwrap();
-    // No .deb and no reachable mirror: only the unpacked directory can answer.
-    std::fs::remove_file(cache.blob_path(&locked.sha256)).unwrap();
-    let nowhere = DebianMirrors {
-        debian: "http://127.0.0.1:9/debian".into(),
-        security: "http://127.0.0.1:9/debian-security".into(),
-    };
-    let second = runtime()
-        .block_on(fetch_kernel(kernel_lock(), Arch::Amd64, &cache, &nowhere))
-        .unwrap();
-    assert_eq!(first, second);
-    assert!(second.vmlinuz.is_file());
-}
-
-#[test]
-fn a_lock_with_a_wrong_sha256_is_refused_and_leaves_no_kernel_directory() {
-    let mut lock = kernel_lock().clone();
-    let wrong = kina_builder::digest::Sha256Digest::of(b"not the kernel");
-    for kernel in &mut lock.kernels {
-        kernel.sha256 = wrong;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let cache = Cache::open(dir.path()).unwrap();
-    let err = runtime()
-        .block_on(fetch_kernel(&lock, Arch::Amd64, &cache, &mirrors()))
-        .unwrap_err();
-    assert!(err.to_string().contains("sha256"), "{err}");
-    let kernels = dir.path().join("kernels");
-    let left: Vec<_> = std::fs::read_dir(&kernels)
-        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "left behind: {left:?}");
-    assert!(cache.get(&wrong).unwrap().is_none());
 }
 
 // ---------------------------------------------------------------- initramfs
@@ -674,6 +519,9 @@ fn raw_tar(entries: &[E]) -> Vec<u8> {
     builder.into_inner().unwrap()
 }
 
+/// The name [`layout_of`] gives its one image.
+const LAYOUT_REF: &str = "kina-test/layers:1";
+
 /// An OCI layout with one single-platform manifest of gzip layers.
 fn layout_of(dir: &Path, layers: &[Vec<u8>]) -> PathBuf {
     use std::io::Write;
@@ -704,6 +552,7 @@ fn layout_of(dir: &Path, layers: &[Vec<u8>]) -> PathBuf {
     });
     let mut entry = put(&serde_json::to_vec(&manifest).unwrap());
     entry["mediaType"] = "application/vnd.oci.image.manifest.v1+json".into();
+    entry["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": LAYOUT_REF });
     let index = serde_json::json!({"schemaVersion": 2, "manifests": [entry]});
     std::fs::write(
         layout.join("index.json"),
@@ -742,7 +591,7 @@ fn whiteouts_and_opaque_directories_hide_lower_layer_content() {
     ]);
     let layout = layout_of(dir.path(), &[lower, upper]);
     let out = dir.path().join("disk.ext4");
-    build_root_disk(&layout, Arch::Amd64, &small_disk(), &out).unwrap();
+    build_stored_root_disk(&layout, LAYOUT_REF, Arch::Amd64, &small_disk(), &out).unwrap();
     let listing = debugfs(&out, "ls -l /a");
     assert!(
         listing.contains(" new") && !listing.contains(" old"),
@@ -766,7 +615,7 @@ fn file_capabilities_in_a_layer_survive_onto_the_disk() {
     ]);
     let layout = layout_of(dir.path(), &[layer]);
     let out = dir.path().join("disk.ext4");
-    build_root_disk(&layout, Arch::Amd64, &small_disk(), &out).unwrap();
+    build_stored_root_disk(&layout, LAYOUT_REF, Arch::Amd64, &small_disk(), &out).unwrap();
     let attrs = debugfs(&out, "ea_list /usr/bin/ping");
     assert!(
         attrs.contains("security.capability (20) = 01 00 00 02 00 20"),
@@ -782,7 +631,8 @@ fn assert_refused(entries: &[E], entry: &str) {
     let out_dir = dir.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
     let out = out_dir.join("disk.ext4");
-    let err = build_root_disk(&layout, Arch::Amd64, &small_disk(), &out).unwrap_err();
+    let err =
+        build_stored_root_disk(&layout, LAYOUT_REF, Arch::Amd64, &small_disk(), &out).unwrap_err();
     let message = err.to_string();
     assert!(
         message.contains("layer ") && message.contains("refused"),
@@ -837,7 +687,8 @@ fn a_layer_blob_that_does_not_match_its_digest_is_refused() {
     bytes[last] ^= 1;
     std::fs::write(&layer_path, bytes).unwrap();
     let out = dir.path().join("disk.ext4");
-    let err = build_root_disk(&layout, Arch::Amd64, &small_disk(), &out).unwrap_err();
+    let err =
+        build_stored_root_disk(&layout, LAYOUT_REF, Arch::Amd64, &small_disk(), &out).unwrap_err();
     assert!(err.to_string().contains("sha256"), "{err}");
     assert!(!out.exists());
 }
@@ -919,7 +770,7 @@ fn build_error(layout: &Path, size_bytes: u64, out: &Path) -> String {
         size_bytes,
         ..DiskExtras::default()
     };
-    build_root_disk(layout, Arch::Amd64, &extras, out)
+    build_stored_root_disk(layout, LAYOUT_REF, Arch::Amd64, &extras, out)
         .unwrap_err()
         .to_string()
 }
@@ -980,7 +831,7 @@ fn a_disk_that_fits_the_host_is_built_on_a_small_filesystem() {
     let layout = layout_with_file(dir.path(), "big", 3);
     let small = SmallFilesystem::new(32);
     let out = small.mount.join("disk.ext4");
-    build_root_disk(&layout, Arch::Amd64, &small_disk(), &out).unwrap();
+    build_stored_root_disk(&layout, LAYOUT_REF, Arch::Amd64, &small_disk(), &out).unwrap();
     assert_eq!(small.left(), vec![out.clone()]);
     assert!(debugfs(&out, "ls -l /").contains(" big"));
 }

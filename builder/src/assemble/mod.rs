@@ -19,8 +19,8 @@ use crate::lock::{LayerName, Lock};
 use crate::lockgen::deb_url;
 use crate::oci::image::{ImageConfigParams, PlatformManifest, write_platform_image};
 use crate::oci::layer::{Compression, LayerBlob, write_layer};
-use crate::oci::layout::BlobStore;
 use crate::oci::registry::{PullError, RegistryMirrors, preload_tree, pull_platform};
+use crate::oci_layout::BlobStore;
 use crate::platform::Arch;
 use crate::recipe::LoadedRecipe;
 use crate::sbom::{SbomComponent, spdx_document};
@@ -348,7 +348,7 @@ pub async fn build_to_store(
 ) -> Result<StoredBuild, BuildError> {
     let epoch = options.source_date_epoch.unwrap_or(lock.source_date_epoch);
     let key = build_key(loaded, lock, options, epoch)?;
-    let entry = |digest: Sha256Digest, size: u64| crate::oci::layout::LayoutEntry {
+    let entry = |digest: Sha256Digest, size: u64| crate::oci_layout::LayoutEntry {
         media_type: crate::store::INDEX_MEDIA_TYPE.to_string(),
         digest,
         size,

@@ -8,11 +8,11 @@ use oci_spec::image::{
     ImageIndexBuilder, ImageManifestBuilder, MediaType, Os, PlatformBuilder, RootFsBuilder,
 };
 
-use super::canonical::to_canonical_json;
 use super::layer::LayerBlob;
-use super::layout::{BlobStore, LayoutError};
+use crate::canonical_json::to_canonical_json;
 use crate::digest::Sha256Digest;
 use crate::lock::LayerName;
+use crate::oci_layout::{BlobStore, LayoutError};
 use crate::platform::Arch;
 
 /// What goes into one platform's image config.

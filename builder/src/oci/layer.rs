@@ -10,8 +10,8 @@
 
 use std::io::{self, Write};
 
-use super::layout::{BlobStore, LayoutError};
 use crate::digest::{HashingWriter, Sha256Digest};
+use crate::oci_layout::{BlobStore, LayoutError};
 use crate::rootfs::tree::{Node, NodeKind, Tree};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,8 +1,9 @@
-//! OCI output: deterministic layers, image config, manifests, the multi-arch index, layouts and registries.
+//! OCI output: deterministic layers, image config, manifests, the
+//! multi-arch index and registries. The layout they are written into is
+//! `crate::oci_layout`, a floor below: the image store is one too.
 
-pub mod canonical;
 pub mod distribution;
 pub mod image;
 pub mod layer;
-pub mod layout;
+mod loopback;
 pub mod registry;

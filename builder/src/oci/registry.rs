@@ -95,7 +95,7 @@ impl RegistryMirrors {
                 (false, url)
             };
             let host = host.trim_end_matches('/').to_string();
-            if plain_http && !crate::oci::distribution::is_loopback(&host) {
+            if plain_http && !super::loopback::is_loopback(&host) {
                 return Err(RegistryError::InsecureMirror(rule.clone()));
             }
             map.insert(registry.to_string(), Endpoint { host, plain_http });
@@ -319,7 +319,7 @@ pub fn preload_tree(images: &[PulledImage], epoch: u64) -> Result<Tree, Registry
         for (digest, data) in &image.blobs {
             put(digest, data);
         }
-        entries.push(super::layout::LayoutEntry {
+        entries.push(crate::oci_layout::LayoutEntry {
             media_type: image.media_type.clone(),
             digest: image.manifest_digest,
             size: image.manifest.len() as u64,
@@ -327,7 +327,7 @@ pub fn preload_tree(images: &[PulledImage], epoch: u64) -> Result<Tree, Registry
         });
     }
     let index =
-        super::layout::layout_index_json(&entries).map_err(|e| RegistryError::Malformed {
+        crate::oci_layout::layout_index_json(&entries).map_err(|e| RegistryError::Malformed {
             reference: "preloaded images".into(),
             what: "index.json".into(),
             message: e.to_string(),
@@ -338,7 +338,7 @@ pub fn preload_tree(images: &[PulledImage], epoch: u64) -> Result<Tree, Registry
     );
     tree.insert(
         format!("{PRELOAD_DIR}/oci-layout"),
-        Node::file(super::layout::OCI_LAYOUT.to_vec(), 0o644).with_mtime(epoch),
+        Node::file(crate::oci_layout::OCI_LAYOUT.to_vec(), 0o644).with_mtime(epoch),
     );
     Ok(tree)
 }

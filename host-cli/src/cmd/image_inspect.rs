@@ -3,7 +3,7 @@
 use crate::dirs::KinaDirs;
 use anyhow::Context;
 use kina_builder::digest::Sha256Digest;
-use kina_builder::oci::layout::LayoutEntry;
+use kina_builder::oci_layout::LayoutEntry;
 use kina_builder::store::ImageStore;
 use serde::Serialize;
 

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use kina_builder::debian::release::ValidUntilPolicy;
-use kina_qemu::kernel::{
+use kina_builder::kernel::{
     KernelLockOptions, KernelRecipe, kernel_lock_path, lock_kernel, write_kernel_lock,
 };
 

@@ -7,11 +7,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use kina_builder::fetch::cache::Cache;
 use kina_builder::fetch::mirror::DebianMirrors;
+use kina_builder::kernel::KernelRecipe;
 use kina_builder::platform::Arch;
 use kina_contract::exec::{Request, STDOUT};
 use kina_contract::node_spec::{NODE_SPEC_VERSION, NodeSpec, Role};
 use kina_qemu::accel::AccelChoice;
-use kina_qemu::kernel::KernelRecipe;
 use kina_qemu::node::{self, CreateOptions, NodePaths};
 use kina_qemu::vm::HostForward;
 
@@ -33,7 +33,7 @@ pub async fn run(command: NodeCommand, dirs: &KinaDirs) -> anyhow::Result<()> {
         NodeCommand::Create(args) => create(*args, dirs).await,
         NodeCommand::Start { name, wait } => {
             let (paths, record) = node::load(data, &name)?;
-            node::start(&paths, &record).map_err(anyhow::Error::msg)?;
+            node::start(&paths, &record)?;
             wait_for(&paths, &name, &wait)
         }
         NodeCommand::Stop { name } => {
@@ -119,7 +119,7 @@ async fn create(args: NodeCreateArgs, dirs: &KinaDirs) -> anyhow::Result<()> {
             _ => Arch::Amd64,
         },
     };
-    let accel: AccelChoice = args.accel.parse().map_err(anyhow::Error::msg)?;
+    let accel: AccelChoice = args.accel.parse()?;
     let (recipe, _) = KernelRecipe::load(&args.kernel)?;
     let mirrors = kernel_mirrors(&args.mirrors, &recipe)?;
     let forwards = args

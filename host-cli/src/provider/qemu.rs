@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use kina_builder::fetch::cache::Cache;
 use kina_builder::fetch::mirror::DebianMirrors;
+use kina_builder::kernel::{KernelLock, fetch_kernel, kernel_lock_path};
 use kina_builder::platform::Arch;
 use kina_contract::cidr::Ipv4Cidr;
 use kina_contract::node_spec::ClusterInterface;
 use kina_qemu::accel::AccelChoice;
-use kina_qemu::kernel::{KernelLock, fetch_kernel, kernel_lock_path};
 use kina_qemu::node::{self, CreateOptions, NodePaths};
 use kina_qemu::vm::{ForwardProtocol, HostForward, Segment};
 use serde::{Deserialize, Serialize};
@@ -363,7 +363,7 @@ impl Provider for QemuProvider {
         for n in &plan.nodes {
             let (paths, record) = node::load(self.dirs.data(), &n.name)?;
             if node::running_pid(&paths).is_none() {
-                node::start(&paths, &record).map_err(anyhow::Error::msg)?;
+                node::start(&paths, &record)?;
             }
         }
         Ok(false)

@@ -13,7 +13,7 @@ use kina_builder::digest::Sha256Digest;
 use kina_builder::lock::LayerName;
 use kina_builder::oci::image::{ImageConfigParams, write_index, write_platform_image};
 use kina_builder::oci::layer::{Compression, write_layer};
-use kina_builder::oci::layout::LayoutEntry;
+use kina_builder::oci_layout::LayoutEntry;
 use kina_builder::platform::Arch;
 use kina_builder::rootfs::tree::{Node, Tree};
 use kina_builder::store::ImageStore;

@@ -56,9 +56,10 @@ use reqwest::header::{
 use reqwest::{Method, StatusCode, Url};
 use sha2::{Digest as _, Sha256};
 
-use super::layout::LayoutEntry;
+use super::loopback::is_loopback;
 use super::registry::MANIFEST_TYPES;
 use crate::digest::Sha256Digest;
+use crate::oci_layout::LayoutEntry;
 use crate::store::{INDEX_MEDIA_TYPE, ImageStore, StoreError};
 
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -148,7 +149,7 @@ pub enum DistributionError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Layout(#[from] super::layout::LayoutError),
+    Layout(#[from] crate::oci_layout::LayoutError),
 }
 
 type Result<T, E = DistributionError> = std::result::Result<T, E>;
@@ -284,29 +285,13 @@ impl Target {
     }
 }
 
-/// `host` is a name, an IPv4 address or a bracketed IPv6 address, each
-/// with or without `:port`.
-pub(crate) fn is_loopback(host: &str) -> bool {
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split_once(']').map_or(rest, |(inside, _)| inside)
-    } else {
-        match host.rsplit_once(':') {
-            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-            _ => host,
-        }
-    };
-    // Parsed, not prefix-matched: `127.example.com` is somebody's host.
-    name == "localhost"
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|a| a.is_loopback())
-}
-
 mod auth;
+mod challenge;
+mod credentials;
 mod session;
 mod upload;
 
-pub use auth::docker_credentials;
+pub use credentials::docker_credentials;
 use session::Session;
 
 fn parse(reference: &str, what: &str, bytes: &[u8]) -> Result<serde_json::Value> {
@@ -645,14 +630,5 @@ mod tests {
         assert_eq!(t.repository, "kina/node");
         assert_eq!(t.tag.as_deref(), Some("v1"));
         assert!(Target::parse("kina/node:bad tag!").is_err());
-        assert!(is_loopback("127.0.0.1:5000"));
-        assert!(is_loopback("localhost"));
-        assert!(!is_loopback("registry.example.invalid:5000"));
-        assert!(is_loopback("127.0.0.2:5000"));
-        assert!(!is_loopback("127.example.invalid:5000"));
-        assert!(!is_loopback("127.0.0.1.example.invalid"));
-        assert!(is_loopback("[::1]:5000"));
-        assert!(is_loopback("[0:0:0:0:0:0:0:1]"));
-        assert!(!is_loopback("[2001:db8::1]:5000"));
     }
 }

@@ -4,7 +4,8 @@
 
 use std::sync::atomic::AtomicBool;
 
-use super::auth::{Challenge, parse_challenge};
+use super::challenge::{Challenge, challenge_of};
+use super::credentials::docker_credentials;
 use super::*;
 
 /// How long `GET /v2/` may take before the scheme is given up.
@@ -499,7 +500,7 @@ impl Session {
             match streamed {
                 Ok(()) => {
                     return writer.commit_verified(digest).map_err(|e| match e {
-                        crate::oci::layout::LayoutError::DigestMismatch { actual, .. } => {
+                        crate::oci_layout::LayoutError::DigestMismatch { actual, .. } => {
                             DistributionError::RemoteDigest {
                                 reference: self.target.original.clone(),
                                 what: format!("blob {digest:?}"),
@@ -513,7 +514,7 @@ impl Session {
                 // The store's disk, not the network: no retry helps, and a
                 // write that took part of a chunk leaves no offset to resume.
                 Err(Interrupted::Local(source)) => {
-                    return Err(crate::oci::layout::LayoutError::Io {
+                    return Err(crate::oci_layout::LayoutError::Io {
                         path: store.root().join("blobs/sha256"),
                         source,
                     }
@@ -570,13 +571,6 @@ fn rest_from_header(value: &str) -> Option<u64> {
         "*" => Some(first),
         size => (size.parse::<u64>().ok()? == last.checked_add(1)?).then_some(first),
     }
-}
-
-pub(super) fn challenge_of(resp: &reqwest::Response) -> Option<Challenge> {
-    resp.headers()
-        .get(reqwest::header::WWW_AUTHENTICATE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_challenge)
 }
 
 /// The reqwest error with its sources, which is where the useful part

@@ -3,10 +3,10 @@
 
 use anyhow::{Context, bail};
 use kina_builder::fetch::cache::Cache;
+use kina_builder::kernel::KernelRecipe;
 use kina_builder::platform::Arch;
 use kina_builder::store::ImageStore;
 use kina_contract::status::PhaseId;
-use kina_qemu::kernel::KernelRecipe;
 
 use super::parse_wait;
 use crate::cli::UpArgs;
@@ -99,7 +99,7 @@ fn qemu_inputs(
         mirrors: kernel_mirrors(&args.mirrors, &recipe)?,
         kernel_recipe,
         cache: Cache::open(dirs.cache()).context("opening the download cache")?,
-        accel: args.accel.parse().map_err(anyhow::Error::msg)?,
+        accel: args.accel.parse()?,
         disk_size: args.disk_size << 30,
     })
 }

@@ -6,17 +6,14 @@
 //! highest version across the recipe's suites as apt's candidate selection
 //! would with equal pin priorities.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use kina_builder::debian::archive::fetch_suite;
-use kina_builder::debian::keyring::Keyring;
-use kina_builder::debian::packages::{PackageRecord, parse_packages};
-use kina_builder::debian::release::ValidUntilPolicy;
-use kina_builder::fetch::http::http_client;
-use kina_builder::fetch::mirror::DebianMirrors;
-use kina_builder::lock::LockedRelease;
-use kina_builder::platform::Arch;
+use crate::debian::keyring::Keyring;
+use crate::debian::packages::PackageRecord;
+use crate::debian::release::ValidUntilPolicy;
+use crate::fetch::http::http_client;
+use crate::fetch::mirror::DebianMirrors;
+use crate::universe::{Universe, fetch_universe};
 
 use super::{KERNEL_LOCK_SCHEMA, KernelError, KernelLock, KernelRecipe, LockedKernel};
 
@@ -40,51 +37,27 @@ pub async fn lock_kernel(
         }
     })?;
     let client = http_client()?;
-
-    let mut releases = Vec::new();
-    let mut universe: BTreeMap<Arch, Vec<PackageRecord>> = BTreeMap::new();
-    let mut suites = Vec::new();
-    for source in &recipe.debian.sources {
-        let base_url = opts.mirrors.url_for(source.archive);
-        for suite in &source.suites {
-            suites.push(suite.clone());
-            let index = fetch_suite(
-                &client,
-                base_url,
-                suite,
-                &source.components,
-                &recipe.architectures,
-                &keyring,
-                opts.valid_until,
-            )
-            .await
-            .map_err(|e| KernelError::Archive {
-                archive: source.archive.name(),
-                suite: suite.clone(),
-                source: Box::new(e),
-            })?;
-            releases.push(LockedRelease {
-                archive: source.archive,
-                suite: suite.clone(),
-                date: index.release.date.clone(),
-                inrelease_sha256: index.inrelease_sha256,
-                signed_by: index.release.signed_by.clone(),
-            });
-            for packages in &index.packages {
-                let records = parse_packages(&packages.text, source.archive, suite, packages.arch)
-                    .map_err(|e| KernelError::Packages {
-                        suite: suite.clone(),
-                        arch: packages.arch,
-                        source: e,
-                    })?;
-                universe.entry(packages.arch).or_default().extend(
-                    records
-                        .into_iter()
-                        .filter(|r| r.name.starts_with("linux-image-")),
-                );
-            }
-        }
-    }
+    let Universe {
+        releases,
+        packages: mut universe,
+        ..
+    } = fetch_universe(
+        &client,
+        &recipe.debian.sources,
+        &recipe.architectures,
+        &keyring,
+        &opts.mirrors,
+        opts.valid_until,
+        |r| r.name.starts_with("linux-image-"),
+    )
+    .await
+    .map_err(|e| KernelError::Universe(Box::new(e)))?;
+    let suites: Vec<&str> = recipe
+        .debian
+        .sources
+        .iter()
+        .flat_map(|s| s.suites.iter().map(String::as_str))
+        .collect();
 
     let mut kernels = Vec::new();
     for &arch in &recipe.architectures {

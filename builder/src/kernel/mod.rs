@@ -4,7 +4,10 @@
 //!
 //! It follows the node-image pipeline on purpose (recipe → lock → verified,
 //! content-addressed download): the kernel is as much a pinned input of a
-//! node as its userland, and reuses the same signed-archive code and mirrors.
+//! node as its userland. So it lives here, not in a provider: its lock
+//! walks the signed suites with [`crate::universe::fetch_universe`] as the
+//! image lock does, on the same mirrors, and a provider only boots what
+//! [`fetch_kernel`] unpacks.
 
 mod fetch;
 mod lockgen;
@@ -12,10 +15,10 @@ mod lockgen;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use kina_builder::digest::Sha256Digest;
-use kina_builder::lock::LockedRelease;
-use kina_builder::platform::Arch;
-use kina_builder::recipe::{DebianArchive, DebianSource, DebianSpec};
+use crate::digest::Sha256Digest;
+use crate::lock::LockedRelease;
+use crate::platform::Arch;
+use crate::recipe::{DebianArchive, DebianSource, DebianSpec};
 use serde::{Deserialize, Serialize};
 
 pub use fetch::{KernelArtifacts, fetch_kernel};
@@ -220,11 +223,9 @@ pub fn write_kernel_lock(lock: &KernelLock, path: &Path) -> Result<bool, KernelE
     if std::fs::read(path).ok().as_deref() == Some(text.as_bytes()) {
         return Ok(false);
     }
-    kina_builder::fsutil::write_atomic(path, text.as_bytes()).map_err(|source| {
-        KernelError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+    crate::fsutil::write_atomic(path, text.as_bytes()).map_err(|source| KernelError::Io {
+        path: path.to_path_buf(),
+        source,
     })?;
     Ok(true)
 }
@@ -241,20 +242,10 @@ pub enum KernelError {
     #[error("kernel recipe {recipe}: {source}")]
     Keyring {
         recipe: PathBuf,
-        source: kina_builder::debian::keyring::KeyringError,
+        source: crate::debian::keyring::KeyringError,
     },
-    #[error("reading the {archive} archive, suite {suite}: {source}")]
-    Archive {
-        archive: &'static str,
-        suite: String,
-        source: Box<kina_builder::debian::archive::ArchiveError>,
-    },
-    #[error("parsing the Packages index of {suite} for {arch}: {source}")]
-    Packages {
-        suite: String,
-        arch: Arch,
-        source: kina_builder::debian::packages::PackagesError,
-    },
+    #[error(transparent)]
+    Universe(Box<crate::universe::UniverseError>),
     #[error(
         "no package {name} for {arch} in the recipe's suites ({suites}); check the recipe's metapackage names and suites"
     )]
@@ -292,9 +283,9 @@ pub enum KernelError {
         locked: String,
     },
     #[error(transparent)]
-    Fetch(#[from] kina_builder::fetch::http::FetchError),
+    Fetch(#[from] crate::fetch::http::FetchError),
     #[error(transparent)]
-    Deb(#[from] kina_builder::deb::reader::DebError),
+    Deb(#[from] crate::deb::reader::DebError),
     #[error("unpacking {package}: entry {entry}: {problem}")]
     Unpack {
         package: String,
@@ -321,4 +312,33 @@ pub enum KernelError {
     },
     #[error("a kernel task failed: {0}")]
     Join(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lock kina writes is the file in the repository, byte for byte:
+    /// relocking an unchanged archive must leave `kernels/*.lock` alone.
+    #[test]
+    fn the_shipped_lock_serialises_to_its_own_bytes() {
+        let lock = KernelLock::shipped().unwrap();
+        assert_eq!(lock.to_toml().unwrap(), SHIPPED_LOCK);
+    }
+
+    #[test]
+    fn the_shipped_recipe_loads_and_names_a_metapackage_per_architecture() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("debian-cloud.toml");
+        std::fs::write(&path, SHIPPED_RECIPE).unwrap();
+        let (recipe, sha256) = KernelRecipe::load(&path).unwrap();
+        assert_eq!(sha256, Sha256Digest::of(SHIPPED_RECIPE.as_bytes()));
+        for arch in &recipe.architectures {
+            assert!(recipe.metapackage.contains_key(arch), "{arch}");
+        }
+        assert_eq!(
+            kernel_lock_path(&path),
+            dir.path().join("debian-cloud.lock")
+        );
+    }
 }

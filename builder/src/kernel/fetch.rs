@@ -16,13 +16,13 @@ use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
-use kina_builder::deb::reader::read_deb;
-use kina_builder::fetch::cache::Cache;
-use kina_builder::fetch::http::{FetchItem, Fetcher};
-use kina_builder::fetch::mirror::{DebianMirrors, UrlRewrites};
-use kina_builder::fetch::progress::{Progress, ProgressMode};
-use kina_builder::lockgen::deb_url;
-use kina_builder::platform::Arch;
+use crate::deb::reader::read_deb;
+use crate::fetch::cache::Cache;
+use crate::fetch::http::{FetchItem, Fetcher};
+use crate::fetch::mirror::{DebianMirrors, UrlRewrites};
+use crate::fetch::progress::{Progress, ProgressMode};
+use crate::lockgen::deb_url;
+use crate::platform::Arch;
 
 use super::{KernelError, KernelLock, LockedKernel};
 

@@ -4,6 +4,9 @@
 //!
 //! Outputs are written under a temporary name next to the target and renamed
 //! at the end, so a failed build leaves nothing behind.
+//!
+//! It sits beside `oci/`, not in it: the image store keeps its images in a
+//! layout, and `oci::distribution` pushes from and pulls into that store.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -180,7 +183,7 @@ pub fn layout_index_json(entries: &[LayoutEntry]) -> Result<Vec<u8>, serde_json:
             })
         })
         .collect();
-    super::canonical::to_canonical_json(&serde_json::json!({
+    crate::canonical_json::to_canonical_json(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
         "manifests": manifests,
