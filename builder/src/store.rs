@@ -42,16 +42,6 @@ pub struct ImageStore {
 }
 
 impl ImageStore {
-    /// `$KINA_DATA_DIR/images`, else the platform data directory
-    /// (`~/.local/share/kina/images`, `~/Library/Application Support/kina/images`).
-    pub fn default_root() -> PathBuf {
-        std::env::var_os("KINA_DATA_DIR")
-            .map(PathBuf::from)
-            .or_else(|| dirs::data_dir().map(|d| d.join("kina")))
-            .unwrap_or_else(|| PathBuf::from(".kina-data"))
-            .join("images")
-    }
-
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
         let blobs = BlobStore::open(&root)?;

@@ -17,7 +17,6 @@ use std::process::Command;
 
 use kina_builder::digest::Sha256Digest;
 use kina_builder::platform::Arch;
-use kina_builder::store::ImageStore;
 
 pub(crate) use extract::read_from_disk;
 pub use layers::resolve_in_root;
@@ -138,15 +137,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DiskError + '_ {
     }
 }
 
-/// The layout directory of kina's image store (`kina image build` writes
-/// there): one OCI layout for every stored image, which is why
-/// [`build_stored_root_disk`] takes the image's reference.
-pub fn image_store_layout() -> PathBuf {
-    ImageStore::default_root()
-}
-
 /// Builds the root disk from image `reference` of a multi-image layout such
-/// as kina's image store ([`image_store_layout`]).
+/// as kina's image store.
 pub fn build_stored_root_disk(
     layout: &Path,
     reference: &str,

@@ -16,7 +16,7 @@ use kina_contract::status::{NodeStatus, PhaseState, STATUS_PATH};
 use serde::{Deserialize, Serialize};
 
 use crate::accel::{AccelChoice, ProbeInputs, choose};
-use crate::disk::{DiskExtras, build_stored_root_disk, image_store_layout, read_from_disk};
+use crate::disk::{DiskExtras, build_stored_root_disk, read_from_disk};
 use crate::exec;
 use crate::initramfs::build_initramfs;
 use crate::vm::{
@@ -125,14 +125,6 @@ impl NodePaths {
     }
 }
 
-/// `$KINA_DATA_DIR`, next to the image store.
-pub fn data_dir() -> PathBuf {
-    image_store_layout()
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from(".kina-data"))
-}
-
 /// What `kina node list` shows and `start` needs again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeRecord {
@@ -154,6 +146,9 @@ pub struct NodeRecord {
 pub struct CreateOptions {
     pub name: String,
     pub image: String,
+    /// The OCI layout of kina's image store, which holds `image` (the
+    /// caller resolves kina's directories; this crate reads no environment).
+    pub image_store: PathBuf,
     pub arch: Arch,
     pub kernel_recipe: PathBuf,
     pub mirrors: DebianMirrors,
@@ -211,16 +206,16 @@ where
 
 async fn create_in(paths: &NodePaths, opts: &CreateOptions) -> Result<NodeRecord, NodeError> {
     // Before any download: the image must be in the store.
-    let store = image_store_layout();
+    let store = &opts.image_store;
     let stored = store.join("index.json").exists()
-        && kina_builder::store::ImageStore::open(&store)
+        && kina_builder::store::ImageStore::open(store)
             .and_then(|s| s.find(&opts.image))
             .is_ok();
     if !stored {
         return Err(NodeError::ImageNotStored {
             name: opts.name.clone(),
             image: opts.image.clone(),
-            store,
+            store: store.clone(),
         });
     }
     std::fs::create_dir_all(&paths.dir).map_err(step(&opts.name, "node directory"))?;
@@ -255,7 +250,7 @@ async fn create_in(paths: &NodePaths, opts: &CreateOptions) -> Result<NodeRecord
     // a cluster are made side by side and the runtime stays responsive.
     tokio::task::block_in_place(|| {
         build_stored_root_disk(
-            &image_store_layout(),
+            &opts.image_store,
             &opts.image,
             opts.arch,
             &extras,

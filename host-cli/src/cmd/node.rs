@@ -157,6 +157,7 @@ async fn create(args: NodeCreateArgs, dirs: &KinaDirs) -> anyhow::Result<()> {
         CreateOptions {
             name: args.name.clone(),
             image: args.image.clone(),
+            image_store: dirs.images(),
             arch,
             kernel_recipe: args.kernel.clone(),
             mirrors,

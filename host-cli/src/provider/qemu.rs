@@ -325,6 +325,7 @@ impl Provider for QemuProvider {
             let opts = CreateOptions {
                 name: node.name.clone(),
                 image: plan.image.clone(),
+                image_store: self.dirs.images(),
                 arch: inputs.arch,
                 kernel_recipe: inputs.kernel_recipe.clone(),
                 mirrors: inputs.mirrors.clone(),
