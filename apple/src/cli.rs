@@ -52,6 +52,9 @@
 //!   `NetworksService.swift:252-270`, `NetworkDelete.swift:103-124`).
 //! - A failing command prints `Error: <description>` on standard error and
 //!   exits non-zero (swift-argument-parser's `exit(withError:)`).
+//!
+//! Just over 600 lines, about 60 of them the notes above: the code
+//! is the plain-command runner; exec lives in `exec.rs`.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;

@@ -117,11 +117,3 @@ pub fn owned_pids() -> BTreeSet<i32> {
     owned().clone()
 }
 
-/// Sends `signal` to `pid` if it is still an owned child (for stopping
-/// services without hitting a recycled pid).
-pub fn signal_owned(pid: u32, signal: nix::sys::signal::Signal) {
-    let set = owned();
-    if set.contains(&(pid as i32)) {
-        let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), signal);
-    }
-}

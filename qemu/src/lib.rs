@@ -11,4 +11,5 @@ pub mod disk;
 pub mod exec;
 pub mod initramfs;
 pub mod node;
+mod node_error;
 pub mod vm;

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::accel::{AccelChoice, ProbeInputs, choose};
 use crate::disk::{DiskExtras, build_stored_root_disk, read_from_disk};
 use crate::exec;
+pub use crate::node_error::NodeError;
 use crate::initramfs::build_initramfs;
 use crate::vm::{
     Accel, HostForward, NetAttach, Segment, VmConfig, VmError, command_line, node_cmdline,
@@ -26,75 +27,6 @@ use kina_builder::kernel::{KernelLock, fetch_kernel, kernel_lock_path};
 
 /// Where kina-init sits on every node image.
 const KINA_INIT_IN_IMAGE: &str = "/usr/local/bin/kina-init";
-
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    #[error("node {name} already exists at {dir}; remove it first (`kina node rm {name}`)")]
-    Exists { name: String, dir: PathBuf },
-    #[error("no node {name} (looked in {dir})")]
-    NotFound { name: String, dir: PathBuf },
-    #[error("node {name} is already running")]
-    AlreadyRunning { name: String },
-    #[error(
-        "node {name}: {image} is not in the image store at {store} (see `kina image list`; `kina image build` makes it)"
-    )]
-    ImageNotStored {
-        name: String,
-        image: String,
-        store: PathBuf,
-    },
-    /// A step of making or starting a node (kernel, root disk, initramfs,
-    /// accelerator, start) failed; `phase` names the step.
-    #[error("node {name}: {phase}: {source}")]
-    Step {
-        name: String,
-        phase: &'static str,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    #[error("node {name}: {STATUS_PATH} is not readable yet ({source}): {stderr}")]
-    Status {
-        name: String,
-        #[source]
-        source: serde_json::Error,
-        stderr: String,
-    },
-    #[error("node {name}: removing {dir}: {source}")]
-    Remove {
-        name: String,
-        dir: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("node {name}: {0}", name = .1)]
-    Exec(#[source] exec::ExecError, String),
-    #[error(
-        "node {name}: phase {phase} failed: {message}\n  what to do: {hint}\n  console: {console}"
-    )]
-    BootFailed {
-        name: String,
-        phase: String,
-        message: String,
-        hint: String,
-        console: PathBuf,
-    },
-    #[error(
-        "node {name} did not reach phase {phase} within {secs} s (last: {last}); console: {console}"
-    )]
-    Timeout {
-        name: String,
-        phase: String,
-        secs: u64,
-        last: String,
-        console: PathBuf,
-    },
-    #[error("node {name}: the VM exited (console: {console}):\n{tail}")]
-    VmExited {
-        name: String,
-        console: PathBuf,
-        tail: String,
-    },
-}
 
 /// The files of one node.
 #[derive(Clone, Debug)]
@@ -584,10 +516,11 @@ pub fn timed_out(
 }
 
 /// Asks kina-init to shut down in order and waits for the VM to exit; a
-/// node that does not answer in time is killed.
-pub fn stop(paths: &NodePaths, timeout: Duration) -> Result<&'static str, String> {
+/// node that does not answer in time is killed. Says which happened; it
+/// cannot fail, since killing is the way out of every other outcome.
+pub fn stop(paths: &NodePaths, timeout: Duration) -> &'static str {
     if running_pid(paths).is_none() {
-        return Ok("not running");
+        return "not running";
     }
     let asked = exec::call(
         &paths.exec_socket,
@@ -601,10 +534,10 @@ pub fn stop(paths: &NodePaths, timeout: Duration) -> Result<&'static str, String
         std::thread::sleep(Duration::from_millis(50));
     }
     if running_pid(paths).is_none() && asked.is_ok() {
-        return Ok("powered off");
+        return "powered off";
     }
     kill_vm(paths);
-    Ok("killed (it did not power off in time)")
+    "killed (it did not power off in time)"
 }
 
 /// Stops the node if it runs and removes everything it owns.
@@ -616,7 +549,7 @@ pub fn remove(data_dir: &Path, name: &str) -> Result<(), NodeError> {
             dir: paths.dir,
         });
     }
-    let _ = stop(&paths, Duration::from_secs(30));
+    stop(&paths, Duration::from_secs(30));
     std::fs::remove_dir_all(&paths.dir).map_err(|source| NodeError::Remove {
         name: name.to_string(),
         dir: paths.dir.clone(),

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kina_builder::digest::Sha256Digest;
-use kina_builder::oci::distribution::ByteProgress;
+use kina_builder::oci::distribution::{BlobReport, ByteProgress, Outcome};
 
 pub struct BlobBars {
     multi: MultiProgress,
@@ -76,14 +76,36 @@ pub fn reporter(
     bars: Option<Arc<BlobBars>>,
     quiet: bool,
     verb: &'static str,
-) -> impl FnMut(&kina_builder::oci::distribution::BlobReport) + Send {
+) -> impl FnMut(&BlobReport) + Send {
     move |r| {
         if quiet {
             return;
         }
         match &bars {
-            Some(bars) => bars.finish(&r.digest, || super::image_push::print_blob(r, verb)),
-            None => super::image_push::print_blob(r, verb),
+            Some(bars) => bars.finish(&r.digest, || print_blob(r, verb)),
+            None => print_blob(r, verb),
         }
     }
+}
+
+/// One line per blob, as it completes.
+fn print_blob(r: &BlobReport, verb: &str) {
+    let what = match r.outcome {
+        Outcome::Transferred => verb,
+        Outcome::Skipped => "skipped (present)",
+        Outcome::Mounted => "mounted",
+    };
+    let rate = match r.outcome {
+        Outcome::Transferred if r.elapsed.as_secs_f64() > 0.0 => format!(
+            " ({}/s)",
+            super::image_build::human((r.size as f64 / r.elapsed.as_secs_f64()) as u64)
+        ),
+        _ => String::new(),
+    };
+    println!(
+        "{:<8} {} {:>10}  {what}{rate}",
+        r.kind,
+        r.digest.oci(),
+        super::image_build::human(r.size)
+    );
 }

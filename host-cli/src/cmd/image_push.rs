@@ -38,28 +38,6 @@ pub fn options(args: &RegistryArgs) -> anyhow::Result<Options> {
     })
 }
 
-/// One line per blob, as it completes.
-pub fn print_blob(r: &BlobReport, verb: &str) {
-    let what = match r.outcome {
-        Outcome::Transferred => verb,
-        Outcome::Skipped => "skipped (present)",
-        Outcome::Mounted => "mounted",
-    };
-    let rate = match r.outcome {
-        Outcome::Transferred if r.elapsed.as_secs_f64() > 0.0 => format!(
-            " ({}/s)",
-            super::image_build::human((r.size as f64 / r.elapsed.as_secs_f64()) as u64)
-        ),
-        _ => String::new(),
-    };
-    println!(
-        "{:<8} {} {:>10}  {what}{rate}",
-        r.kind,
-        r.digest.oci(),
-        super::image_build::human(r.size)
-    );
-}
-
 pub fn print_summary(s: &Summary, verb: &str) {
     let h = super::image_build::human;
     let mut line = format!(

@@ -27,6 +27,22 @@ pub fn kernel_mirrors(args: &MirrorArgs, recipe: &KernelRecipe) -> anyhow::Resul
     .context("choosing the Debian mirror for the kernel")
 }
 
+/// The node architecture `--platform` names (`amd64`, `linux/arm64`), else
+/// the host's.
+pub fn node_arch(platform: Option<&str>) -> anyhow::Result<Arch> {
+    match platform {
+        Some(p) => p
+            .trim_start_matches("linux/")
+            .parse::<Arch>()
+            .map_err(anyhow::Error::msg)
+            .context("--platform"),
+        None => Ok(match std::env::consts::ARCH {
+            "aarch64" => Arch::Arm64,
+            _ => Arch::Amd64,
+        }),
+    }
+}
+
 pub async fn run(command: NodeCommand, dirs: &KinaDirs) -> anyhow::Result<()> {
     let data = dirs.data();
     match command {
@@ -38,7 +54,7 @@ pub async fn run(command: NodeCommand, dirs: &KinaDirs) -> anyhow::Result<()> {
         }
         NodeCommand::Stop { name } => {
             let (paths, _) = node::load(data, &name)?;
-            let how = node::stop(&paths, Duration::from_secs(60)).map_err(anyhow::Error::msg)?;
+            let how = node::stop(&paths, Duration::from_secs(60));
             println!("{name}: {how}");
             Ok(())
         }
@@ -109,16 +125,7 @@ fn parse_forward(text: &str) -> anyhow::Result<HostForward> {
 }
 
 async fn create(args: NodeCreateArgs, dirs: &KinaDirs) -> anyhow::Result<()> {
-    let arch = match &args.platform {
-        Some(p) => p
-            .trim_start_matches("linux/")
-            .parse::<Arch>()
-            .map_err(anyhow::Error::msg)?,
-        None => match std::env::consts::ARCH {
-            "aarch64" => Arch::Arm64,
-            _ => Arch::Amd64,
-        },
-    };
+    let arch = node_arch(args.platform.as_deref())?;
     let accel: AccelChoice = args.accel.parse()?;
     let (recipe, _) = KernelRecipe::load(&args.kernel)?;
     let mirrors = kernel_mirrors(&args.mirrors, &recipe)?;

@@ -371,7 +371,7 @@ impl Provider for QemuProvider {
     }
 
     async fn stop(&self, plan: &ClusterPlan) -> anyhow::Result<Vec<String>> {
-        let results = tokio::task::block_in_place(|| {
+        tokio::task::block_in_place(|| {
             std::thread::scope(|scope| {
                 let handles: Vec<_> = plan
                     .nodes
@@ -379,23 +379,18 @@ impl Provider for QemuProvider {
                     .map(|n| {
                         let paths = self.paths(&n.name);
                         let name = n.name.clone();
-                        scope.spawn(move || (name, node::stop(&paths, STOP_TIMEOUT)))
+                        scope.spawn(move || format!("{name}: {}", node::stop(&paths, STOP_TIMEOUT)))
                     })
                     .collect();
                 handles
                     .into_iter()
-                    .filter_map(|h| h.join().ok())
-                    .collect::<Vec<_>>()
+                    .map(|h| {
+                        h.join()
+                            .map_err(|_| anyhow::anyhow!("stopping a node: its thread panicked"))
+                    })
+                    .collect()
             })
-        });
-        let mut lines = Vec::new();
-        for (node, result) in results {
-            match result {
-                Ok(how) => lines.push(format!("{node}: {how}")),
-                Err(e) => bail!("stopping {node}: {e}"),
-            }
-        }
-        Ok(lines)
+        })
     }
 
     /// Kills and removes every node of `plan` that exists, once creations

@@ -44,6 +44,10 @@
 //! password goes to a token service only over https, or plain http on
 //! loopback or with `insecure`. The `Authorization` value is kept
 //! private: no error or Debug output contains it or the password.
+//!
+//! Just over 600 lines: push and pull are the two walks of one index over
+//! one session, kept together so their retry, mount and verification rules
+//! read side by side.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,6 +1,11 @@
 //! One registry repository over HTTP: scheme and authorization resolved
 //! once, requests retried with backoff, blobs uploaded and downloaded as
 //! streams verified against their digests.
+//!
+//! One file over 600 lines on purpose: the session's state (scheme,
+//! authorization, token renewal) is what every request, upload and
+//! download reads and changes, and split apart it would be passed around
+//! as a bag of fields.
 
 use std::sync::atomic::AtomicBool;
 

@@ -14,25 +14,12 @@ use crate::cluster::kubeconfig::KubeconfigFiles;
 use crate::cluster::progress::Steps;
 use crate::cluster::up::{UpRequest, up};
 use crate::cluster_config::ClusterConfig;
-use crate::cmd::node::kernel_mirrors;
+use crate::cmd::node::{kernel_mirrors, node_arch};
 use crate::dirs::KinaDirs;
 use crate::provider::{AnyProvider, ProviderKind, qemu::NodeInputs};
 
 /// The label a kina image carries its Kubernetes release in.
 const KUBERNETES_LABEL: &str = "io.kina.kubernetes.version";
-
-fn node_arch(platform: Option<&str>) -> anyhow::Result<Arch> {
-    match platform {
-        Some(p) => p
-            .trim_start_matches("linux/")
-            .parse::<Arch>()
-            .map_err(anyhow::Error::msg),
-        None => Ok(match std::env::consts::ARCH {
-            "aarch64" => Arch::Arm64,
-            _ => Arch::Amd64,
-        }),
-    }
-}
 
 /// The Kubernetes release an image carries for `arch`, from its label.
 fn image_kubernetes(dirs: &KinaDirs, image: &str, arch: Arch) -> anyhow::Result<Option<String>> {
