@@ -161,9 +161,14 @@ struct Relationship {
     related_spdx_element: String,
 }
 
-/// The SPDX JSON document for `components` of `reference` on `arch`.
+/// The SPDX JSON document for `components` of the image `subject`
+/// describes on `arch`. The subject names what the image is built from (the
+/// recipe and its lock), never the tag it is stored under: the SBOM is part
+/// of the image, so a tag in it would give the same lock built under two
+/// tags two digests, and nobody could rebuild a published image to its
+/// published digest.
 pub fn spdx_document(
-    reference: &str,
+    subject: &str,
     arch: Arch,
     epoch: u64,
     components: &[SbomComponent],
@@ -201,12 +206,12 @@ pub fn spdx_document(
         })
         .collect();
     let content: String = sorted.iter().map(|c| format!("{}\n", c.sha256)).collect();
-    let namespace_digest = Sha256Digest::of(format!("{reference}\n{arch}\n{content}").as_bytes());
+    let namespace_digest = Sha256Digest::of(format!("{subject}\n{arch}\n{content}").as_bytes());
     let doc = Document {
         spdx_version: "SPDX-2.3",
         data_license: "CC0-1.0",
         spdx_id: "SPDXRef-DOCUMENT",
-        name: format!("{reference} ({})", arch.platform()),
+        name: format!("{subject} ({})", arch.platform()),
         document_namespace: format!("https://spdx.kina.invalid/{}", namespace_digest.hex()),
         creation_info: CreationInfo {
             created: crate::civil_time::rfc3339(epoch),
@@ -235,8 +240,8 @@ mod tests {
             purl: format!("pkg:deb/debian/{n}@{}", encode("1:2.3-4")),
             supplier: "Organization: Debian".into(),
         };
-        let a = spdx_document("kina.local/node:t", Arch::Arm64, 0, &[c("b"), c("a")]).unwrap();
-        let b = spdx_document("kina.local/node:t", Arch::Arm64, 0, &[c("a"), c("b")]).unwrap();
+        let a = spdx_document("base@sha256:0", Arch::Arm64, 0, &[c("b"), c("a")]).unwrap();
+        let b = spdx_document("base@sha256:0", Arch::Arm64, 0, &[c("a"), c("b")]).unwrap();
         assert_eq!(a, b);
         let doc: serde_json::Value = serde_json::from_slice(&a).unwrap();
         assert_eq!(doc["spdxVersion"], "SPDX-2.3");

@@ -520,3 +520,31 @@ fn an_image_is_never_assembled_with_a_kina_init_for_another_architecture() {
         "{err}"
     );
 }
+
+/// The digest an image layout at `dir` gives its one image.
+fn layout_digest(dir: &Path) -> String {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let manifests = index["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 1, "{index}");
+    manifests[0]["digest"].as_str().unwrap().to_string()
+}
+
+/// Issue 17: nothing in the image names the tag it was built under (the
+/// SBOM is named after the recipe and its lock), so anyone can rebuild a
+/// published image from its recipe and get the published digest.
+#[test]
+fn the_same_lock_built_under_two_tags_gives_one_digest() {
+    let mut f = Fixture::new();
+    hello_packages(&mut f);
+    f.publish(None);
+    let recipe = f.recipe(&["hello"]);
+    f.lock(&recipe);
+    let mut digests = Vec::new();
+    for tag in ["kina.local/node:a", "example.test/team/node:b"] {
+        let out = f.dir.path().join(tag.replace(['/', ':'], "_"));
+        run_ok(f.build(&recipe, &out).args(["--tag", tag]));
+        digests.push(layout_digest(&out));
+    }
+    assert_eq!(digests[0], digests[1]);
+}

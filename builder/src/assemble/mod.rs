@@ -117,7 +117,7 @@ pub async fn build_image(
 
     let mut handles = Vec::new();
     for &arch in &options.platforms {
-        let inputs = gather_inputs(loaded, lock, options, fetcher, arch, epoch).await?;
+        let inputs = gather_inputs(loaded, lock, &lock_digest, options, fetcher, arch, epoch).await?;
         let blobs = blobs.clone();
         let params = image_params(
             loaded,
@@ -158,6 +158,7 @@ struct GatheredInputs {
 async fn gather_inputs(
     loaded: &LoadedRecipe,
     lock: &Lock,
+    lock_digest: &Sha256Digest,
     options: &BuildOptions,
     fetcher: &Fetcher,
     arch: Arch,
@@ -231,7 +232,9 @@ async fn gather_inputs(
         &init.origin,
         init.digest,
     ));
-    let sbom = spdx_document(&options.reference, arch, epoch, &components).map_err(|e| {
+    // Named after the recipe and its lock, not the tag: see spdx_document.
+    let subject = format!("{}@{}", loaded.recipe.name, lock_digest.oci());
+    let sbom = spdx_document(&subject, arch, epoch, &components).map_err(|e| {
         BuildError::Image {
             arch,
             message: format!("writing the SBOM: {e}"),
