@@ -107,11 +107,6 @@ pub const KINA_KIND: &str = "Kina";
 
 /// The cluster name when the config names none (kind's is `kind`).
 pub const DEFAULT_CLUSTER_NAME: &str = "kina";
-/// The longest cluster name: node names add up to 15 characters
-/// (`-control-plane2`) and must stay valid hostnames and Apple container
-/// names (63).
-pub const MAX_CLUSTER_NAME: usize = 48;
-
 /// A node's CPUs and memory when the Kina document sets none; the same as
 /// `kina node create`'s defaults.
 pub const DEFAULT_CPUS: u32 = 2;

@@ -16,7 +16,7 @@ use kina_contract::node_spec::Role;
 
 use super::patches::{PatchSet, Patches, json_patch_ops, json6902_patches, merge_patches};
 use super::{
-    Cluster, FieldError, IpFamily, KinaSettings, MAX_CLUSTER_NAME, MemoryMib, Networking, Node,
+    Cluster, FieldError, IpFamily, KinaSettings, MemoryMib, Networking, Node,
     Protocol,
 };
 
@@ -32,10 +32,11 @@ pub fn check_cluster_name(name: &str) -> Result<(), String> {
         .bytes()
         .next()
         .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if !starts_well || !name.bytes().all(allowed) || name.len() > MAX_CLUSTER_NAME {
+    // A directory name: at most 255 bytes on every filesystem kina runs on.
+    if !starts_well || !name.bytes().all(allowed) || name.len() > 255 {
         return Err(format!(
-            "`{name}` is not a cluster name: use up to {MAX_CLUSTER_NAME} lowercase letters, \
-             digits, `.` and `-`, starting with a letter or digit (as kind)"
+            "`{name}` is not a cluster name: use lowercase letters, digits, `.` and `-`, \
+             starting with a letter or digit (as kind)"
         ));
     }
     Ok(())
