@@ -14,7 +14,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
-use nix::unistd::Pid;
 
 /// The search path a Debian system gives root.
 pub const NODE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -116,4 +115,3 @@ pub fn reap_orphans() -> Vec<i32> {
 pub fn owned_pids() -> BTreeSet<i32> {
     owned().clone()
 }
-

@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::accel::{AccelChoice, ProbeInputs, choose};
 use crate::disk::{DiskExtras, build_stored_root_disk, read_from_disk};
 use crate::exec;
-pub use crate::node_error::NodeError;
 use crate::initramfs::build_initramfs;
+pub use crate::node_error::NodeError;
 use crate::vm::{
     Accel, HostForward, NetAttach, Segment, VmConfig, VmError, command_line, node_cmdline,
 };

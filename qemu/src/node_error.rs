@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use kina_contract::status::STATUS_PATH;
+
 use crate::exec;
 
 #[derive(Debug, thiserror::Error)]

@@ -117,7 +117,8 @@ pub async fn build_image(
 
     let mut handles = Vec::new();
     for &arch in &options.platforms {
-        let inputs = gather_inputs(loaded, lock, &lock_digest, options, fetcher, arch, epoch).await?;
+        let inputs =
+            gather_inputs(loaded, lock, &lock_digest, options, fetcher, arch, epoch).await?;
         let blobs = blobs.clone();
         let params = image_params(
             loaded,
@@ -234,12 +235,11 @@ async fn gather_inputs(
     ));
     // Named after the recipe and its lock, not the tag: see spdx_document.
     let subject = format!("{}@{}", loaded.recipe.name, lock_digest.oci());
-    let sbom = spdx_document(&subject, arch, epoch, &components).map_err(|e| {
-        BuildError::Image {
+    let sbom =
+        spdx_document(&subject, arch, epoch, &components).map_err(|e| BuildError::Image {
             arch,
             message: format!("writing the SBOM: {e}"),
-        }
-    })?;
+        })?;
     Ok(GatheredInputs {
         kina_init_digest: init.digest,
         stage: stages::PlatformInputs {

@@ -15,10 +15,7 @@ use kina_contract::cidr::Ipv4Cidr;
 use kina_contract::node_spec::Role;
 
 use super::patches::{PatchSet, Patches, json_patch_ops, json6902_patches, merge_patches};
-use super::{
-    Cluster, FieldError, IpFamily, KinaSettings, MemoryMib, Networking, Node,
-    Protocol,
-};
+use super::{Cluster, FieldError, IpFamily, KinaSettings, MemoryMib, Networking, Node, Protocol};
 
 /// A name that can address an existing cluster: kind's characters
 /// (lowercase letters, digits, `.` and `-`), starting with a letter or

@@ -1,6 +1,6 @@
 //! `kina image push`: the local image, blob by blob, to a registry.
 
-use kina_builder::oci::distribution::{self, BlobReport, Credentials, Options, Outcome, Summary};
+use kina_builder::oci::distribution::{self, Credentials, Options, Summary};
 use kina_builder::store::ImageStore;
 
 use super::blob_bars::{self, BlobBars};
