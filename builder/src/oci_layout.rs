@@ -166,20 +166,33 @@ pub struct LayoutEntry {
     pub reference: String,
 }
 
-/// The top-level `index.json` naming `entries`, with the reference in both
-/// annotations Apple's `container image load`, containerd and skopeo read.
+/// The top-level `index.json` naming `entries`.
+///
+/// `io.containerd.image.name` holds the full reference: containerd's import
+/// and Apple's `container image load` read it before
+/// `org.opencontainers.image.ref.name` (containerization 0.40.1
+/// `LocalOCILayoutClient.swift:208-235`). `ref.name` then holds the tag
+/// alone, as the OCI image-layout spec's examples and buildx write it, so
+/// tools that address a layout as `DIR:TAG` (umoci, skopeo's `oci:`) find
+/// the image; a full reference there makes umoci refuse the layout ("tag is
+/// ambiguous"). A reference without a tag (by digest) gets no `ref.name`.
 pub fn layout_index_json(entries: &[LayoutEntry]) -> Result<Vec<u8>, serde_json::Error> {
     let manifests: Vec<serde_json::Value> = entries
         .iter()
         .map(|e| {
+            let mut annotations = serde_json::Map::new();
+            annotations.insert(
+                "io.containerd.image.name".into(),
+                e.reference.clone().into(),
+            );
+            if let Some(tag) = tag_of(&e.reference) {
+                annotations.insert("org.opencontainers.image.ref.name".into(), tag.into());
+            }
             serde_json::json!({
                 "mediaType": e.media_type,
                 "digest": e.digest.oci(),
                 "size": e.size,
-                "annotations": {
-                    "io.containerd.image.name": e.reference,
-                    "org.opencontainers.image.ref.name": e.reference,
-                },
+                "annotations": annotations,
             })
         })
         .collect();
@@ -188,6 +201,28 @@ pub fn layout_index_json(entries: &[LayoutEntry]) -> Result<Vec<u8>, serde_json:
         "mediaType": "application/vnd.oci.image.index.v1+json",
         "manifests": manifests,
     }))
+}
+
+/// The reference an `index.json` entry names, read as containerd and Apple
+/// read it: `io.containerd.image.name`, else
+/// `org.opencontainers.image.ref.name` (which layouts from before kina wrote
+/// the tag alone there, and other tools' layouts, may hold in full).
+pub fn entry_reference(entry: &serde_json::Value) -> Option<&str> {
+    let annotations = &entry["annotations"];
+    annotations["io.containerd.image.name"]
+        .as_str()
+        .or_else(|| annotations["org.opencontainers.image.ref.name"].as_str())
+}
+
+/// The tag of an image reference (`kina.local/node:1.36` → `1.36`), if it
+/// has one: the part after `:` in its last path component, so a registry's
+/// port (`localhost:5000/node`) is not mistaken for a tag.
+pub fn tag_of(reference: &str) -> Option<&str> {
+    let named = reference.split('@').next().unwrap_or(reference);
+    let last = named.rsplit('/').next().unwrap_or(named);
+    last.split_once(':')
+        .map(|(_, tag)| tag)
+        .filter(|t| !t.is_empty())
 }
 
 pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -314,4 +349,50 @@ pub fn write_output(
     let kept = tmp.keep();
     std::fs::rename(&kept, output).map_err(io_err(output))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tag_is_the_last_components_and_a_port_is_not_one() {
+        assert_eq!(tag_of("kina.local/node:1.36"), Some("1.36"));
+        assert_eq!(tag_of("localhost:5000/node:base"), Some("base"));
+        assert_eq!(tag_of("localhost:5000/node"), None);
+        assert_eq!(tag_of("node"), None);
+        assert_eq!(tag_of("node:"), None);
+        assert_eq!(
+            tag_of(
+                "kina.local/node:1@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+            ),
+            Some("1")
+        );
+        assert_eq!(
+            tag_of(
+                "kina.local/node@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn the_index_names_the_full_reference_for_containerd_and_the_tag_for_layout_tools() {
+        let entry = |reference: &str| LayoutEntry {
+            media_type: "application/vnd.oci.image.index.v1+json".into(),
+            digest: Sha256Digest::of(reference.as_bytes()),
+            size: 1,
+            reference: reference.into(),
+        };
+        let bytes =
+            layout_index_json(&[entry("kina.local/node:base"), entry("localhost:5000/node")])
+                .unwrap();
+        let index: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let tagged = &index["manifests"][0]["annotations"];
+        assert_eq!(tagged["io.containerd.image.name"], "kina.local/node:base");
+        assert_eq!(tagged["org.opencontainers.image.ref.name"], "base");
+        let untagged = &index["manifests"][1]["annotations"];
+        assert_eq!(untagged["io.containerd.image.name"], "localhost:5000/node");
+        assert!(untagged.get("org.opencontainers.image.ref.name").is_none());
+    }
 }

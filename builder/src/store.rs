@@ -101,8 +101,7 @@ impl ImageStore {
             serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
         let mut entries = Vec::new();
         for m in doc["manifests"].as_array().into_iter().flatten() {
-            let reference = m["annotations"]["org.opencontainers.image.ref.name"]
-                .as_str()
+            let reference = crate::oci_layout::entry_reference(m)
                 .ok_or_else(|| corrupt("an entry has no reference".into()))?;
             entries.push(LayoutEntry {
                 media_type: m["mediaType"]
@@ -256,5 +255,35 @@ impl ImageStore {
         let path = self.root.join("builds").join(key.hex());
         crate::fsutil::write_atomic(&path, format!("{index} {size}\n").as_bytes())
             .map_err(|source| StoreError::Io { path, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store written before `ref.name` held the tag alone keeps its
+    /// images, named by their full reference.
+    #[test]
+    fn an_index_with_the_full_reference_only_in_ref_name_still_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let digest = crate::digest::Sha256Digest::of(b"old");
+        std::fs::write(
+            dir.path().join("index.json"),
+            serde_json::json!({
+                "schemaVersion": 2,
+                "manifests": [{
+                    "mediaType": "application/vnd.oci.image.index.v1+json",
+                    "digest": digest.oci(),
+                    "size": 3,
+                    "annotations": {"org.opencontainers.image.ref.name": "kina.local/node:old"},
+                }],
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let found = store.find("kina.local/node:old").unwrap();
+        assert_eq!(found.digest, digest);
     }
 }

@@ -216,7 +216,7 @@ fn artifacts_and_preloaded_images_come_through_the_upstream_code_paths() {
     run_ok(
         Command::new("skopeo")
             .args(["copy", "--all", "--dest-tls-verify=false"])
-            .arg(format!("oci:{}:{reference}", layout.display()))
+            .arg(format!("oci:{}:v1.35.1", layout.display()))
             .arg(&pushed),
     );
     let raw = run_ok(
@@ -303,10 +303,7 @@ images = [{{ reference = "{reference}", digest = "{index}" }}]
 
     for arch in ["amd64", "arm64"] {
         let unpacked = unpack_platform(
-            &format!(
-                "oci-archive:{}:kina.local/node:k8s-path-test",
-                output.display()
-            ),
+            &format!("oci-archive:{}:k8s-path-test", output.display()),
             arch,
             w,
         );
@@ -357,14 +354,16 @@ images = [{{ reference = "{reference}", digest = "{index}" }}]
             "only the listed archive members are installed"
         );
         // The preloaded image: an OCI layout kina-init imports on first boot,
-        // holding this platform's manifest under its full reference.
+        // holding this platform's manifest under its full reference for
+        // containerd's import, and the tag alone for layout tools.
         let images = root.join("var/lib/kina/images");
         let index: serde_json::Value =
             serde_json::from_slice(&std::fs::read(images.join("index.json")).unwrap()).unwrap();
         let entry = &index["manifests"][0];
+        assert_eq!(entry["annotations"]["io.containerd.image.name"], reference);
         assert_eq!(
             entry["annotations"]["org.opencontainers.image.ref.name"],
-            reference
+            "v1.35.1"
         );
         let manifest_digest: Sha256Digest = entry["digest"].as_str().unwrap().parse().unwrap();
         let manifest =

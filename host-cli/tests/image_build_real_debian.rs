@@ -84,7 +84,7 @@ fn base_recipe_builds_for_amd64_and_arm64_and_independent_readers_accept_it() {
     let inspect = run_ok(Command::new("skopeo").args([
         "inspect",
         "--raw",
-        &format!("oci-archive:{}:{reference}", archive.display()),
+        &format!("oci-archive:{}:base-test", archive.display()),
     ]));
     let index: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
     let platforms: Vec<String> = index["manifests"]
@@ -97,7 +97,7 @@ fn base_recipe_builds_for_amd64_and_arm64_and_independent_readers_accept_it() {
 
     for arch in ["amd64", "arm64"] {
         let root = unpack_platform(
-            &format!("oci-archive:{}:{reference}", archive.display()),
+            &format!("oci-archive:{}:base-test", archive.display()),
             arch,
             dir.path(),
         )

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kina_builder::digest::Sha256Digest;
+use kina_builder::oci_layout::entry_reference;
 use kina_builder::platform::Arch;
 
 pub(crate) use extract::read_from_disk;
@@ -24,9 +25,6 @@ pub use layers::resolve_in_root;
 /// Sparse files cost only what is written; 8 GiB leaves room for the
 /// Kubernetes images a node pulls.
 pub const DEFAULT_DISK_SIZE: u64 = 8 << 30;
-
-/// The OCI reference annotation that names images in a layout's index.json.
-const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DiskExtras {
@@ -383,13 +381,13 @@ fn platform_layers(
     let names = || {
         entries
             .iter()
-            .filter_map(|e| e["annotations"][REF_NAME].as_str())
+            .filter_map(|e| entry_reference(e))
             .collect::<Vec<_>>()
             .join(", ")
     };
     let entry = entries
         .iter()
-        .find(|e| e["annotations"][REF_NAME].as_str() == Some(reference))
+        .find(|e| entry_reference(e) == Some(reference))
         .ok_or_else(|| DiskError::NoSuchImage {
             layout: layout.to_path_buf(),
             reference: reference.to_string(),
