@@ -42,13 +42,13 @@ use self::controller::Controller;
 use self::kubeadm_config::KubeVersion;
 use self::kubectl::Kubectl;
 use self::kubelet::KubeletPaths;
-
-/// kina's kubeadm configuration, relative to the node's root.
-pub const KUBEADM_CONFIG: &str = "etc/kina/kubeadm.yaml";
 pub use self::preflight::{REQUIRED_BINARIES, find_binaries, ignored_checks};
 use crate::boot::{BootContext, Phase, PhaseFailure};
 use crate::children;
 use crate::supervise::Supervisor;
+
+/// kina's kubeadm configuration, relative to the node's root.
+pub const KUBEADM_CONFIG: &str = "etc/kina/kubeadm.yaml";
 
 pub struct KubernetesPhase {
     /// `/` on a node; a scratch root in tests.
