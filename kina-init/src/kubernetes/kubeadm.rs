@@ -17,7 +17,7 @@ use super::kubeadm_config::{self, Inputs, KubeVersion};
 use super::kubectl::Kubectl;
 use super::kubelet::kubelet_args;
 use super::preflight::{ignored_checks, kernel_config_found, node_resources};
-use super::{KubernetesPhase, Progress, Tools, failure};
+use super::{KubernetesPhase, Progress, Tools, failure, files, leftovers};
 use crate::boot::{BootContext, PhaseFailure};
 use crate::children;
 use crate::supervise::ServiceSpec;
@@ -26,21 +26,26 @@ use crate::supervise::ServiceSpec;
 /// server answers before the bootstrap token exists).
 const JOIN_RETRY_PAUSE: Duration = Duration::from_secs(3);
 
+/// Between join attempts when kubeadm refused because a Ready Node of this
+/// name exists (its kubelet-start phase checks, cmd/kubeadm/app/cmd/phases/
+/// join/kubelet.go): the failed attempt's kubelet registered it, and it
+/// stays Ready until kube-controller-manager has heard nothing from it for
+/// the node-monitor grace period (40 s; 50 s from 1.32, kubernetes PR
+/// #126287) plus a node-monitor period (5 s).
+const NODE_STILL_READY_PAUSE: Duration = Duration::from_secs(60);
+
+/// How long to wait before the next join, given why the last one failed.
+pub(super) fn join_retry_pause(reason: &str) -> Duration {
+    if reason.contains("already exists in the cluster") && reason.contains("\"Ready\"") {
+        NODE_STILL_READY_PAUSE
+    } else {
+        JOIN_RETRY_PAUSE
+    }
+}
+
 /// Writes `bytes` to `path` readable by root only, replacing it atomically.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    }
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(bytes))
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("writing {}: {e}", path.display()))
+    files::replace(path, bytes, 0o600)
 }
 
 /// The last `n` lines of a log, for an error message.
@@ -94,14 +99,16 @@ impl KubernetesPhase {
         Ok(())
     }
 
-    /// Publishes the admin kubeconfig once the API server answers.
+    /// Publishes the admin kubeconfig once it works: the API server answers
+    /// and kubeadm's `kubeadm:cluster-admins` binding exists, so the user
+    /// never gets a kubeconfig that is refused with 403.
     pub(super) fn publish_when_answering(
         &self,
         admin: &Kubectl,
         ctx: &BootContext,
         progress: &mut Progress,
     ) -> bool {
-        if !progress.kubeconfig_published && admin.api_answers() {
+        if !progress.kubeconfig_published && admin.admin_authorized() {
             let path = self.paths.admin_kubeconfig().display().to_string();
             let _ = ctx.status.update(|s| {
                 if let Some(k) = &mut s.kubernetes {
@@ -286,7 +293,12 @@ impl KubernetesPhase {
         ];
         self.run_kubeadm(&tools.kubeadm, &args, deadline, || {
             self.start_kubelet_when_configured(tools, progress)?;
-            self.publish_when_answering(admin, ctx, progress);
+            // Serving certificates are approved from the moment admin.conf
+            // works, not after init returns: until then no kubelet serves
+            // logs or exec.
+            if self.publish_when_answering(admin, ctx, progress) {
+                self.start_controller_once(admin, ctx, progress)?;
+            }
             Ok(())
         })?;
         // kubeadm's kubelet-finalize rewrote kubelet.conf and could not
@@ -296,6 +308,41 @@ impl KubernetesPhase {
             .unwrap_or_else(PoisonError::into_inner)
             .restart("kubelet");
         Ok(())
+    }
+
+    /// Before the first init or join: what an earlier attempt that failed or
+    /// was cut short left is reset away (see [`leftovers`]), so kubeadm's
+    /// preflight passes and the kubelet does not start from stale files.
+    pub(super) fn reset_leftovers(
+        &self,
+        tools: &Tools,
+        deadline: Instant,
+    ) -> Result<(), PhaseFailure> {
+        let found = leftovers::found(&self.paths);
+        if found.is_empty() {
+            return Ok(());
+        }
+        eprintln!(
+            "kina-init: an earlier kubeadm run that did not finish left {}; resetting before trying again",
+            found
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let reset = ["reset".to_string(), "--force".into()];
+        if let Err(e) = self.run_kubeadm(&tools.kubeadm, &reset, deadline, || Ok(())) {
+            eprintln!(
+                "kina-init: kubeadm reset: {} (kina-init clears its files itself)",
+                e.message
+            );
+        }
+        leftovers::clear(&self.paths).map_err(|e| {
+            failure(
+                format!("clearing what the earlier kubeadm run left: {e}"),
+                "the node's /etc/kubernetes and /var/lib must be writable; `kina node exec` in and remove the file named, or recreate the node",
+            )
+        })
     }
 
     /// `kubeadm join`, retried after `kubeadm reset` until it succeeds or
@@ -319,9 +366,13 @@ impl KubernetesPhase {
             // A retry needs time for `kubeadm reset`, a pause and a join:
             // without it, report this attempt's reason.
             let time_left = deadline.saturating_duration_since(Instant::now());
+            let pause = joined
+                .as_ref()
+                .err()
+                .map_or(JOIN_RETRY_PAUSE, |f| join_retry_pause(&f.message));
             match joined {
                 Ok(()) => return Ok(()),
-                Err(f) if time_left > JOIN_RETRY_PAUSE * 2 => {
+                Err(f) if time_left > pause + JOIN_RETRY_PAUSE => {
                     eprintln!(
                         "kina-init: join attempt {attempt} failed, retrying: {}",
                         f.message
@@ -338,7 +389,13 @@ impl KubernetesPhase {
                             e.message
                         );
                     }
-                    std::thread::sleep(JOIN_RETRY_PAUSE);
+                    if pause > JOIN_RETRY_PAUSE {
+                        eprintln!(
+                            "kina-init: this node's Node object is still Ready from the failed attempt; waiting {} s for the control plane to see it gone",
+                            pause.as_secs()
+                        );
+                    }
+                    std::thread::sleep(pause);
                 }
                 Err(f) => {
                     return Err(failure(
@@ -351,5 +408,23 @@ impl KubernetesPhase {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_join_refused_over_a_ready_node_waits_out_the_grace_period() {
+        // kubeadm's message (cmd/kubeadm/app/cmd/phases/join/kubelet.go).
+        let refused = "kubeadm join failed (exit status: 1); it said:\nerror execution phase kubelet-start: a Node with name \"kina-worker\" and status \"Ready\" already exists in the cluster. You must delete the existing Node or change the name of this new joining Node";
+        assert_eq!(join_retry_pause(refused), NODE_STILL_READY_PAUSE);
+        assert_eq!(
+            join_retry_pause(
+                "error execution phase preflight: couldn't validate the identity of the API Server"
+            ),
+            JOIN_RETRY_PAUSE
+        );
     }
 }

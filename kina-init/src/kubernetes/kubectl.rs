@@ -1,8 +1,8 @@
 //! The Kubernetes API as kina-init uses it: through the node image's own
-//! kubectl with one of kubeadm's kubeconfigs. A handful of reads and two
-//! writes (approve, label) every few seconds do not justify a Kubernetes
-//! client and TLS stack inside PID 1, and kubectl speaks whatever the
-//! cluster's version needs.
+//! kubectl with one of kubeadm's kubeconfigs. A handful of reads every few
+//! seconds and a rare write (approve, label, patch) do not justify a
+//! Kubernetes client and TLS stack inside PID 1, and kubectl speaks whatever
+//! the cluster's version needs.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -17,16 +17,35 @@ pub struct Kubectl {
     pub kubeconfig: PathBuf,
 }
 
+/// kubeadm's ClusterRoleBinding that makes admin.conf's group
+/// (`kubeadm:cluster-admins`, 1.29+) cluster-admin.
+pub const CLUSTER_ADMINS_BINDING: &str = "kubeadm:cluster-admins";
+
 impl Kubectl {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .arg("--request-timeout=10s")
+            .args(args);
+        cmd
+    }
+
     /// Runs kubectl; stdout on success, else what it said on stderr.
     pub fn run(&self, args: &[&str]) -> Result<Vec<u8>, String> {
-        let out = children::output(
-            Command::new(&self.program)
-                .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
-                .arg("--request-timeout=10s")
-                .args(args),
-        )
-        .map_err(|e| format!("running {}: {e}", self.program.display()))?;
+        let out = children::output(&mut self.command(args))
+            .map_err(|e| format!("running {}: {e}", self.program.display()))?;
+        Self::outcome(args, out)
+    }
+
+    /// `run` with `input` on kubectl's stdin (`-f -`): for objects that hold
+    /// secrets, which would show in the process list as arguments.
+    pub fn run_with_input(&self, args: &[&str], input: &[u8]) -> Result<Vec<u8>, String> {
+        let out = children::output_with_input(&mut self.command(args), input)
+            .map_err(|e| format!("running {}: {e}", self.program.display()))?;
+        Self::outcome(args, out)
+    }
+
+    fn outcome(args: &[&str], out: std::process::Output) -> Result<Vec<u8>, String> {
         if out.status.success() {
             Ok(out.stdout)
         } else {
@@ -46,9 +65,23 @@ impl Kubectl {
             .map_err(|e| format!("kubectl {}: output is not JSON: {e}", args.join(" ")))
     }
 
-    /// The API server answers its liveness endpoint.
-    pub fn api_answers(&self) -> bool {
-        self.kubeconfig.is_file() && self.run(&["get", "--raw", "/livez"]).is_ok()
+    /// The API server answers and this kubeconfig's credentials may read
+    /// kubeadm's `kubeadm:cluster-admins` binding. With admin.conf that is
+    /// true only once kubeadm has created the binding (`kubeadm init` does it
+    /// after the API server is up, in `initData.Client()`, cmd/kubeadm/app/
+    /// cmd/init.go, through `EnsureAdminClusterRoleBinding`); before, every
+    /// request with admin.conf is refused with 403.
+    pub fn admin_authorized(&self) -> bool {
+        self.kubeconfig.is_file()
+            && self
+                .run(&[
+                    "get",
+                    "clusterrolebinding",
+                    CLUSTER_ADMINS_BINDING,
+                    "-o",
+                    "name",
+                ])
+                .is_ok()
     }
 
     /// The node's `Ready` condition is `True`. A node's own credentials may

@@ -9,7 +9,6 @@
 //! `KUBELET_EXTRA_ARGS` (the user's, last so they win) from
 //! /etc/default/kubelet.
 
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 /// Where kubeadm and the kubelet keep their files, under a root directory
@@ -125,34 +124,6 @@ pub fn kubelet_args(paths: &KubeletPaths) -> Result<Vec<String>, String> {
     Ok(args)
 }
 
-/// Rewrites `--node-ip` in kubeadm's flags file when the node came back
-/// with another address (Apple's DHCP, a moved VM), so the Node object and
-/// the serving certificate follow the address; returns the old one.
-pub fn refresh_node_ip(paths: &KubeletPaths, ip: Ipv4Addr) -> Result<Option<String>, String> {
-    let path = paths.flags_env();
-    let args = read_env_var(&path, "KUBELET_KUBEADM_ARGS")?;
-    let mut old = None;
-    let updated: Vec<String> = args
-        .split_whitespace()
-        .map(|a| match a.strip_prefix("--node-ip=") {
-            Some(current) if current != ip.to_string() => {
-                old = Some(current.to_string());
-                format!("--node-ip={ip}")
-            }
-            _ => a.to_string(),
-        })
-        .collect();
-    if old.is_none() {
-        return Ok(None);
-    }
-    let text = format!("KUBELET_KUBEADM_ARGS={:?}\n", updated.join(" "));
-    let tmp = path.with_extension("env.tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| format!("rewriting {}: {e}", path.display()))?;
-    Ok(old)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,26 +172,6 @@ mod tests {
         let err = kubelet_args(&p).unwrap_err();
         assert!(err.contains("without a closing one"), "{err}");
         assert!(!p.kubelet_configured());
-    }
-
-    #[test]
-    fn a_changed_address_is_written_back_and_an_unchanged_one_is_left() {
-        let (_dir, p) = paths();
-        std::fs::write(
-            p.flags_env(),
-            "KUBELET_KUBEADM_ARGS=\"--node-ip=192.168.64.3 --v=2\"\n",
-        )
-        .unwrap();
-        let old = refresh_node_ip(&p, "192.168.64.7".parse().unwrap()).unwrap();
-        assert_eq!(old.as_deref(), Some("192.168.64.3"));
-        assert_eq!(
-            std::fs::read_to_string(p.flags_env()).unwrap(),
-            "KUBELET_KUBEADM_ARGS=\"--node-ip=192.168.64.7 --v=2\"\n"
-        );
-        assert_eq!(
-            refresh_node_ip(&p, "192.168.64.7".parse().unwrap()).unwrap(),
-            None
-        );
     }
 
     #[test]

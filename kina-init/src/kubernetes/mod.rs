@@ -4,23 +4,34 @@
 //! and kubeadm only warns when it cannot), then the node's readiness.
 //!
 //! The order is chosen so that nothing can lock a user out: the admin
-//! kubeconfig is published in the status as soon as the API server answers,
-//! before anything that may hang; the ptp CNI needs no API access, so pods
-//! network as soon as the kubelet runs; kubelet serving certificates are
-//! approved by kina-init's controller, so `kubectl logs` and `exec` work
+//! kubeconfig is published in the status as soon as it works (the API server
+//! answers and kubeadm has bound admin.conf's group), before anything that
+//! may hang; the ptp CNI needs no API access, so pods network as soon as the
+//! kubelet runs; kubelet serving certificates are approved by kina-init's
+//! controller from that same moment, so `kubectl logs` and `exec` work
 //! without a manual `kubectl certificate approve`.
+//!
+//! A first boot that finds what an earlier, unfinished kubeadm run left
+//! resets it first ([`leftovers`]); a restart at another address moves
+//! kubeadm's files to it before the kubelet starts ([`address_change`]).
 
+pub mod address_change;
+pub mod apiserver_cert;
 pub mod controller;
 pub mod csr_policy;
+mod files;
+pub mod join_token;
 mod kubeadm;
 pub mod kubeadm_config;
 pub mod kubectl;
 pub mod kubelet;
+pub mod leftovers;
 pub mod preflight;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,11 +41,14 @@ use kina_contract::status::{KubernetesStatus, PhaseId};
 use self::controller::Controller;
 use self::kubeadm_config::KubeVersion;
 use self::kubectl::Kubectl;
-use self::kubelet::{KubeletPaths, refresh_node_ip};
+use self::kubelet::KubeletPaths;
 pub use self::preflight::{REQUIRED_BINARIES, find_binaries, ignored_checks};
 use crate::boot::{BootContext, Phase, PhaseFailure};
 use crate::children;
 use crate::supervise::Supervisor;
+
+/// kina's kubeadm configuration, relative to the node's root.
+pub const KUBEADM_CONFIG: &str = "etc/kina/kubeadm.yaml";
 
 pub struct KubernetesPhase {
     /// `/` on a node; a scratch root in tests.
@@ -45,8 +59,11 @@ pub struct KubernetesPhase {
     pub uplink: String,
     /// The node's address; read from the uplink when `None`.
     pub node_ip: Option<Ipv4Addr>,
-    /// Start the control plane's controller (CSR approval, labels).
+    /// Start the control plane's controller (CSR approval, labels, the
+    /// join token).
     pub run_controller: bool,
+    /// Ends the controller's thread when set (tests; a node never sets it).
+    pub controller_stop: Arc<AtomicBool>,
     pub poll: Duration,
 }
 
@@ -73,6 +90,7 @@ struct Run {
 struct Progress {
     kubelet_started: bool,
     kubeconfig_published: bool,
+    controller_started: bool,
 }
 
 fn failure(message: impl Into<String>, hint: impl Into<String>) -> PhaseFailure {
@@ -91,6 +109,7 @@ impl KubernetesPhase {
             uplink: uplink.to_string(),
             node_ip: None,
             run_controller: true,
+            controller_stop: Arc::new(AtomicBool::new(false)),
             poll: Duration::from_millis(500),
         }
     }
@@ -104,7 +123,7 @@ impl KubernetesPhase {
     }
 
     fn config_file(&self) -> PathBuf {
-        self.paths.root.join("etc/kina/kubeadm.yaml")
+        self.paths.root.join(KUBEADM_CONFIG)
     }
 
     fn wait_until(&self, deadline: Instant, mut check: impl FnMut() -> bool) -> bool {
@@ -218,6 +237,7 @@ impl KubernetesPhase {
         let Run { k, tools, .. } = run;
         let config = self.write_kubeadm_config(ctx, k, run.version, run.node_ip)?;
         let role = &ctx.spec.role;
+        self.reset_leftovers(tools, run.deadline)?;
         match role {
             Role::ControlPlane => {
                 self.write_ca(k)?;
@@ -225,6 +245,9 @@ impl KubernetesPhase {
             }
             Role::Worker => self.join(tools, &config, k, run.deadline, progress)?,
         }
+        // The address kubeadm's files name, for a restart at another one.
+        address_change::record(&self.paths.root, run.node_ip)
+            .map_err(|e| failure(e, "the node's /var must be writable"))?;
         let marker = self.marker();
         std::fs::create_dir_all(marker.parent().unwrap_or(Path::new("/")))
             .and_then(|()| std::fs::write(&marker, format!("{} {role:?}\n", run.version)))
@@ -236,21 +259,59 @@ impl KubernetesPhase {
             })
     }
 
-    /// A node kubeadm has set up before: the kubelet starts again on its
-    /// own configuration, advertising the node's current address.
+    /// A node kubeadm has set up before: kubeadm's files are moved to the
+    /// node's current address if it changed, then the kubelet starts again
+    /// on its own configuration.
     fn restart(&self, run: &Run) -> Result<(), PhaseFailure> {
         let node_ip = run.node_ip;
-        if let Some(old) = refresh_node_ip(&self.paths, node_ip).map_err(|e| {
+        let moved = address_change::follow(&self.paths.root, node_ip).map_err(|e| {
             failure(
-                e,
-                "kubeadm's kubelet flags file is damaged; recreate the node",
+                format!("following the node's new address {node_ip}: {e}"),
+                "the files named are kubeadm's; if one is damaged, recreate the node",
             )
-        })? {
+        })?;
+        if let Some(m) = moved {
+            let from: Vec<String> = m.from.iter().map(ToString::to_string).collect();
             eprintln!(
-                "kina-init: node address changed from {old} to {node_ip}; the kubelet advertises the new one"
+                "kina-init: node address changed from {} to {node_ip}: rewrote {} file(s){}",
+                from.join(", "),
+                m.files.len(),
+                if m.certificate {
+                    " and re-issued the API server's serving certificate"
+                } else {
+                    ""
+                }
             );
         }
         self.start_kubelet(&run.tools.kubelet)
+    }
+
+    /// Starts the control plane's controller, once per boot.
+    fn start_controller_once(
+        &self,
+        admin: &Kubectl,
+        ctx: &BootContext,
+        progress: &mut Progress,
+    ) -> Result<(), PhaseFailure> {
+        if !self.run_controller || progress.controller_started {
+            return Ok(());
+        }
+        let mut controller = Controller::new(
+            admin.clone(),
+            self.paths.root.join(NODE_SPEC_PATH.trim_start_matches('/')),
+            ctx.spec.clone(),
+            ctx.spec.node_link(&self.uplink).to_string(),
+            ctx.status.clone(),
+        );
+        controller.stop = self.controller_stop.clone();
+        controller.spawn().map_err(|e| {
+            failure(
+                format!("starting the controller thread: {e}"),
+                "the node is out of resources",
+            )
+        })?;
+        progress.controller_started = true;
+        Ok(())
     }
 
     /// Control plane: waits for the API server (publishing the admin
@@ -267,7 +328,7 @@ impl KubernetesPhase {
         if !answered {
             return Err(failure(
                 format!(
-                    "the API server did not answer within {} s",
+                    "the API server did not let admin.conf in within {} s (it did not answer, or kubeadm had not bound the kubeadm:cluster-admins group)",
                     run.k.timeout_seconds
                 ),
                 format!(
@@ -276,23 +337,7 @@ impl KubernetesPhase {
                 ),
             ));
         }
-        if self.run_controller {
-            Controller::new(
-                run.admin.clone(),
-                PathBuf::from(NODE_SPEC_PATH),
-                ctx.spec.clone(),
-                ctx.spec.node_link(&self.uplink).to_string(),
-                ctx.status.clone(),
-            )
-            .spawn()
-            .map_err(|e| {
-                failure(
-                    format!("starting the controller thread: {e}"),
-                    "the node is out of resources",
-                )
-            })?;
-        }
-        Ok(())
+        self.start_controller_once(&run.admin, ctx, progress)
     }
 
     /// Waits for the node to be Ready, as `own` sees it; returns the
