@@ -13,7 +13,6 @@
 pub mod controller;
 pub mod csr_policy;
 mod kubeadm;
-pub mod kubeadm_config;
 pub mod kubectl;
 pub mod kubelet;
 pub mod preflight;
@@ -24,11 +23,11 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use kina_contract::kubeadm::KubeVersion;
 use kina_contract::node_spec::{KubernetesSettings, NODE_SPEC_PATH, Role};
 use kina_contract::status::{KubernetesStatus, PhaseId};
 
 use self::controller::Controller;
-use self::kubeadm_config::KubeVersion;
 use self::kubectl::Kubectl;
 use self::kubelet::{KubeletPaths, refresh_node_ip};
 pub use self::preflight::{REQUIRED_BINARIES, find_binaries, ignored_checks};
