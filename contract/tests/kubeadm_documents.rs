@@ -298,7 +298,8 @@ fn merge_patches_apply_before_json6902_in_order_and_by_kind_and_version() {
     };
     let err = apply_patch_sets(&mut docs, version, &cluster_set(&[], &[bad])).unwrap_err();
     assert!(
-        err.contains("cluster-level kubeadm JSON 6902 patch 1") && err.contains("InitConfiguration"),
+        err.contains("cluster-level kubeadm JSON 6902 patch 1")
+            && err.contains("InitConfiguration"),
         "{err}"
     );
 }

@@ -94,7 +94,10 @@ fn kinas_own_survive(docs: &[Value], what: &str) {
     if let Some(cluster) = docs.iter().find(|d| d["kind"] == "ClusterConfiguration") {
         let sans = cluster["apiServer"]["certSANs"].as_array().unwrap();
         for san in [NODE_IP, "127.0.0.1", "localhost", "192.168.1.5"] {
-            assert!(sans.contains(&json!(san)), "{what}: {san} lost from {sans:?}");
+            assert!(
+                sans.contains(&json!(san)),
+                "{what}: {san} lost from {sans:?}"
+            );
         }
         let cm = &cluster["controllerManager"]["extraArgs"];
         assert_eq!(arg(cm, "allocate-node-cidrs"), Some("false"), "{what}");
@@ -149,7 +152,12 @@ fn an_api_server_extra_args_map_merges_with_kinas_arguments() {
         }}),
     ];
     for version in VERSIONS {
-        let g = run(version, &node(Role::ControlPlane), &settings(merge.clone(), vec![])).unwrap();
+        let g = run(
+            version,
+            &node(Role::ControlPlane),
+            &settings(merge.clone(), vec![]),
+        )
+        .unwrap();
         kinas_own_survive(&g.docs, version);
         let api = &doc(&g.docs, "ClusterConfiguration")["apiServer"];
         let names: Vec<&str> = api["extraArgs"]
@@ -185,7 +193,12 @@ fn a_list_form_patch_updates_by_name_and_keeps_the_rest() {
         ]},
     })];
     for version in VERSIONS {
-        let g = run(version, &node(Role::ControlPlane), &settings(merge.clone(), vec![])).unwrap();
+        let g = run(
+            version,
+            &node(Role::ControlPlane),
+            &settings(merge.clone(), vec![]),
+        )
+        .unwrap();
         let cm = &doc(&g.docs, "ClusterConfiguration")["controllerManager"]["extraArgs"];
         assert_eq!(
             cm,
@@ -201,9 +214,11 @@ fn a_list_form_patch_updates_by_name_and_keeps_the_rest() {
 
 #[test]
 fn a_null_removes_only_the_argument_it_names() {
-    let merge = vec![json!({"kind": "ClusterConfiguration", "apiServer": {"extraArgs": {
-        "runtime-config": null, "feature-gates": null, "never-there": null,
-    }}})];
+    let merge = vec![
+        json!({"kind": "ClusterConfiguration", "apiServer": {"extraArgs": {
+            "runtime-config": null, "feature-gates": null, "never-there": null,
+        }}}),
+    ];
     let mut k = settings(merge, vec![]);
     k.runtime_config = [("api/alpha".to_string(), "false".to_string())].into();
     for version in VERSIONS {
@@ -220,11 +235,23 @@ fn cert_sans_are_added_to_kinas() {
         "certSANs": ["my-hostname", "127.0.0.1", "10.0.0.9"],
     }})];
     for version in VERSIONS {
-        let g = run(version, &node(Role::ControlPlane), &settings(merge.clone(), vec![])).unwrap();
+        let g = run(
+            version,
+            &node(Role::ControlPlane),
+            &settings(merge.clone(), vec![]),
+        )
+        .unwrap();
         kinas_own_survive(&g.docs, version);
         assert_eq!(
             doc(&g.docs, "ClusterConfiguration")["apiServer"]["certSANs"],
-            json!([NODE_IP, "127.0.0.1", "localhost", "192.168.1.5", "my-hostname", "10.0.0.9"]),
+            json!([
+                NODE_IP,
+                "127.0.0.1",
+                "localhost",
+                "192.168.1.5",
+                "my-hostname",
+                "10.0.0.9"
+            ]),
             "{version}"
         );
     }
@@ -261,7 +288,12 @@ fn json6902_patches_on_arguments_and_sans_apply_as_written() {
             kind_applies_v1beta3,
             "{version}"
         );
-        assert_eq!(g.notes.len(), usize::from(!kind_applies_v1beta3), "{version}: {:?}", g.notes);
+        assert_eq!(
+            g.notes.len(),
+            usize::from(!kind_applies_v1beta3),
+            "{version}: {:?}",
+            g.notes
+        );
     }
 }
 
@@ -273,7 +305,12 @@ fn a_v1beta3_merge_patch_applies_where_kind_would_write_v1beta3() {
         "apiServer": {"extraArgs": {"v": "2"}},
     })];
     for version in VERSIONS {
-        let g = run(version, &node(Role::ControlPlane), &settings(merge.clone(), vec![])).unwrap();
+        let g = run(
+            version,
+            &node(Role::ControlPlane),
+            &settings(merge.clone(), vec![]),
+        )
+        .unwrap();
         kinas_own_survive(&g.docs, version);
         let cluster = doc(&g.docs, "ClusterConfiguration");
         assert_eq!(cluster["apiVersion"], "kubeadm.k8s.io/v1beta4", "{version}");
@@ -319,13 +356,17 @@ fn an_undecodable_result_is_refused_naming_the_patch() {
     let version = "v1.35.8";
     let cp = node(Role::ControlPlane);
     // YAML's unquoted 4 is a number; kubeadm reads argument values as strings.
-    let number = vec![json!({"kind": "ClusterConfiguration", "apiServer": {"extraArgs": {"v": 4}}})];
+    let number =
+        vec![json!({"kind": "ClusterConfiguration", "apiServer": {"extraArgs": {"v": 4}}})];
     let err = run(version, &cp, &settings(number, vec![])).unwrap_err();
     assert!(
         err.starts_with("cluster-level kubeadm config patch 1 leaves ClusterConfiguration"),
         "{err}"
     );
-    assert!(err.contains("apiServer.extraArgs[1].value is a number"), "{err}");
+    assert!(
+        err.contains("apiServer.extraArgs[1].value is a number"),
+        "{err}"
+    );
     assert!(err.contains("quote it"), "{err}");
 
     // A JSON 6902 patch that turns the list back into a map.
@@ -348,7 +389,9 @@ fn an_undecodable_result_is_refused_naming_the_patch() {
         vec![json!({"kind": "InitConfiguration", "nodeRegistration": {"taints": "none"}})];
     let err = run(version, &cp2, &settings(vec![], vec![])).unwrap_err();
     assert!(
-        err.starts_with("node kina-control-plane's kubeadm config patch 1 leaves InitConfiguration"),
+        err.starts_with(
+            "node kina-control-plane's kubeadm config patch 1 leaves InitConfiguration"
+        ),
         "{err}"
     );
 
@@ -360,13 +403,17 @@ fn an_undecodable_result_is_refused_naming_the_patch() {
     })];
     let err = run(version, &cp, &settings(versioned_map, vec![])).unwrap_err();
     assert!(
-        err.contains("patch 1: apiServer.extraArgs is a map, but the patch names kubeadm.k8s.io/v1beta4"),
+        err.contains(
+            "patch 1: apiServer.extraArgs is a map, but the patch names kubeadm.k8s.io/v1beta4"
+        ),
         "{err}"
     );
 
     // On 1.30 (v1beta3) a list-form patch replaces the map, which kubeadm
     // 1.30 cannot read.
-    let list = vec![json!({"kind": "ClusterConfiguration", "apiServer": {"extraArgs": [{"name": "v", "value": "4"}]}})];
+    let list = vec![
+        json!({"kind": "ClusterConfiguration", "apiServer": {"extraArgs": [{"name": "v", "value": "4"}]}}),
+    ];
     let err = run("v1.30.14", &cp, &settings(list, vec![])).unwrap_err();
     assert!(err.contains("in v1beta3 arguments are a map"), "{err}");
 
@@ -383,11 +430,20 @@ fn an_undecodable_result_is_refused_naming_the_patch() {
 #[test]
 fn unknown_fields_are_noted_as_kubeadm_warns_about_them() {
     // kubeadm warns about fields it does not know and goes on.
-    let merge = vec![json!({"kind": "ClusterConfiguration", "apiServer": {"timeoutForControlPlane": "10m"}})];
-    let g = run("v1.36.4", &node(Role::ControlPlane), &settings(merge, vec![])).unwrap();
+    let merge = vec![
+        json!({"kind": "ClusterConfiguration", "apiServer": {"timeoutForControlPlane": "10m"}}),
+    ];
+    let g = run(
+        "v1.36.4",
+        &node(Role::ControlPlane),
+        &settings(merge, vec![]),
+    )
+    .unwrap();
     assert_eq!(g.notes.len(), 1, "{:?}", g.notes);
     assert!(
-        g.notes[0].contains("`apiServer.timeoutForControlPlane` is not a field of kubeadm.k8s.io/v1beta4"),
+        g.notes[0].contains(
+            "`apiServer.timeoutForControlPlane` is not a field of kubeadm.k8s.io/v1beta4"
+        ),
         "{:?}",
         g.notes
     );

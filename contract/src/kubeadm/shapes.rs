@@ -48,7 +48,10 @@ const STRINGS: Shape = List(&Str);
 const TYPE_META: [(&str, Shape); 2] = [("apiVersion", Str), ("kind", Str)];
 
 const ARGS_V1BETA3: Shape = Map(&Str);
-const ARGS_V1BETA4: Shape = List(&Fields("{name, value} pairs", &[("name", Str), ("value", Str)]));
+const ARGS_V1BETA4: Shape = List(&Fields(
+    "{name, value} pairs",
+    &[("name", Str), ("value", Str)],
+));
 
 const TAINTS: Shape = List(&Fields(
     "taints",
@@ -691,7 +694,9 @@ mod tests {
 
     #[test]
     fn go_durations_are_read_as_go_reads_them() {
-        for ok in ["0", "300s", "4m0s", "1h30m", "1.5h", "-2m", "250ms", "10us", "3µs"] {
+        for ok in [
+            "0", "300s", "4m0s", "1h30m", "1.5h", "-2m", "250ms", "10us", "3µs",
+        ] {
             assert!(is_go_duration(ok), "{ok}");
         }
         for bad in ["", "5", "5 m", "5min", "1..5s", "m", "s5", "1.5"] {
@@ -717,7 +722,11 @@ mod tests {
         assert_eq!(checked.errors.len(), 3, "{:?}", checked.errors);
         assert!(checked.errors[0].starts_with("apiServer.certSANs[1] is a number where kubeadm.k8s.io/v1beta4 reads a string (quote it"), "{:?}", checked.errors);
         assert!(checked.errors[1].contains("apiServer.extraArgs is a map where kubeadm.k8s.io/v1beta4 reads a list of {name, value} pairs"), "{:?}", checked.errors);
-        assert!(checked.errors[2].starts_with("featureGates.Foo is a string where"), "{:?}", checked.errors);
+        assert!(
+            checked.errors[2].starts_with("featureGates.Foo is a string where"),
+            "{:?}",
+            checked.errors
+        );
         // The same map is v1beta3's shape.
         let mut v3 = json!({
             "apiVersion": "kubeadm.k8s.io/v1beta3",
@@ -740,6 +749,8 @@ mod tests {
         let checked = check(&doc);
         assert!(checked.unknown.is_empty());
         assert_eq!(checked.errors.len(), 1);
-        assert!(checked.errors[0].starts_with("maxPods is a string where kubelet.config.k8s.io/v1beta1 reads a whole number"));
+        assert!(checked.errors[0].starts_with(
+            "maxPods is a string where kubelet.config.k8s.io/v1beta1 reads a whole number"
+        ));
     }
 }

@@ -400,6 +400,14 @@ impl ClusterPlan {
             kubeadm_config_patches_json6902: json6902,
             cluster_interface: interfaces.cluster_interface,
             stop_after: self.stop_after.clone(),
+            // kind's `nodes[].labels`, which kina-init gives the kubelet as
+            // `node-labels` (as kind's kubeadm template does).
+            node_labels: config
+                .cluster
+                .nodes
+                .get(index)
+                .map(|n| n.labels.clone())
+                .unwrap_or_default(),
         })
     }
 
