@@ -807,6 +807,30 @@ nodes:
     }
 
     #[test]
+    fn kinds_node_labels_reach_that_nodes_spec_only() {
+        let text = THREE.replacen(
+            "- role: worker\n",
+            "- role: worker\n  labels:\n    ingress-ready: \"true\"\n    tier: web\n",
+            1,
+        );
+        let (config, plan) = plan_of(&text, None);
+        let labels = |i| {
+            plan.node_spec(i, &config, None, NodeInterfaces::default())
+                .unwrap()
+                .node_labels
+        };
+        assert!(labels(0).is_empty());
+        assert_eq!(
+            labels(1).into_iter().collect::<Vec<_>>(),
+            [
+                ("ingress-ready".to_string(), "true".to_string()),
+                ("tier".to_string(), "web".to_string())
+            ]
+        );
+        assert!(labels(2).is_empty());
+    }
+
+    #[test]
     fn nodes_join_the_control_plane_by_address_only_when_addresses_are_fixed() {
         let (config, mut plan) = plan_of(THREE, Some("v1.34.2"));
         let secrets = crate::cluster_secrets::generate("kina").unwrap();
