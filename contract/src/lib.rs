@@ -6,6 +6,7 @@ pub mod cidr;
 pub mod exec;
 pub mod initramfs;
 pub mod kernel;
+pub mod kubeadm;
 pub mod kubernetes_spec;
 pub mod node_spec;
 pub mod role;

@@ -5,6 +5,8 @@
 //! environment, which the host can list), so the secrets added by later
 //! schema versions (bootstrap token, PKI) stay private.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 pub use crate::kubernetes_spec::{
@@ -69,6 +71,11 @@ pub struct NodeSpec {
     /// [`NodeSpec::stop_after_phase`] reads it typed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_after: Option<String>,
+    /// kind's `nodes[].labels`: the labels the kubelet registers the node
+    /// with (its `node-labels` flag). Absent in specs written before kina
+    /// carried them, which therefore still read.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_labels: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +134,7 @@ impl NodeSpec {
             kubeadm_config_patches_json6902: vec![],
             cluster_interface: None,
             stop_after: None,
+            node_labels: BTreeMap::new(),
         }
     }
 

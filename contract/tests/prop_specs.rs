@@ -196,6 +196,7 @@ fn node_specs() -> impl Strategy<Value = NodeSpec> {
             (text(), text()).prop_map(|(device, address)| ClusterInterface { device, address }),
         ),
         prop::option::of(prop::sample::select(PhaseId::ALL.to_vec()).prop_map(|p| p.to_string())),
+        prop::collection::btree_map(text(), text(), 0..3),
     )
         .prop_map(
             |(
@@ -208,6 +209,7 @@ fn node_specs() -> impl Strategy<Value = NodeSpec> {
                 kubeadm_config_patches_json6902,
                 cluster_interface,
                 stop_after,
+                node_labels,
             )| NodeSpec {
                 version: NODE_SPEC_VERSION,
                 name,
@@ -222,6 +224,7 @@ fn node_specs() -> impl Strategy<Value = NodeSpec> {
                 kubeadm_config_patches_json6902,
                 cluster_interface,
                 stop_after,
+                node_labels,
             },
         )
 }
@@ -237,7 +240,7 @@ fn wrong_type(field: &str) -> Value {
             Value::from("x")
         }
         "kubeadm_config_patches" => Value::from(true),
-        "kubernetes" | "interface" | "cluster_interface" => Value::from(3),
+        "kubernetes" | "interface" | "cluster_interface" | "node_labels" => Value::from(3),
         _ => Value::from(false),
     }
 }
@@ -257,6 +260,7 @@ fn spec_field_names() -> Vec<&'static str> {
         "kubeadm_config_patches_json6902",
         "cluster_interface",
         "stop_after",
+        "node_labels",
     ]
 }
 

@@ -426,6 +426,14 @@ pub struct UpArgs {
     /// Do not merge the kubeconfig into the kubectl's file.
     #[arg(long)]
     pub kubeconfig_skip: bool,
+    /// Print, for each node, the kubeadm configuration kina-init would
+    /// write (after every patch) and the kubelet flags, and create nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: the Kubernetes release to show it for (1.NN or
+    /// v1.NN.P); default: the image's.
+    #[arg(long, requires = "dry_run", value_name = "VERSION")]
+    pub kubernetes_version: Option<String>,
 }
 
 /// The image `kina up` uses when neither --image nor the config names one:

@@ -400,6 +400,14 @@ impl ClusterPlan {
             kubeadm_config_patches_json6902: json6902,
             cluster_interface: interfaces.cluster_interface,
             stop_after: self.stop_after.clone(),
+            // kind's `nodes[].labels`, which kina-init gives the kubelet as
+            // `node-labels` (as kind's kubeadm template does).
+            node_labels: config
+                .cluster
+                .nodes
+                .get(index)
+                .map(|n| n.labels.clone())
+                .unwrap_or_default(),
         })
     }
 
@@ -796,6 +804,30 @@ nodes:
             .node_spec(0, &config, None, NodeInterfaces::default())
             .unwrap_err();
         assert!(err.to_string().contains("secrets"), "{err}");
+    }
+
+    #[test]
+    fn kinds_node_labels_reach_that_nodes_spec_only() {
+        let text = THREE.replacen(
+            "- role: worker\n",
+            "- role: worker\n  labels:\n    ingress-ready: \"true\"\n    tier: web\n",
+            1,
+        );
+        let (config, plan) = plan_of(&text, None);
+        let labels = |i| {
+            plan.node_spec(i, &config, None, NodeInterfaces::default())
+                .unwrap()
+                .node_labels
+        };
+        assert!(labels(0).is_empty());
+        assert_eq!(
+            labels(1).into_iter().collect::<Vec<_>>(),
+            [
+                ("ingress-ready".to_string(), "true".to_string()),
+                ("tier".to_string(), "web".to_string())
+            ]
+        );
+        assert!(labels(2).is_empty());
     }
 
     #[test]

@@ -188,7 +188,7 @@ mod tests {
              image-endpoint: unix:///run/containerd/containerd.sock\n"
         );
         // The same socket kubelet is given.
-        assert!(text.contains(crate::kubernetes::kubeadm_config::CRI_SOCKET));
+        assert!(text.contains(kina_contract::kubeadm::CRI_SOCKET));
         // A restarted kina-init rewrites it in place.
         write_crictl_config(root.path()).unwrap();
         assert_eq!(

@@ -11,9 +11,9 @@ use std::process::{Command, Stdio};
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
+use kina_contract::kubeadm::{self as kubeadm_config, Inputs, KubeVersion};
 use kina_contract::node_spec::KubernetesSettings;
 
-use super::kubeadm_config::{self, Inputs, KubeVersion};
 use super::kubectl::Kubectl;
 use super::kubelet::kubelet_args;
 use super::preflight::{ignored_checks, kernel_config_found, node_resources};

@@ -22,7 +22,6 @@ pub mod csr_policy;
 mod files;
 pub mod join_token;
 mod kubeadm;
-pub mod kubeadm_config;
 pub mod kubectl;
 pub mod kubelet;
 pub mod leftovers;
@@ -35,11 +34,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use kina_contract::kubeadm::KubeVersion;
 use kina_contract::node_spec::{KubernetesSettings, NODE_SPEC_PATH, Role};
 use kina_contract::status::{KubernetesStatus, PhaseId};
 
 use self::controller::Controller;
-use self::kubeadm_config::KubeVersion;
 use self::kubectl::Kubectl;
 use self::kubelet::KubeletPaths;
 pub use self::preflight::{REQUIRED_BINARIES, find_binaries, ignored_checks};

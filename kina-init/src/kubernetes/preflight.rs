@@ -3,9 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use kina_contract::kubeadm::IgnoredCheck;
 use kina_contract::node_spec::Role;
-
-use super::kubeadm_config::IgnoredCheck;
 
 /// The programs the phase runs, all from the node image.
 pub const REQUIRED_BINARIES: [&str; 3] = ["kubeadm", "kubelet", "kubectl"];

@@ -10,6 +10,7 @@ use kina_contract::status::PhaseId;
 
 use super::parse_wait;
 use crate::cli::UpArgs;
+use crate::cluster::dry_run::{DryRunRequest, dry_run, parse_kubernetes_version, render};
 use crate::cluster::kubeconfig::KubeconfigFiles;
 use crate::cluster::progress::Steps;
 use crate::cluster::up::{UpRequest, up};
@@ -100,6 +101,69 @@ fn watch_interrupt() -> anyhow::Result<tokio::signal::unix::Signal> {
         .context("watching for Ctrl-C")
 }
 
+/// The Kubernetes release `--dry-run` shows: `--kubernetes-version`, else
+/// the image's label when the image is in the local store (the store is
+/// only read: a dry run creates nothing, not even an empty store).
+fn dry_run_version(
+    args: &UpArgs,
+    dirs: &KinaDirs,
+    image: &str,
+    arch: Arch,
+) -> anyhow::Result<(kina_contract::kubeadm::KubeVersion, String)> {
+    if let Some(text) = &args.kubernetes_version {
+        let (version, exact) = parse_kubernetes_version(text)?;
+        let source = if exact {
+            "--kubernetes-version".to_string()
+        } else {
+            format!(
+                "--kubernetes-version {text}; a node writes its image's exact release where this shows {version}"
+            )
+        };
+        return Ok((version, source));
+    }
+    let hint = "pass --kubernetes-version 1.NN to see the configuration for a Kubernetes release";
+    if !dirs.images().join("oci-layout").is_file() {
+        bail!(
+            "there is no local image store at {} to read {image}'s Kubernetes release from; {hint}",
+            dirs.images().display()
+        );
+    }
+    let label = image_kubernetes(dirs, image, arch)
+        .with_context(|| format!("reading {image}'s Kubernetes release; {hint}"))?;
+    let Some(label) = label else {
+        bail!("{image} carries no Kubernetes (a base image: its nodes run no kubeadm); {hint}");
+    };
+    let version = kina_contract::kubeadm::KubeVersion::parse(&label)
+        .map_err(|e| anyhow::anyhow!("{image}'s label {KUBERNETES_LABEL}: {e}; {hint}"))?;
+    Ok((version, format!("{image}'s {KUBERNETES_LABEL} label")))
+}
+
+/// `up --dry-run`: prints what kubeadm would get on each node.
+fn run_dry(
+    args: &UpArgs,
+    config: &ClusterConfig,
+    name: String,
+    dirs: &KinaDirs,
+) -> anyhow::Result<()> {
+    let kind = args.provider.unwrap_or_else(ProviderKind::host_default);
+    let arch = node_arch(args.platform.as_deref())?;
+    let image = cluster_image(config, &args.image)?;
+    let (kubernetes_version, version_source) = dry_run_version(args, dirs, &image, arch)?;
+    // `of`, not `for_up`: nothing is asked of Apple's CLI and no kernel is
+    // looked for.
+    let provider = AnyProvider::of(kind, dirs);
+    let request = DryRunRequest {
+        name,
+        config,
+        image,
+        kubernetes_version,
+        version_source,
+        cwd: std::env::current_dir().context("reading the current directory")?,
+    };
+    print!("{}", render(&dry_run(&provider, dirs, &request)?));
+    Ok(())
+}
+
 pub async fn run(args: UpArgs, dirs: &KinaDirs, quiet: bool) -> anyhow::Result<()> {
     let config = match &args.config {
         Some(path) => ClusterConfig::load(path)?,
@@ -110,6 +174,9 @@ pub async fn run(args: UpArgs, dirs: &KinaDirs, quiet: bool) -> anyhow::Result<(
         .name
         .clone()
         .unwrap_or_else(|| config.name().to_string());
+    if args.dry_run {
+        return run_dry(&args, &config, name, dirs);
+    }
     // Before any provider is asked anything: a name one provider cannot use
     // is refused on all of them.
     crate::cluster_name::check(&name).map_err(anyhow::Error::msg)?;

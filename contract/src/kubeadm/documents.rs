@@ -1,99 +1,34 @@
-//! The kubeadm configuration kina-init writes for the Kubernetes version in
-//! the node image, then the cluster's kubeadm patches on top.
+//! The kubeadm documents kina-init writes for a node: InitConfiguration,
+//! ClusterConfiguration, KubeletConfiguration and KubeProxyConfiguration
+//! on the control plane, JoinConfiguration on a worker; then the cluster's
+//! and the node's patches on top ([`generate`]).
 //!
 //! Documents are built as JSON values (JSON is YAML, and kubeadm reads each
 //! `---` document as YAML), so kina-init needs no YAML library and patches
 //! apply to the same values kubeadm will read.
-//!
-//! API versions (kubeadm's own release notes): `kubeadm.k8s.io/v1beta4` is
-//! served from 1.31 and is the only one 1.36 accepts (v1beta3 was removed);
-//! 1.30 only takes v1beta3. v1beta4 turned every `extraArgs` and
-//! `kubeletExtraArgs` map into a list of `{name, value}` and moved the
-//! discovery timeout into `timeouts`.
 
 use std::net::Ipv4Addr;
 
-use kina_contract::node_spec::{Json6902Patch, KubeProxyMode, KubernetesSettings, NodeSpec, Role};
 use serde_json::{Map, Value, json};
+
+use super::merge::{PatchSet, apply_patch_sets};
+use super::version::{ApiVersion, KubeVersion};
+use crate::kubernetes_spec::{KubeProxyMode, KubernetesSettings};
+use crate::node_spec::NodeSpec;
+use crate::role::Role;
 
 /// The CRI socket kina-init's containerd phase serves.
 pub const CRI_SOCKET: &str = "unix:///run/containerd/containerd.sock";
 
-/// Oldest minor kina generates configuration for.
-pub const OLDEST_MINOR: u32 = 30;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct KubeVersion {
-    pub major: u32,
-    pub minor: u32,
-    pub patch: u32,
-}
-
-impl KubeVersion {
-    /// Reads `kubeadm version -o short` output such as `v1.36.4`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let t = text.trim();
-        let core = t.strip_prefix('v').unwrap_or(t);
-        let core = core.split(['-', '+']).next().unwrap_or(core);
-        let mut parts = core.split('.').map(str::parse::<u32>);
-        match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some(Ok(major)), Some(Ok(minor)), Some(Ok(patch)), None) => Ok(Self {
-                major,
-                minor,
-                patch,
-            }),
-            _ => Err(format!("`{t}` is not a Kubernetes version like v1.36.4")),
-        }
-    }
-}
-
-impl std::fmt::Display for KubeVersion {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "v{}.{}.{}", self.major, self.minor, self.patch)
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ApiVersion {
-    V1Beta3,
-    V1Beta4,
-}
-
-impl ApiVersion {
-    pub fn for_version(v: KubeVersion) -> Result<Self, String> {
-        match (v.major, v.minor) {
-            (1, m) if m < OLDEST_MINOR => Err(format!(
-                "Kubernetes {v} is older than kina supports (1.{OLDEST_MINOR} or newer)"
-            )),
-            (1, 30) => Ok(Self::V1Beta3),
-            (1, _) => Ok(Self::V1Beta4),
-            _ => Err(format!("Kubernetes {v}: kina knows only the 1.x line")),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::V1Beta3 => "kubeadm.k8s.io/v1beta3",
-            Self::V1Beta4 => "kubeadm.k8s.io/v1beta4",
-        }
-    }
-
-    /// `extraArgs`/`kubeletExtraArgs` in this API version's shape.
-    fn args(self, args: &[(&str, String)]) -> Value {
-        match self {
-            Self::V1Beta3 => Value::Object(
-                args.iter()
-                    .map(|(k, v)| (k.to_string(), Value::String(v.clone())))
-                    .collect(),
-            ),
-            Self::V1Beta4 => Value::Array(
-                args.iter()
-                    .map(|(k, v)| json!({"name": k, "value": v}))
-                    .collect(),
-            ),
-        }
-    }
-}
+/// The kinds of document kina generates; a patch for any other kind could
+/// never apply (a typo, or a kind kina does not write).
+pub const PATCHABLE_KINDS: [&str; 5] = [
+    "InitConfiguration",
+    "ClusterConfiguration",
+    "JoinConfiguration",
+    "KubeletConfiguration",
+    "KubeProxyConfiguration",
+];
 
 /// A preflight check kina-init tells kubeadm to ignore, and why; only checks
 /// that cannot pass on this node are listed, never `all`.
@@ -112,19 +47,67 @@ pub struct Inputs<'a> {
     pub ignored_checks: &'a [IgnoredCheck],
 }
 
+/// A node's documents after every patch, and what a user should know about
+/// them that is not an error (kubeadm's warnings, patches that matched
+/// nothing).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Generated {
+    pub docs: Vec<Value>,
+    pub notes: Vec<String>,
+}
+
+/// `extraArgs`/`kubeletExtraArgs` in `api`'s shape.
+fn args(api: ApiVersion, args: &[(&str, String)]) -> Value {
+    match api {
+        ApiVersion::V1Beta3 => Value::Object(
+            args.iter()
+                .map(|(k, v)| (k.to_string(), Value::String(v.clone())))
+                .collect(),
+        ),
+        ApiVersion::V1Beta4 => Value::Array(
+            args.iter()
+                .map(|(k, v)| json!({"name": k, "value": v}))
+                .collect(),
+        ),
+    }
+}
+
+/// A duration as kubeadm reads it (Go's `time.ParseDuration`).
+fn seconds(n: u64) -> String {
+    format!("{n}s")
+}
+
 impl Inputs<'_> {
     fn api(&self) -> Result<ApiVersion, String> {
         ApiVersion::for_version(self.version)
+    }
+
+    /// kina's own kubelet flags: the node IP (else the kubelet takes the
+    /// default route's address, which on QEMU is 10.0.2.15 on every node)
+    /// and kind's `nodes[].labels` as `node-labels`, written the way kind's
+    /// template writes them (`key=value,...`; kind's
+    /// `hashMapLabelsToCommaSeparatedLabels`). A user's patch naming
+    /// `node-labels` replaces them, as it does in kind, where the template's
+    /// entry is merged by name like any other.
+    fn kubelet_args(&self) -> Vec<(&'static str, String)> {
+        let mut list = vec![("node-ip", self.node_ip.to_string())];
+        if !self.spec.node_labels.is_empty() {
+            let labels: Vec<String> = self
+                .spec
+                .node_labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            list.push(("node-labels", labels.join(",")));
+        }
+        list
     }
 
     fn node_registration(&self, api: ApiVersion) -> Map<String, Value> {
         let mut reg = Map::new();
         reg.insert("name".into(), json!(self.spec.name));
         reg.insert("criSocket".into(), json!(CRI_SOCKET));
-        reg.insert(
-            "kubeletExtraArgs".into(),
-            api.args(&[("node-ip", self.node_ip.to_string())]),
-        );
+        reg.insert("kubeletExtraArgs".into(), args(api, &self.kubelet_args()));
         if !self.ignored_checks.is_empty() {
             reg.insert(
                 "ignorePreflightErrors".into(),
@@ -140,6 +123,22 @@ impl Inputs<'_> {
             let list: Vec<String> = gates.iter().map(|(k, v)| format!("{k}={v}")).collect();
             ("feature-gates", list.join(","))
         })
+    }
+
+    /// kina's budget for the phase (`timeout_seconds`). kubeadm's own waits
+    /// default to 4-5 minutes (its constants.go), less than kina's budget on
+    /// an emulated or loaded node, where kubeadm would then give up while
+    /// kina still waits: they get the whole budget, and kina-init's
+    /// deadline ends kubeadm when the budget is spent.
+    fn budget(&self) -> u64 {
+        self.kubernetes.timeout_seconds
+    }
+
+    /// A join's discovery gets half the budget: kina-init retries a failed
+    /// join, and a first attempt stuck in discovery must leave time for the
+    /// next one.
+    fn discovery_budget(&self) -> u64 {
+        (self.budget() / 2).max(1)
     }
 }
 
@@ -183,6 +182,17 @@ pub fn init_documents(inputs: &Inputs) -> Result<Vec<Value>, String> {
     if k.kube_proxy_mode == KubeProxyMode::None {
         init.insert("skipPhases".into(), json!(["addon/kube-proxy"]));
     }
+    // init waits for the kubelet (kubelet-start) and for the static pods
+    // (wait-control-plane); v1beta3 can only lengthen the second.
+    if api == ApiVersion::V1Beta4 {
+        init.insert(
+            "timeouts".into(),
+            json!({
+                "controlPlaneComponentHealthCheck": seconds(inputs.budget()),
+                "kubeletHealthCheck": seconds(inputs.budget()),
+            }),
+        );
+    }
 
     let mut sans = vec![
         inputs.node_ip.to_string(),
@@ -215,12 +225,18 @@ pub fn init_documents(inputs: &Inputs) -> Result<Vec<Value>, String> {
     let mut api_server = Map::new();
     api_server.insert("certSANs".into(), json!(sans));
     if !api_server_args.is_empty() {
-        api_server.insert("extraArgs".into(), api.args(&api_server_args));
+        api_server.insert("extraArgs".into(), args(api, &api_server_args));
     }
-    let component = |args: &[(&str, String)]| {
+    if api == ApiVersion::V1Beta3 {
+        api_server.insert(
+            "timeoutForControlPlane".into(),
+            json!(seconds(inputs.budget())),
+        );
+    }
+    let component = |list: &[(&str, String)]| {
         let mut c = Map::new();
-        if !args.is_empty() {
-            c.insert("extraArgs".into(), api.args(args));
+        if !list.is_empty() {
+            c.insert("extraArgs".into(), args(api, list));
         }
         Value::Object(c)
     };
@@ -249,7 +265,7 @@ pub fn init_documents(inputs: &Inputs) -> Result<Vec<Value>, String> {
 
 /// `kubeadm join`'s JoinConfiguration; joining nodes take the kubelet and
 /// kube-proxy configuration the control plane uploaded.
-pub fn join_documents(inputs: &Inputs, timeout_seconds: u64) -> Result<Vec<Value>, String> {
+pub fn join_documents(inputs: &Inputs) -> Result<Vec<Value>, String> {
     let api = inputs.api()?;
     let k = inputs.kubernetes;
     let token = k
@@ -260,7 +276,7 @@ pub fn join_documents(inputs: &Inputs, timeout_seconds: u64) -> Result<Vec<Value
         .ca_cert_hash
         .as_ref()
         .ok_or("the node spec gives no kubernetes.ca_cert_hash to pin the cluster CA")?;
-    let timeout = format!("{timeout_seconds}s");
+    let discovery_timeout = seconds(inputs.discovery_budget());
     let mut discovery = json!({
         "bootstrapToken": {
             "token": token.expose(),
@@ -273,10 +289,19 @@ pub fn join_documents(inputs: &Inputs, timeout_seconds: u64) -> Result<Vec<Value
     join.insert("kind".into(), json!("JoinConfiguration"));
     match api {
         ApiVersion::V1Beta3 => {
-            discovery["timeout"] = json!(timeout);
+            discovery["timeout"] = json!(discovery_timeout);
         }
         ApiVersion::V1Beta4 => {
-            join.insert("timeouts".into(), json!({"discovery": timeout}));
+            // join discovers the cluster, then waits for the kubelet's
+            // health and its TLS bootstrap (kubelet-start).
+            join.insert(
+                "timeouts".into(),
+                json!({
+                    "discovery": discovery_timeout,
+                    "kubeletHealthCheck": seconds(inputs.budget()),
+                    "tlsBootstrap": seconds(inputs.budget()),
+                }),
+            );
         }
     }
     join.insert("discovery".into(), discovery);
@@ -339,106 +364,6 @@ fn kube_proxy_document(inputs: &Inputs) -> Value {
     doc
 }
 
-/// The kinds of document kina generates; a patch for any other kind could
-/// never apply (a typo, or a kind kina does not write).
-pub const PATCHABLE_KINDS: [&str; 5] = [
-    "InitConfiguration",
-    "ClusterConfiguration",
-    "JoinConfiguration",
-    "KubeletConfiguration",
-    "KubeProxyConfiguration",
-];
-
-/// Applies the cluster's patches the way kind does: to each document, every
-/// merge patch (RFC 7386) whose `kind` matches (and `apiVersion`, when the
-/// patch names one) in order, then every matching JSON 6902 patch. The
-/// patches are cluster-wide, so a patch for InitConfiguration simply does
-/// not apply on a worker; a patch for a kind kina never writes is an error
-/// instead of being dropped without a word.
-pub fn apply_patches(
-    docs: &mut [Value],
-    merge: &[Value],
-    json6902: &[Json6902Patch],
-) -> Result<(), String> {
-    for (i, patch) in merge.iter().enumerate() {
-        match patch.get("kind").and_then(Value::as_str) {
-            Some(kind) if PATCHABLE_KINDS.contains(&kind) => {}
-            Some(kind) => {
-                return Err(format!(
-                    "kubeadm config patch {} is for kind {kind}, which kina does not write (it writes {})",
-                    i + 1,
-                    PATCHABLE_KINDS.join(", ")
-                ));
-            }
-            None => {
-                return Err(format!(
-                    "kubeadm config patch {} has no `kind`: kina cannot tell which document it patches",
-                    i + 1
-                ));
-            }
-        }
-    }
-    if let Some((i, p)) = json6902
-        .iter()
-        .enumerate()
-        .find(|(_, p)| !PATCHABLE_KINDS.contains(&p.kind.as_str()))
-    {
-        return Err(format!(
-            "kubeadm JSON 6902 patch {} is for kind {}, which kina does not write (it writes {})",
-            i + 1,
-            p.kind,
-            PATCHABLE_KINDS.join(", ")
-        ));
-    }
-    for doc in docs.iter_mut() {
-        let kind = doc["kind"].as_str().unwrap_or_default().to_string();
-        let api_version = doc["apiVersion"].as_str().unwrap_or_default().to_string();
-        for patch in merge {
-            let patch_kind = patch
-                .get("kind")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let version_ok = patch
-                .get("apiVersion")
-                .and_then(Value::as_str)
-                .is_none_or(|v| v == api_version);
-            if patch_kind == kind && version_ok {
-                json_patch::merge(doc, patch);
-            }
-        }
-        for (i, patch) in json6902.iter().enumerate() {
-            let want = if patch.group.is_empty() {
-                patch.version.clone()
-            } else {
-                format!("{}/{}", patch.group, patch.version)
-            };
-            if patch.kind == kind && (patch.version.is_empty() || want == api_version) {
-                let ops: json_patch::Patch =
-                    serde_json::from_value(patch.patch.clone()).map_err(|e| {
-                        format!(
-                            "kubeadm JSON 6902 patch {} for {}: not a JSON patch: {e}",
-                            i + 1,
-                            patch.kind
-                        )
-                    })?;
-                json_patch::patch(doc, &ops).map_err(|e| {
-                    format!(
-                        "kubeadm JSON 6902 patch {} does not apply to {kind}: {e}",
-                        i + 1
-                    )
-                })?;
-            }
-        }
-    }
-    // The generated documents must keep their identity.
-    for doc in docs.iter() {
-        if doc["kind"].as_str().is_none() || doc["apiVersion"].as_str().is_none() {
-            return Err("a kubeadm config patch removed a document's kind or apiVersion".into());
-        }
-    }
-    Ok(())
-}
-
 /// The documents as one multi-document YAML file.
 pub fn render(docs: &[Value]) -> String {
     docs.iter()
@@ -448,25 +373,74 @@ pub fn render(docs: &[Value]) -> String {
         + "\n"
 }
 
-/// The documents for this node's role, patched.
-pub fn for_node(inputs: &Inputs) -> Result<Vec<Value>, String> {
+/// The documents for this node's role, patched, with what the patching
+/// noted. kind's order: the cluster's patches (merge, then JSON 6902),
+/// then the node's own; the result is checked against the field shapes of
+/// each document's API version, so a patch kubeadm could not decode is an
+/// error naming it before kubeadm runs.
+pub fn generate(inputs: &Inputs) -> Result<Generated, String> {
     let mut docs = match inputs.spec.role {
         Role::ControlPlane => init_documents(inputs)?,
-        Role::Worker => join_documents(inputs, inputs.kubernetes.timeout_seconds)?,
+        Role::Worker => join_documents(inputs)?,
     };
-    // kind's order: the cluster's patches (merge, then JSON 6902), then
-    // the node's own.
-    apply_patches(
-        &mut docs,
-        &inputs.kubernetes.kubeadm_config_patches,
-        &inputs.kubernetes.kubeadm_config_patches_json6902,
-    )
-    .map_err(|e| format!("cluster-level {e}"))?;
-    apply_patches(
-        &mut docs,
-        &inputs.spec.kubeadm_config_patches,
-        &inputs.spec.kubeadm_config_patches_json6902,
-    )
-    .map_err(|e| format!("node {}'s {e}", inputs.spec.name))?;
-    Ok(docs)
+    let node_origin = format!("node {}'s", inputs.spec.name);
+    let sets = [
+        PatchSet {
+            origin: "cluster-level",
+            merge: &inputs.kubernetes.kubeadm_config_patches,
+            json6902: &inputs.kubernetes.kubeadm_config_patches_json6902,
+        },
+        PatchSet {
+            origin: &node_origin,
+            merge: &inputs.spec.kubeadm_config_patches,
+            json6902: &inputs.spec.kubeadm_config_patches_json6902,
+        },
+    ];
+    let notes = apply_patch_sets(&mut docs, inputs.version, &sets)?;
+    Ok(Generated { docs, notes })
+}
+
+/// The documents for this node's role, patched (what kina-init writes).
+pub fn for_node(inputs: &Inputs) -> Result<Vec<Value>, String> {
+    generate(inputs).map(|g| g.docs)
+}
+
+/// The kubelet flags kubeadm derives from the documents'
+/// `nodeRegistration.kubeletExtraArgs` and writes to
+/// `/var/lib/kubelet/kubeadm-flags.env`: `--name=value`, sorted by name,
+/// then value (kubeadm's `ArgumentsToCommand`,
+/// cmd/kubeadm/app/util/arguments.go). kubeadm adds its own defaults
+/// (the CRI socket or pause image, depending on the release), which a flag
+/// of the same name here replaces.
+pub fn kubelet_flags(docs: &[Value]) -> Vec<String> {
+    let Some(args) = docs
+        .iter()
+        .filter(|d| {
+            matches!(
+                d["kind"].as_str(),
+                Some("InitConfiguration" | "JoinConfiguration")
+            )
+        })
+        .find_map(|d| d.pointer("/nodeRegistration/kubeletExtraArgs"))
+    else {
+        return Vec::new();
+    };
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut pairs: Vec<(String, String)> = match args {
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|item| Some((item.get("name")?.as_str()?.to_string(), item.get("value")?)))
+            .map(|(name, value)| (name, text(value)))
+            .collect(),
+        Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+        _ => Vec::new(),
+    };
+    pairs.sort();
+    pairs
+        .into_iter()
+        .map(|(name, value)| format!("--{name}={value}"))
+        .collect()
 }
