@@ -9,4 +9,5 @@ pub mod kernel;
 pub mod kubernetes_spec;
 pub mod node_spec;
 pub mod role;
+pub mod spec_delivery;
 pub mod status;
