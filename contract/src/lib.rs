@@ -10,4 +10,5 @@ pub mod kubeadm;
 pub mod kubernetes_spec;
 pub mod node_spec;
 pub mod role;
+pub mod spec_delivery;
 pub mod status;

@@ -60,17 +60,21 @@ network)
     grep -vx "$3" "$dir/networks" > "$dir/networks.new"; mv "$dir/networks.new" "$dir/networks" ;;
   esac ;;
 create)
-  shift; name=""; cluster=""; role=""
+  shift; name=""; cluster=""; role=""; etc=""
   while [ $# -gt 1 ]; do
     case "$1" in
       --name) name=$2; shift ;;
       --label) case "$2" in io.kina.cluster=*) cluster=${2#*=} ;; io.kina.role=*) role=${2#*=} ;; esac; shift ;;
-      --cpus|--memory|--cap-add|--masked-path|--read-only-path|--network|--publish|--volume|--kernel) shift ;;
+      # The host directory shared at /etc/kina (a virtiofs share:
+      # Parser.swift:508-568), kept so the node's writes land in it.
+      --volume) case "$2" in *:/etc/kina) etc=${2%:/etc/kina} ;; esac; shift ;;
+      --cpus|--memory|--cap-add|--masked-path|--read-only-path|--network|--publish|--kernel) shift ;;
     esac
     shift
   done
   mkdir -p "$dir/c/$name"
   echo "$cluster" > "$dir/c/$name/cluster"; echo "$role" > "$dir/c/$name/role"
+  echo "$etc" > "$dir/c/$name/etc-kina"
   echo stopped > "$dir/c/$name/state"; echo "$name" ;;
 start)
   n=$(cat "$dir/counter" 2>/dev/null || echo 1); n=$((n+1)); echo $n > "$dir/counter"
@@ -131,9 +135,28 @@ list)
   printf ']\n' ;;
 exec)
   n=$3; shift 3
+  # Only a running container takes an exec (apple/container 1.2.2
+  # ContainerExec.swift:50, ProcessUtils.swift:25-29). With --interactive
+  # the process reads the CLI's standard input until it closes
+  # (ProcessIO.swift:58-83), and the CLI exits with the process's status
+  # (ContainerExec.swift:110,117).
+  if [ "$(cat "$dir/c/$n/state")" != running ]; then
+    echo "Error: invalidState: \"container $n is not running\"" >&2; exit 1
+  fi
   case "$*" in
     "cat /run/kina/status.json") cat "$dir/c/$n/status.json" ;;
     "ctr --namespace k8s.io images import --digests -") cat > "$dir/c/$n/imported.tar"; echo "unpacking kina.local/test:tiny...done" ;;
+    "kina-init replace-spec")
+      # The node's own kina-init (the real binary, run here) writing its
+      # /etc/kina/node.json, which is the shared host directory: what it
+      # stores reaches the host's file as a guest write through virtiofs
+      # does. Its answer and the file's inode are kept for the test.
+      [ -x '@KINA_INIT@' ] || { echo "Error: the stand-in runs @KINA_INIT@ as the node's kina-init: run scripts/build-kina-init" >&2; exit 1; }
+      etc=$(cat "$dir/c/$n/etc-kina")
+      '@KINA_INIT@' replace-spec --file "$etc/node.json" > "$dir/c/$n/replaced"; rc=$?
+      cat "$dir/c/$n/replaced"
+      [ $rc = 0 ] && stat -c %i "$etc/node.json" > "$dir/c/$n/spec-inode"
+      exit $rc ;;
     *) echo "Error: the stand-in cannot run: $*" >&2; exit 1 ;;
   esac ;;
 *) echo "Error: the stand-in has no answer for: $*" >&2; exit 64 ;;
@@ -157,7 +180,9 @@ fn stand_in(dir: &Path) -> PathBuf {
     let source = dir.join("stand-in.sh");
     std::fs::write(
         &source,
-        STAND_IN.replace("@DIR@", &dir.display().to_string()),
+        STAND_IN
+            .replace("@DIR@", &dir.display().to_string())
+            .replace("@KINA_INIT@", &host_kina_init().display().to_string()),
     )
     .unwrap();
     std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -184,6 +209,16 @@ fn stand_in(dir: &Path) -> PathBuf {
     .unwrap();
     std::fs::write(dir.join("version.json"), VERSION_1_2_1).unwrap();
     program
+}
+
+/// The kina-init `scripts/build-kina-init` builds for this host's
+/// architecture, which the stand-in runs as the node's own (and says so
+/// when it is missing).
+fn host_kina_init() -> PathBuf {
+    common::workspace_root()
+        .join("target")
+        .join(format!("{}-unknown-linux-gnu", std::env::consts::ARCH))
+        .join("release/kina-init")
 }
 
 fn calls(dir: &Path) -> Vec<Vec<String>> {
@@ -219,6 +254,40 @@ fn spec(env: &Path, cluster: &str, node: &str) -> (serde_json::Value, u32) {
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap(),
         mode,
     )
+}
+
+/// The last write of `node`'s spec file was the node's own `kina-init
+/// replace-spec` (run through `container exec`), whose answered digest is
+/// that of the file: the host wrote nothing under the running node after.
+fn assert_node_wrote_its_spec(env: &Path, fake: &Path, cluster: &str, node: &str) {
+    use std::os::unix::fs::MetadataExt;
+    let path = env
+        .join("data/clusters")
+        .join(cluster)
+        .join("nodes")
+        .join(node)
+        .join("etc-kina/node.json");
+    let answered = std::fs::read_to_string(fake.join("c").join(node).join("replaced")).unwrap();
+    assert_eq!(
+        answered.trim(),
+        kina_contract::spec_delivery::digest(&std::fs::read(&path).unwrap()),
+        "{node}"
+    );
+    let inode = std::fs::read_to_string(fake.join("c").join(node).join("spec-inode")).unwrap();
+    assert_eq!(
+        inode.trim(),
+        std::fs::metadata(&path).unwrap().ino().to_string(),
+        "{node}: the spec file was replaced after the node's own write"
+    );
+}
+
+/// The indices in `log` of `kina-init replace-spec` run in `node`.
+fn replacements(log: &[Vec<String>], node: &str) -> Vec<usize> {
+    log.iter()
+        .enumerate()
+        .filter(|(_, c)| c[..] == ["exec", "--interactive", node, "kina-init", "replace-spec"])
+        .map(|(i, _)| i)
+        .collect()
 }
 
 fn peers(spec: &serde_json::Value) -> Vec<(String, String)> {
@@ -319,6 +388,20 @@ fn stand_in_apple_cluster_is_created_its_specs_follow_restarts_and_it_is_deleted
         ["duo-control-plane", "duo-worker"],
         "control plane first"
     );
+    // Each node read its first spec from the share at boot; once it ran,
+    // its spec was replaced only through exec: the control plane's when
+    // its address was known, then both once the worker's was.
+    let start_at = |node: &str| log.iter().position(|c| c[..] == ["start", node]).unwrap();
+    let (cp_started, worker_started) = (start_at("duo-control-plane"), start_at("duo-worker"));
+    let cp = replacements(&log, "duo-control-plane");
+    let worker = replacements(&log, "duo-worker");
+    assert_eq!(cp.len(), 2, "{verbs:?}");
+    assert!(cp_started < cp[0] && cp[0] < worker_started && worker_started < cp[1]);
+    assert_eq!(worker.len(), 1, "{verbs:?}");
+    assert!(worker_started < worker[0]);
+    for node in ["duo-control-plane", "duo-worker"] {
+        assert_node_wrote_its_spec(env, &fake, "duo", node);
+    }
 
     // --- the specs carry each peer at the address inspect gave; no QEMU
     // interfaces (vminitd configures eth0), secrets-grade mode.
@@ -470,9 +553,21 @@ fn stand_in_apple_cluster_is_created_its_specs_follow_restarts_and_it_is_deleted
     assert!(errors.contains("duo-worker/dmesg.txt"), "{errors}");
 
     // --- stop and start: the nodes come back at new addresses and every
-    // spec follows (kina-init watches the file).
+    // spec follows, replaced through exec in the running nodes.
     run_ok(apple(env, &program).args(["stop", "--name", "duo"]));
+    let before = calls(&fake).len();
     run_ok(apple(env, &program).args(["start", "--name", "duo", "--wait", "1m"]));
+    let log = calls(&fake);
+    let last_start = log.iter().rposition(|c| c[0] == "start").unwrap();
+    assert!(last_start > before);
+    for node in ["duo-control-plane", "duo-worker"] {
+        let after_start: Vec<usize> = replacements(&log, node)
+            .into_iter()
+            .filter(|i| *i > last_start)
+            .collect();
+        assert_eq!(after_start.len(), 1, "{node}: {log:?}");
+        assert_node_wrote_its_spec(env, &fake, "duo", node);
+    }
     let (cp_spec, _) = spec(env, "duo", "duo-control-plane");
     let (worker_spec, _) = spec(env, "duo", "duo-worker");
     assert_eq!(

@@ -19,5 +19,6 @@ pub mod pid1;
 pub mod pod_check;
 #[cfg(target_os = "linux")]
 pub mod sequence;
+pub mod spec_replace;
 #[cfg(target_os = "linux")]
 pub mod supervise;

@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: kina-init (no arguments: boot the node) | --version | check-kernel [--profile PROFILE]... [--json] | status [--json] [--file PATH] | phase mount|network|sysctls|kubernetes [--root DIR] [--spec FILE] | pod-network-check [--conf FILE] [--json] | pod attach|detach NAME [--conf FILE]";
+const USAGE: &str = "usage: kina-init (no arguments: boot the node) | --version | check-kernel [--profile PROFILE]... [--json] | status [--json] [--file PATH] | replace-spec [--file PATH] < SPEC | phase mount|network|sysctls|kubernetes [--root DIR] [--spec FILE] | pod-network-check [--conf FILE] [--json] | pod attach|detach NAME [--conf FILE]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         }
         Some("check-kernel") => check_kernel(&args[1..]),
         Some("status") => status(&args[1..]),
+        Some("replace-spec") => replace_spec(&args[1..]),
         Some("phase") => phase(&args[1..]),
         Some("pod-network-check") => pod_network_check(&args[1..]),
         Some("pod") => scratch_pod(&args[1..]),
@@ -129,6 +130,38 @@ fn status(args: &[String]) -> ExitCode {
         Err(e) => {
             eprintln!("kina-init status: {path} is not a kina status file: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `kina-init replace-spec [--file PATH]`: the spec on standard input put
+/// in force (`kina_init::spec_replace`), its digest printed on one line
+/// (`kina_contract::spec_delivery::digest`). Exit 1 when it is refused,
+/// with the spec in force unchanged; 2 for a usage error.
+fn replace_spec(args: &[String]) -> ExitCode {
+    use kina_contract::node_spec::NODE_SPEC_PATH;
+    use kina_init::spec_replace::{read_incoming, replace_spec};
+    let mut rest = args.iter();
+    let mut path = NODE_SPEC_PATH.to_string();
+    while let Some(arg) = rest.next() {
+        match (arg.as_str(), rest.next()) {
+            ("--file", Some(p)) => path = p.clone(),
+            _ => {
+                eprintln!("kina-init replace-spec: unexpected argument `{arg}`\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let replaced = read_incoming(&mut std::io::stdin().lock())
+        .and_then(|bytes| replace_spec(std::path::Path::new(&path), &bytes));
+    match replaced {
+        Ok(digest) => {
+            println!("{digest}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kina-init replace-spec: {e}");
+            ExitCode::from(1)
         }
     }
 }

@@ -16,6 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use kina_contract::node_spec::{NODE_SPEC_PATH, NodeSpec, NodeSpecError};
+use kina_contract::spec_delivery::digest;
 use kina_contract::status::{NodeStatus, PhaseId, PhaseState, STATUS_PATH};
 use nix::mount::{MsFlags, mount};
 use nix::poll::{PollFd, PollFlags, poll};
@@ -39,8 +40,16 @@ const SERVICE_GRACE: Duration = Duration::from_secs(10);
 const REST_GRACE: Duration = Duration::from_secs(5);
 /// Supervision tick: restarts after backoff happen at most this late.
 const TICK: Duration = Duration::from_millis(250);
-/// How often the node spec is looked at for changed peers.
-const PEER_CHECK: Duration = Duration::from_secs(2);
+/// How often the node spec is looked at for changed peers. The host puts
+/// a new spec in force with `kina-init replace-spec` through the exec
+/// channel, which writes the file inside the node, so a look is one read of
+/// a few KiB of the node's own file; four a second leave most of the 2 s
+/// the host is promised to applying the spec (a handful of `iptables` runs,
+/// slow under QEMU's TCG). A look every tick,
+/// rather than a signal from `replace-spec`, cannot miss a spec delivered
+/// before this thread watches (during boot) or one put in place by hand,
+/// and needs no wiring from the signalfd loop to this thread.
+const PEER_CHECK: Duration = Duration::from_millis(250);
 
 static PROBES: LiveProbes = LiveProbes;
 
@@ -247,12 +256,14 @@ fn boot(mode: Mode, supervisor: Arc<Mutex<Supervisor>>) {
 /// Keeps the node's view of its peers in line with the node spec for the
 /// node's whole life: routes to their pod CIDRs, their /etc/hosts entries
 /// (the Apple provider's API endpoint is the control plane's name) and the
-/// masquerading exemptions. The host rewrites every node's spec when a node
+/// masquerading exemptions. The host replaces every node's spec when a node
 /// comes back at another address, and on Apple while nodes boot. Following
 /// starts once the network phase has set all this up from the booted spec,
 /// so the two never race; a change that cannot be applied is retried.
+///
+/// The file's bytes, not its mtime, tell a new spec: two specs written
+/// within one timestamp tick of a file system still differ.
 fn follow_peers(path: &Path, booted: &NodeSpec, status: &StatusFile) {
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let network_done = || {
         status
             .snapshot()
@@ -260,50 +271,70 @@ fn follow_peers(path: &Path, booted: &NodeSpec, status: &StatusFile) {
             .is_some_and(|p| p.state == PhaseState::Ok)
     };
     // `None`: the first look compares the file with what the boot used.
-    let mut seen = None;
+    let mut seen: Option<Vec<u8>> = None;
     let mut applied = booted.peers.clone();
+    // The last problem said, so a lasting one is said once.
     let mut last_error = String::new();
+    let report = |last: &mut String, error: String| {
+        if error != *last {
+            say(&error);
+            *last = error;
+        }
+    };
     loop {
         thread::sleep(PEER_CHECK);
         if !network_done() {
             continue;
         }
-        let now = modified(path);
-        if now.is_some() && now == seen {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                report(
+                    &mut last_error,
+                    format!(
+                        "cannot read the node spec {}, keeping the routes: {e}",
+                        path.display()
+                    ),
+                );
+                continue;
+            }
+        };
+        if seen.as_ref() == Some(&bytes) {
             continue;
         }
-        let spec = match load_spec(path) {
+        let spec = match NodeSpec::from_json(&bytes, &path.display().to_string()) {
             Ok(spec) => spec,
             Err(e) => {
-                seen = now;
-                say(&format!(
-                    "node spec changed but cannot be read, keeping the routes: {e}"
-                ));
+                seen = Some(bytes);
+                report(
+                    &mut last_error,
+                    format!("node spec changed but cannot be read, keeping the routes: {e}"),
+                );
                 continue;
             }
         };
         if spec.peers == applied {
-            seen = now;
+            seen = Some(bytes);
             continue;
         }
+        let applying = Instant::now();
         match apply_peers(&spec) {
             Ok(routes) => {
                 say(&format!(
-                    "node spec changed: {routes} peer route(s), /etc/hosts and masquerading updated"
+                    "node spec {} in force: {routes} peer route(s), /etc/hosts and masquerading \
+                     updated in {} ms",
+                    digest(&bytes),
+                    applying.elapsed().as_millis()
                 ));
                 applied = spec.peers;
-                seen = now;
+                seen = Some(bytes);
                 last_error.clear();
             }
             // `seen` stays: the next look tries again.
-            Err(e) => {
-                if e != last_error {
-                    say(&format!(
-                        "node spec changed, but the node could not follow yet (retrying): {e}"
-                    ));
-                    last_error = e;
-                }
-            }
+            Err(e) => report(
+                &mut last_error,
+                format!("node spec changed, but the node could not follow yet (retrying): {e}"),
+            ),
         }
     }
 }

@@ -4,13 +4,19 @@
 //! How it differs from QEMU: vmnet gives each node its address when it
 //! starts (and maybe another on the next start), so addresses are read
 //! with `container inspect` after every start and the node specs are
-//! written again; kina-init follows a rewritten spec (peer routes and
-//! /etc/hosts) within seconds. The spec reaches a node through a host
-//! directory bound at `/etc/kina` (`--volume`, virtiofs): there at first
-//! boot, and rewritable by the host while the node runs, which a file
-//! copied in at create time would not be. The control plane starts first,
-//! so workers boot knowing its address. The cluster's nodes share one
-//! vmnet network named after it (`kina_apple::run_args::network_name`).
+//! replaced; kina-init follows a replaced spec (peer routes and
+//! /etc/hosts) within a second. A node's first spec is in a host directory
+//! bound at `/etc/kina` (`--volume`, virtiofs), written while the node does
+//! not run, so it is there when it boots. A running node's spec is replaced
+//! only through `container exec -i` and `kina-init replace-spec`
+//! ([`Provider::replace_spec`]), never by the host rewriting the shared
+//! file: whether Virtualization.framework's virtiofs shows a host-side
+//! rename to a running guest, and how late, is unverified (no inotify,
+//! apple/container#141), while a write from inside the guest is one the
+//! guest's own cache sees, and it reaches the host file through the share.
+//! The control plane starts first, so workers boot knowing its address.
+//! The cluster's nodes share one vmnet network named after it
+//! (`kina_apple::run_args::network_name`).
 
 use std::io::Read;
 use std::net::{TcpListener, UdpSocket};
@@ -84,19 +90,33 @@ impl AppleProvider {
         Ok(changed)
     }
 
-    /// Writes every node's spec from `plan` (peers at their current addresses).
-    fn write_specs(&self, plan: &ClusterPlan, specs: &SpecMaker<'_>) -> anyhow::Result<()> {
+    /// Gives every node of `plan` its spec from `specs` (peers at their
+    /// current addresses): through exec to the nodes named in `running`,
+    /// into the shared directory for the others, which read it at boot.
+    fn send_specs(
+        &self,
+        plan: &ClusterPlan,
+        specs: &SpecMaker<'_>,
+        running: &[&str],
+    ) -> anyhow::Result<()> {
         let dir = self.cluster_dir(&plan.name);
-        for i in 0..plan.nodes.len() {
-            write_spec(&dir, &specs(plan, i)?)?;
+        for (i, node) in plan.nodes.iter().enumerate() {
+            let spec = specs(plan, i)?;
+            if running.contains(&node.name.as_str()) {
+                self.replace_spec(&node.name, &spec)?;
+            } else {
+                write_spec(&dir, &spec)?;
+            }
         }
         Ok(())
     }
 
     /// The specs' peers follow the nodes' current addresses: read them, and
-    /// rewrite every spec when one moved. Needs the specs' secrets, which
-    /// only the node directories hold after `up`, so the rewrite keeps each
-    /// spec's `kubernetes` section and changes peers only.
+    /// replace every (running) node's spec when one moved. Needs the specs'
+    /// secrets, which only the node directories hold after `up`, so each
+    /// spec is read from its node's directory (where the node's own
+    /// `replace-spec` wrote it through the share, or kina before its first
+    /// boot) and only its peers change.
     fn follow_addresses(&self, plan: &mut ClusterPlan) -> anyhow::Result<bool> {
         if !self.refresh_addresses(plan)? {
             return Ok(false);
@@ -108,7 +128,7 @@ impl AppleProvider {
                 std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             let mut spec = NodeSpec::from_json(&text, &path.display().to_string())?;
             spec.peers = plan.peers_of(i);
-            write_spec(&dir, &spec)?;
+            self.replace_spec(&node.name, &spec)?;
         }
         Ok(true)
     }
@@ -215,9 +235,10 @@ fn spec_file(cluster_dir: &Path, node: &str) -> anyhow::Result<PathBuf> {
     Ok(etc_dir(cluster_dir, node).join(file_name))
 }
 
-/// Writes a node's spec where its `/etc/kina` comes from: the directory
-/// 0700, the file 0600 (it carries the cluster's token and, on the control
-/// plane, the CA key), replaced atomically so kina-init never reads half.
+/// Writes a node's spec where its `/etc/kina` comes from, for its next
+/// boot: only while the node does not run (a running node's spec is
+/// replaced through exec). The directory 0700, the file 0600 (it carries
+/// the cluster's token and, on the control plane, the CA key).
 fn write_spec(cluster_dir: &Path, spec: &NodeSpec) -> anyhow::Result<()> {
     let dir = etc_dir(cluster_dir, &spec.name);
     std::fs::DirBuilder::new()
@@ -226,7 +247,7 @@ fn write_spec(cluster_dir: &Path, spec: &NodeSpec) -> anyhow::Result<()> {
         .create(&dir)
         .with_context(|| format!("creating {}", dir.display()))?;
     let path = spec_file(cluster_dir, &spec.name)?;
-    let text = serde_json::to_vec_pretty(spec).context("encoding the node spec")?;
+    let text = super::spec_delivery::encode(spec)?;
     kina_builder::fsutil::write_atomic(&path, &text)
         .with_context(|| format!("writing {}", path.display()))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
@@ -341,12 +362,12 @@ impl Provider for AppleProvider {
     }
 
     /// The cluster's network and nodes; the control plane started first,
-    /// then the workers knowing its address, then every spec written again
-    /// with every peer. `plan`'s addresses are filled in on the way.
+    /// then the workers knowing its address, then every spec replaced with
+    /// every peer. `plan`'s addresses are filled in on the way.
     async fn create(&self, plan: &mut ClusterPlan, specs: &SpecMaker<'_>) -> anyhow::Result<()> {
         tokio::task::block_in_place(|| {
             self.cli.ensure_network(&plan.name, None)?;
-            self.write_specs(plan, specs)?;
+            self.send_specs(plan, specs, &[])?;
             for i in 0..plan.nodes.len() {
                 self.cli.create_node(&self.node_run(plan, i)?)?;
             }
@@ -364,18 +385,20 @@ impl Provider for AppleProvider {
                 self.start_node(plan, name)?;
             }
             self.refresh_addresses(plan)?;
-            self.write_specs(plan, specs)?;
+            let started: Vec<&str> = first.iter().map(String::as_str).collect();
+            self.send_specs(plan, specs, &started)?;
             for name in &rest {
                 self.start_node(plan, name)?;
             }
             self.refresh_addresses(plan)?;
-            self.write_specs(plan, specs)
+            let all: Vec<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();
+            self.send_specs(plan, specs, &all)
         })
     }
 
     /// The control plane first, as at `up`: workers find it at once. The
     /// nodes may come back at other addresses: they are read again and
-    /// every spec is rewritten, which kina-init follows.
+    /// every spec is replaced through exec, which kina-init follows.
     async fn start(&self, plan: &mut ClusterPlan) -> anyhow::Result<bool> {
         tokio::task::block_in_place(|| {
             let mut order: Vec<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();

@@ -10,6 +10,7 @@
 
 pub mod apple;
 pub mod qemu;
+pub mod spec_delivery;
 
 use std::io::Read;
 use std::path::Path;
@@ -122,6 +123,16 @@ pub trait Provider {
         stdin: &mut dyn Read,
         timeout: Duration,
     ) -> anyhow::Result<Vec<u8>>;
+
+    /// Puts `spec` in force in the running node `node`, through
+    /// [`Provider::exec`] and `kina-init replace-spec` (which refuses a
+    /// spec for another node), and checks the digest the node answers;
+    /// returns it. Every rewrite of a running node's spec goes through
+    /// here, on every provider: none relies on a file the host shares with
+    /// the node (`spec_delivery`).
+    fn replace_spec(&self, node: &str, spec: &NodeSpec) -> anyhow::Result<String> {
+        spec_delivery::replace(self, node, spec)
+    }
 
     /// One look, while waiting, at whether `node` can still get anywhere:
     /// an error when it cannot (QEMU: its VM exited), `false` when it is
