@@ -196,6 +196,12 @@ fn node_specs() -> impl Strategy<Value = NodeSpec> {
             (text(), text()).prop_map(|(device, address)| ClusterInterface { device, address }),
         ),
         prop::option::of(prop::sample::select(PhaseId::ALL.to_vec()).prop_map(|p| p.to_string())),
+        (
+            any::<bool>(),
+            prop::option::of(prop::collection::vec(text(), 0..3)),
+            prop::collection::vec(text(), 0..3),
+            prop::collection::vec(json_values(), 0..2),
+        ),
     )
         .prop_map(
             |(
@@ -208,6 +214,12 @@ fn node_specs() -> impl Strategy<Value = NodeSpec> {
                 kubeadm_config_patches_json6902,
                 cluster_interface,
                 stop_after,
+                (
+                    disable_default_cni,
+                    dns_search,
+                    containerd_config_patches,
+                    containerd_config_patches_json6902,
+                ),
             )| NodeSpec {
                 version: NODE_SPEC_VERSION,
                 name,
@@ -217,6 +229,10 @@ fn node_specs() -> impl Strategy<Value = NodeSpec> {
                 peers,
                 required_kernel_profiles,
                 kubernetes,
+                disable_default_cni,
+                dns_search,
+                containerd_config_patches,
+                containerd_config_patches_json6902,
                 interface,
                 kubeadm_config_patches,
                 kubeadm_config_patches_json6902,
@@ -237,6 +253,7 @@ fn wrong_type(field: &str) -> Value {
             Value::from("x")
         }
         "kubeadm_config_patches" => Value::from(true),
+        "disable_default_cni" => Value::from("yes"),
         "kubernetes" | "interface" | "cluster_interface" => Value::from(3),
         _ => Value::from(false),
     }
@@ -252,6 +269,10 @@ fn spec_field_names() -> Vec<&'static str> {
         "peers",
         "required_kernel_profiles",
         "kubernetes",
+        "disable_default_cni",
+        "dns_search",
+        "containerd_config_patches",
+        "containerd_config_patches_json6902",
         "interface",
         "kubeadm_config_patches",
         "kubeadm_config_patches_json6902",
