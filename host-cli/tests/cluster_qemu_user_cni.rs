@@ -105,7 +105,7 @@ fn a_cluster_left_to_the_users_cni_has_no_kina_pod_network_and_runs_the_containe
     let out = run_ok(kina(env).args(["status", "--name", CLUSTER]));
     let status = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
-        status.matches("a CNI is expected").count(),
+        status.matches("pod network: a CNI is expected").count(),
         2,
         "kina status:\n{status}"
     );
