@@ -3,6 +3,7 @@
 //! compiles it too.
 
 pub mod cidr;
+pub mod containerd_config;
 pub mod exec;
 pub mod initramfs;
 pub mod kernel;

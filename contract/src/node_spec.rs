@@ -46,6 +46,27 @@ pub struct NodeSpec {
     /// Kubernetes settings; absent for nodes of a base image.
     #[serde(default)]
     pub kubernetes: Option<KubernetesSettings>,
+    /// kind's `networking.disableDefaultCNI`: kina-init writes no CNI
+    /// configuration, routes no peer's pod CIDR and masquerades nothing;
+    /// the user's CNI does all of that. Here rather than in `kubernetes`
+    /// because it shapes every node's network, with Kubernetes or without.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disable_default_cni: bool,
+    /// kind's `networking.dnsSearch`: the search line of the node's
+    /// /etc/resolv.conf. `None` keeps what the node has (kind: inherited
+    /// from the host); an empty list removes every search line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_search: Option<Vec<String>>,
+    /// kind's `containerdConfigPatches`: TOML merge patches for the
+    /// containerd configuration kina-init writes, applied in order
+    /// (`crate::containerd_config::patch`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containerd_config_patches: Vec<String>,
+    /// kind's `containerdConfigPatchesJSON6902`: RFC 6902 patches (each an
+    /// array of operations, turned into JSON by the host) for the JSON form
+    /// of that configuration, applied after the merge patches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containerd_config_patches_json6902: Vec<serde_json::Value>,
     /// The node's own address, for providers whose VMs come up with an
     /// unconfigured interface (QEMU). Apple's vminitd configures eth0
     /// itself, so its specs leave this out.
@@ -129,6 +150,10 @@ impl NodeSpec {
             peers: vec![],
             required_kernel_profiles: vec![],
             kubernetes: None,
+            disable_default_cni: false,
+            dns_search: None,
+            containerd_config_patches: vec![],
+            containerd_config_patches_json6902: vec![],
             interface: None,
             kubeadm_config_patches: vec![],
             kubeadm_config_patches_json6902: vec![],

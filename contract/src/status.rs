@@ -138,6 +138,48 @@ pub struct NodeStatus {
     /// Kubernetes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<KubernetesStatus>,
+    /// Whose CNI networks the node's pods; set by the network phase.
+    #[serde(default, skip_serializing_if = "PodNetwork::is_kinas")]
+    pub pod_network: PodNetwork,
+}
+
+/// Who gives the node's pods their network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PodNetwork {
+    /// kina's ptp CNI, its routes to the other nodes' pods and its
+    /// masquerading, set up at every boot.
+    #[default]
+    Kina,
+    /// kind's `disableDefaultCNI`: kina set up none of that; the user's
+    /// CNI is expected, and until it runs the node is NotReady.
+    UserCni,
+}
+
+impl PodNetwork {
+    fn is_kinas(&self) -> bool {
+        *self == PodNetwork::Kina
+    }
+
+    /// What the status says about it, if anything: nothing for kina's own
+    /// network; for the user's, whether it is still awaited (`ready`: the
+    /// node's Ready condition, `None` without Kubernetes).
+    pub fn describe(self, ready: Option<bool>) -> Option<&'static str> {
+        match (self, ready) {
+            (PodNetwork::Kina, _) => None,
+            (PodNetwork::UserCni, Some(true)) => {
+                Some("pod network: your CNI (disableDefaultCNI; kina installs none)")
+            }
+            (PodNetwork::UserCni, Some(false)) => Some(
+                "pod network: a CNI is expected (disableDefaultCNI): kina installed none, and \
+                 the node stays NotReady until you install one (e.g. Cilium, Calico)",
+            ),
+            (PodNetwork::UserCni, None) => Some(
+                "pod network: a CNI is expected (disableDefaultCNI): kina wrote no CNI \
+                 configuration and no routes to the other nodes' pods",
+            ),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,6 +216,7 @@ impl NodeStatus {
                 })
                 .collect(),
             kubernetes: None,
+            pod_network: PodNetwork::Kina,
         }
     }
 
@@ -229,6 +272,11 @@ impl NodeStatus {
                     .unwrap_or_default(),
             ));
         }
+        let ready = self.kubernetes.as_ref().map(|k| k.ready);
+        if let Some(line) = self.pod_network.describe(ready) {
+            out.push_str(line);
+            out.push('\n');
+        }
         out
     }
 }
@@ -272,6 +320,45 @@ mod tests {
             "`kubelet` is not a boot phase (one of mount, cgroups, identity, kernel, modules, sysctls, network, containerd, images, kubernetes, ready)"
         );
         assert!("Mount".parse::<PhaseId>().is_err());
+    }
+
+    #[test]
+    fn a_node_waiting_for_the_users_cni_says_so_until_it_is_ready() {
+        let mut status = NodeStatus::new("n1", "vm-pid1");
+        assert!(!status.render().contains("pod network"));
+        // kina's own network is not mentioned, nor written to the file.
+        assert!(
+            !serde_json::to_string(&status)
+                .unwrap()
+                .contains("pod_network")
+        );
+        status.pod_network = PodNetwork::UserCni;
+        let json = serde_json::to_string(&status).unwrap();
+        assert!(json.contains(r#""pod_network":"user-cni""#), "{json}");
+        assert_eq!(serde_json::from_str::<NodeStatus>(&json).unwrap(), status);
+        // Without Kubernetes (a base image).
+        assert!(
+            status
+                .render()
+                .contains("a CNI is expected (disableDefaultCNI): kina wrote no CNI configuration")
+        );
+        status.kubernetes = Some(KubernetesStatus::default());
+        let text = status.render();
+        assert!(text.contains("not Ready"), "{text}");
+        assert!(
+            text.contains("stays NotReady until you install one"),
+            "{text}"
+        );
+        status.kubernetes.as_mut().unwrap().ready = true;
+        let text = status.render();
+        assert!(text.contains("pod network: your CNI"), "{text}");
+        assert!(!text.contains("expected"), "{text}");
+        // A status written before the field existed reads as kina's network.
+        let old = r#"{"version":1,"node":"n","mode":"vm-pid1","phases":[]}"#;
+        assert_eq!(
+            serde_json::from_str::<NodeStatus>(old).unwrap().pod_network,
+            PodNetwork::Kina
+        );
     }
 
     #[test]

@@ -196,7 +196,13 @@ fn node_specs() -> impl Strategy<Value = NodeSpec> {
             (text(), text()).prop_map(|(device, address)| ClusterInterface { device, address }),
         ),
         prop::option::of(prop::sample::select(PhaseId::ALL.to_vec()).prop_map(|p| p.to_string())),
-        prop::collection::btree_map(text(), text(), 0..3),
+        (
+            any::<bool>(),
+            prop::option::of(prop::collection::vec(text(), 0..3)),
+            prop::collection::vec(text(), 0..3),
+            prop::collection::vec(json_values(), 0..2),
+            prop::collection::btree_map(text(), text(), 0..3),
+        ),
     )
         .prop_map(
             |(
@@ -209,7 +215,13 @@ fn node_specs() -> impl Strategy<Value = NodeSpec> {
                 kubeadm_config_patches_json6902,
                 cluster_interface,
                 stop_after,
-                node_labels,
+                (
+                    disable_default_cni,
+                    dns_search,
+                    containerd_config_patches,
+                    containerd_config_patches_json6902,
+                    node_labels,
+                ),
             )| NodeSpec {
                 version: NODE_SPEC_VERSION,
                 name,
@@ -219,6 +231,10 @@ fn node_specs() -> impl Strategy<Value = NodeSpec> {
                 peers,
                 required_kernel_profiles,
                 kubernetes,
+                disable_default_cni,
+                dns_search,
+                containerd_config_patches,
+                containerd_config_patches_json6902,
                 interface,
                 kubeadm_config_patches,
                 kubeadm_config_patches_json6902,
@@ -240,6 +256,7 @@ fn wrong_type(field: &str) -> Value {
             Value::from("x")
         }
         "kubeadm_config_patches" => Value::from(true),
+        "disable_default_cni" => Value::from("yes"),
         "kubernetes" | "interface" | "cluster_interface" | "node_labels" => Value::from(3),
         _ => Value::from(false),
     }
@@ -255,6 +272,10 @@ fn spec_field_names() -> Vec<&'static str> {
         "peers",
         "required_kernel_profiles",
         "kubernetes",
+        "disable_default_cni",
+        "dns_search",
+        "containerd_config_patches",
+        "containerd_config_patches_json6902",
         "interface",
         "kubeadm_config_patches",
         "kubeadm_config_patches_json6902",

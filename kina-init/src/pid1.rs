@@ -340,7 +340,7 @@ fn follow_peers(path: &Path, booted: &NodeSpec, status: &StatusFile) {
 }
 
 fn apply_peers(spec: &NodeSpec) -> Result<usize, String> {
-    let routes = sync_peer_routes(spec.node_link(DEFAULT_UPLINK), &spec.peers)?;
+    let routes = sync_peer_routes(spec, DEFAULT_UPLINK)?;
     write_hosts(Path::new("/etc/hosts"), &spec.name, &spec.peers)?;
     sync_masquerade(spec)?;
     Ok(routes)

@@ -395,6 +395,10 @@ impl ClusterPlan {
                 .clone()
                 .unwrap_or_else(|| DEFAULT_PROFILES.map(str::to_string).to_vec()),
             kubernetes,
+            disable_default_cni: config.cluster.networking.disable_default_cni,
+            dns_search: config.cluster.networking.dns_search.clone(),
+            containerd_config_patches: config.cluster.containerd_config_patches.clone(),
+            containerd_config_patches_json6902: config.containerd_patches_json6902(),
             interface: interfaces.interface,
             kubeadm_config_patches: merge,
             kubeadm_config_patches_json6902: json6902,
@@ -845,5 +849,36 @@ nodes:
         assert_eq!(endpoint(&plan), "kina-control-plane:6443");
         plan.addressing = Addressing::Fixed;
         assert_eq!(endpoint(&plan), "10.89.0.2:6443");
+    }
+
+    /// kind's node-shaping fields reach every node's spec, with a base
+    /// image too (no Kubernetes section), since kina-init applies them in
+    /// the network and containerd phases.
+    #[test]
+    fn every_spec_carries_the_cni_dns_and_containerd_settings() {
+        let text = format!(
+            "{THREE}networking:\n  disableDefaultCNI: true\n  dnsSearch: [corp.example]\n\
+             containerdConfigPatches:\n- 'version = 2'\n\
+             containerdConfigPatchesJSON6902:\n- '[{{\"op\": \"add\", \"path\": \"/debug\", \"value\": {{}}}}]'\n"
+        );
+        let (config, plan) = plan_of(&text, None);
+        for i in 0..3 {
+            let spec = plan
+                .node_spec(i, &config, None, NodeInterfaces::default())
+                .unwrap();
+            assert!(spec.disable_default_cni);
+            assert_eq!(spec.dns_search, Some(vec!["corp.example".to_string()]));
+            assert_eq!(spec.containerd_config_patches, ["version = 2"]);
+            assert_eq!(
+                spec.containerd_config_patches_json6902,
+                [serde_json::json!([{"op": "add", "path": "/debug", "value": {}}])]
+            );
+        }
+        let (config, plan) = plan_of(THREE, None);
+        let spec = plan
+            .node_spec(0, &config, None, NodeInterfaces::default())
+            .unwrap();
+        assert!(!spec.disable_default_cni);
+        assert_eq!(spec.dns_search, None);
     }
 }

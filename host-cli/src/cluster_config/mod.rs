@@ -205,9 +205,11 @@ pub struct Cluster {
     pub kubeadm_config_patches: Vec<String>,
     #[serde(rename = "kubeadmConfigPatchesJSON6902")]
     pub kubeadm_config_patches_json6902: Vec<PatchJson6902>,
-    /// TOML merge patches for containerd's config.
+    /// TOML merge patches for containerd's config, applied by kina-init as
+    /// kind applies them (`kina_contract::containerd_config::patch`).
     pub containerd_config_patches: Vec<String>,
-    /// RFC 6902 patches for containerd's config, as YAML or JSON strings.
+    /// RFC 6902 patches for the JSON form of containerd's config, as YAML
+    /// or JSON strings.
     #[serde(rename = "containerdConfigPatchesJSON6902")]
     pub containerd_config_patches_json6902: Vec<String>,
 }
@@ -358,8 +360,8 @@ pub struct Networking {
     #[serde(rename = "disableDefaultCNI")]
     pub disable_default_cni: bool,
     pub kube_proxy_mode: KubeProxyMode,
-    /// Search domains for the nodes; `None`: inherited (kind distinguishes
-    /// unset from an empty list, which means none).
+    /// Search domains for the nodes' resolv.conf; `None`: the node's own
+    /// (kind: inherited from the host); an empty list means none.
     pub dns_search: Option<Vec<String>>,
 }
 
@@ -398,6 +400,9 @@ pub struct ClusterConfig {
     pub cluster: Cluster,
     pub kina: KinaSettings,
     patches: Patches,
+    /// `containerdConfigPatchesJSON6902`, each turned into its JSON
+    /// operations at parse time.
+    containerd_json6902: Vec<Value>,
 }
 
 impl Default for ClusterConfig {
@@ -412,6 +417,7 @@ impl Default for ClusterConfig {
                 cluster: PatchSet::default(),
                 nodes: vec![PatchSet::default()],
             },
+            containerd_json6902: vec![],
         }
     }
 }
@@ -456,12 +462,13 @@ impl ClusterConfig {
         if cluster.nodes.is_empty() {
             cluster.nodes.push(Node::default());
         }
-        let patches = validate(&cluster, &kina, &mut errors);
+        let (patches, containerd_json6902) = validate(&cluster, &kina, &mut errors);
         if errors.is_empty() {
             Ok(Self {
                 cluster,
                 kina,
                 patches,
+                containerd_json6902,
             })
         } else {
             Err(errors)
@@ -491,6 +498,13 @@ impl ClusterConfig {
             self.patches.cluster.merge.clone(),
             self.patches.cluster.json6902.clone(),
         )
+    }
+
+    /// kind's `containerdConfigPatchesJSON6902` as the node spec carries
+    /// them (`NodeSpec::containerd_config_patches_json6902`): each patch's
+    /// operations as JSON.
+    pub fn containerd_patches_json6902(&self) -> Vec<Value> {
+        self.containerd_json6902.clone()
     }
 
     /// Node `node_index`'s own kubeadm patches, for the node spec's

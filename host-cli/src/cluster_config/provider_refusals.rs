@@ -4,11 +4,10 @@
 //!
 //! These are refused before anything boots, naming the field and why,
 //! instead of being silently ignored. Each provider asks for its list
-//! (`Provider::refusals`); checks every provider shares come first.
+//! (`Provider::refusals`).
 
 use super::{
-    Cluster, ClusterConfig, FieldError, KinaSettings, Mount, Node, PortMapping, Propagation,
-    Protocol,
+    ClusterConfig, FieldError, KinaSettings, Mount, Node, PortMapping, Propagation, Protocol,
 };
 
 impl ClusterConfig {
@@ -32,8 +31,8 @@ impl ClusterConfig {
         )
     }
 
-    /// What no provider honours, then `own` (the provider's refusals of
-    /// the whole config), then each node's: its image, its mounts as
+    /// `own` (the provider's refusals of the whole config), then each
+    /// node's: its image, its mounts as
     /// `mount` judges them, SCTP mappings (`sctp_why` says why not).
     fn refusals(
         &self,
@@ -42,8 +41,7 @@ impl ClusterConfig {
         sctp_why: &str,
     ) -> Vec<FieldError> {
         let c = &self.cluster;
-        let mut out = refused_anywhere(c);
-        out.extend(own);
+        let mut out = own;
         for (n, node) in c.nodes.iter().enumerate() {
             out.extend(kindest_image_refusal(n, node));
             for (m, each) in node.extra_mounts.iter().enumerate() {
@@ -56,42 +54,6 @@ impl ClusterConfig {
         }
         out
     }
-}
-
-/// What no provider does yet: leave out the CNI, set DNS search domains,
-/// patch containerd's config.
-fn refused_anywhere(c: &Cluster) -> Vec<FieldError> {
-    let mut out = Vec::new();
-    if c.networking.disable_default_cni {
-        out.push(FieldError::cluster(
-            "networking.disableDefaultCNI",
-            "kina's ptp CNI is part of the node: kina-init writes its config, the routes to \
-             the other nodes' pods and the masquerading at every boot, so there is no \
-             default CNI to leave out and another CNI would run alongside it",
-        ));
-    }
-    if c.networking.dns_search.is_some() {
-        out.push(FieldError::cluster(
-            "networking.dnsSearch",
-            "kina cannot set the nodes' DNS search domains yet: the node spec carries \
-             nameservers only",
-        ));
-    }
-    if !c.containerd_config_patches.is_empty() {
-        out.push(FieldError::cluster(
-            "containerdConfigPatches",
-            "kina cannot patch containerd's config yet: kina-init writes it itself and the \
-             node spec carries no containerd patches",
-        ));
-    }
-    if !c.containerd_config_patches_json6902.is_empty() {
-        out.push(FieldError::cluster(
-            "containerdConfigPatchesJSON6902",
-            "kina cannot patch containerd's config yet: kina-init writes it itself and the \
-             node spec carries no containerd patches",
-        ));
-    }
-    out
 }
 
 /// A kernel recipe on Apple's `container`, which boots a kernel image.

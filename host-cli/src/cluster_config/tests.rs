@@ -711,7 +711,7 @@ fn every_field_of_the_schema_is_read() {
         - |
           version = 2
         containerdConfigPatchesJSON6902:
-        - '[{"op": "remove", "path": "/version"}]'
+        - '[{"op": "add", "path": "/debug", "value": {"level": "info"}}]'
         "#,
     );
     let k = &c.cluster;
@@ -779,7 +779,11 @@ fn every_field_of_the_schema_is_read() {
     assert_eq!(k.containerd_config_patches, ["version = 2\n"]);
     assert_eq!(
         k.containerd_config_patches_json6902,
-        [r#"[{"op": "remove", "path": "/version"}]"#]
+        [r#"[{"op": "add", "path": "/debug", "value": {"level": "info"}}]"#]
+    );
+    assert_eq!(
+        c.containerd_patches_json6902(),
+        [json!([{"op": "add", "path": "/debug", "value": {"level": "info"}}])]
     );
     let (merge, json6902) = combined_patches(&c, 0);
     assert_eq!(
@@ -1622,9 +1626,6 @@ fn what_a_provider_cannot_honour_is_named() {
     assert_eq!(
         paths,
         [
-            "networking.disableDefaultCNI",
-            "networking.dnsSearch",
-            "containerdConfigPatches",
             "nodes[0].image",
             "nodes[0].extraMounts[0].propagation",
             "nodes[0].extraMounts[0].selinuxRelabel",
@@ -1638,7 +1639,6 @@ fn what_a_provider_cannot_honour_is_named() {
             .map(|e| e.message.clone())
             .unwrap_or_default()
     };
-    assert!(why("networking.disableDefaultCNI").contains("ptp CNI is part of the node"));
     assert!(why("nodes[0].extraMounts[0].propagation").contains("share a kernel"));
     assert!(why("nodes[0].extraPortMappings[0].protocol").contains("TCP and UDP"));
     assert!(why("nodes[0].image").contains("kina node image"));
@@ -1648,17 +1648,72 @@ fn what_a_provider_cannot_honour_is_named() {
     assert_eq!(
         paths,
         [
-            "networking.disableDefaultCNI",
-            "networking.dnsSearch",
-            "containerdConfigPatches",
             "nodes[0].image",
             "nodes[0].extraMounts[0]",
             "nodes[0].extraMounts[1]",
             "nodes[0].extraPortMappings[0].protocol",
         ]
     );
-    assert!(qemu[4].message.contains("cannot share host directories"));
-    assert!(qemu[6].message.contains("QEMU's user-mode network"));
+    assert!(qemu[1].message.contains("cannot share host directories"));
+    assert!(qemu[3].message.contains("QEMU's user-mode network"));
+}
+
+/// kind's own CNI, DNS and containerd fields, as its users write them
+/// (kind's local-registry guide, site/static/examples/kind-with-registry.sh;
+/// a Cilium-ready cluster without kindnet and kube-proxy), are accepted on
+/// both providers and carried to the node spec.
+#[test]
+fn kinds_cni_dns_and_containerd_fields_are_accepted_on_both_providers() {
+    let c = parse(&format!(
+        "{TWO_NODES}\
+         networking:\n  disableDefaultCNI: true\n  kubeProxyMode: none\n  dnsSearch: [corp.example]\n\
+         containerdConfigPatches:\n\
+         - |-\n  [plugins.\"io.containerd.grpc.v1.cri\".registry]\n    config_path = \"/etc/containerd/certs.d\"\n\
+         containerdConfigPatchesJSON6902:\n\
+         - |\n  - op: add\n    path: /plugins/io.containerd.grpc.v1.cri/max_concurrent_downloads\n    value: 5\n\
+         ---\nkind: Kina\napiVersion: kina.dev/v1alpha1\nkernelProfiles: [kubernetes-base, cilium-kpr]\n"
+    ));
+    assert!(c.apple_refusals().is_empty(), "{:?}", c.apple_refusals());
+    assert!(c.qemu_refusals().is_empty(), "{:?}", c.qemu_refusals());
+    assert!(c.cluster.networking.disable_default_cni);
+    assert_eq!(
+        c.cluster.networking.dns_search,
+        Some(vec!["corp.example".to_string()])
+    );
+    assert_eq!(c.cluster.containerd_config_patches.len(), 1);
+    assert_eq!(
+        c.containerd_patches_json6902(),
+        [
+            json!([{"op": "add", "path": "/plugins/io.containerd.grpc.v1.cri/max_concurrent_downloads", "value": 5}])
+        ]
+    );
+}
+
+#[test]
+fn a_search_domain_or_containerd_patch_that_cannot_work_is_refused_by_name() {
+    error_at(
+        &cluster("networking:\n  dnsSearch: [corp.example, 'two words']\n"),
+        "networking.dnsSearch[1]",
+        &["not a search domain"],
+    );
+    error_at(
+        &cluster("networking:\n  dnsSearch: ['']\n"),
+        "networking.dnsSearch[0]",
+        &["not a search domain"],
+    );
+    // Applies to no kina containerd configuration: nothing to remove.
+    error_at(
+        &cluster(
+            "containerdConfigPatchesJSON6902:\n- '[{\"op\": \"remove\", \"path\": \"/plugins/io.containerd.grpc.v1.cri/registry\"}]'\n",
+        ),
+        "containerdConfigPatchesJSON6902[0]",
+        &["cannot apply", "containerd 1.7 and 2.x", "--dry-run"],
+    );
+    error_at(
+        &cluster("containerdConfigPatches:\n- 'version = \"two\"'\n"),
+        "containerdConfigPatches[0]",
+        &["not an integer"],
+    );
 }
 
 #[test]

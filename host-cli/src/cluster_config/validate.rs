@@ -12,7 +12,9 @@
 use std::net::IpAddr;
 
 use kina_contract::cidr::Ipv4Cidr;
-use kina_contract::node_spec::Role;
+use kina_contract::containerd_config::{NodeRuntime, PatchError, config_text};
+use kina_contract::node_spec::{NodeSpec, Role};
+use serde_json::Value;
 
 use super::patches::{PatchSet, Patches, json_patch_ops, json6902_patches, merge_patches};
 use super::{Cluster, FieldError, IpFamily, KinaSettings, MemoryMib, Networking, Node, Protocol};
@@ -40,18 +42,20 @@ pub fn check_cluster_name(name: &str) -> Result<(), String> {
 }
 
 /// Every check on the Cluster and Kina documents, errors pushed in the
-/// order of the file; returns the kubeadm patches as JSON.
+/// order of the file; returns the kubeadm patches and the containerd JSON
+/// 6902 patches as JSON.
 pub(super) fn validate(
     cluster: &Cluster,
     kina: &KinaSettings,
     errors: &mut Vec<FieldError>,
-) -> Patches {
+) -> (Patches, Vec<Value>) {
     if let Some(name) = &cluster.name
         && let Err(problem) = crate::cluster_name::check(name)
     {
         errors.push(FieldError::cluster("name", problem));
     }
     networking(&cluster.networking, errors);
+    dns_search(&cluster.networking, errors);
     subnets(&cluster.networking, cluster.nodes.len(), errors);
     roles(&cluster.nodes, errors);
     let mut bindings = api_server_binding(&cluster.networking);
@@ -75,9 +79,9 @@ pub(super) fn validate(
         host_ports(n, node, &mut bindings, errors);
         patches.nodes.push(node_patches(n, node, errors));
     }
-    containerd_patches(cluster, errors);
+    let containerd = containerd_patches(cluster, errors);
     validate_kina(kina, cluster.nodes.len(), errors);
-    patches
+    (patches, containerd)
 }
 
 /// The IP family, and the API server's address and port.
@@ -311,9 +315,12 @@ fn node_patches(n: usize, node: &Node, errors: &mut Vec<FieldError>) -> PatchSet
 }
 
 /// containerd's patches: TOML for the merge patches, JSON 6902 operations
-/// for the others. (No provider applies them yet; `provider_refusals` says
-/// so, but a patch that cannot parse is wrong whatever runs it.)
-fn containerd_patches(cluster: &Cluster, errors: &mut Vec<FieldError>) {
+/// for the others (returned as JSON), and together applicable to kina's
+/// containerd configuration for at least one containerd line (1.7 or 2.x:
+/// which one an image has is only known in the node, where kina-init
+/// applies them and names a patch that fails there).
+fn containerd_patches(cluster: &Cluster, errors: &mut Vec<FieldError>) -> Vec<Value> {
+    let before = errors.len();
     for (i, text) in cluster.containerd_config_patches.iter().enumerate() {
         if let Err(err) = text.parse::<toml::Table>() {
             let at = err.span().map_or(String::new(), |span| {
@@ -328,15 +335,75 @@ fn containerd_patches(cluster: &Cluster, errors: &mut Vec<FieldError>) {
             ));
         }
     }
+    let mut json6902 = Vec::new();
     for (i, text) in cluster
         .containerd_config_patches_json6902
         .iter()
         .enumerate()
     {
-        if let Err(message) = json_patch_ops(text) {
-            errors.push(FieldError::cluster(
+        match json_patch_ops(text) {
+            Ok(ops) => json6902.push(ops),
+            Err(message) => errors.push(FieldError::cluster(
                 format!("containerdConfigPatchesJSON6902[{i}]"),
                 message,
+            )),
+        }
+    }
+    if errors.len() == before {
+        errors.extend(containerd_patches_apply(
+            &cluster.containerd_config_patches,
+            &json6902,
+        ));
+    }
+    json6902
+}
+
+/// The patches applied to kina's containerd configuration for containerd
+/// 1.7 and for 2.x (as `kina up --dry-run` assumes the nodes); an error
+/// naming the failing patch when they apply to neither.
+fn containerd_patches_apply(merge: &[String], json6902: &[Value]) -> Option<FieldError> {
+    let spec = NodeSpec {
+        containerd_config_patches: merge.to_vec(),
+        containerd_config_patches_json6902: json6902.to_vec(),
+        ..NodeSpec::unnamed()
+    };
+    let mut failure = None;
+    for major in [1, 2] {
+        let node = match NodeRuntime::assumed(major, None) {
+            Ok(node) => node,
+            Err(e) => {
+                return Some(FieldError::cluster(
+                    "containerdConfigPatches",
+                    e.to_string(),
+                ));
+            }
+        };
+        match config_text(&spec, &node) {
+            Ok(_) => return None,
+            Err(e) => failure = Some(e),
+        }
+    }
+    failure.map(|e| match e {
+        PatchError::Patch { patch, reason } => FieldError::cluster(
+            patch,
+            format!(
+                "{reason} (on kina's containerd configuration for containerd 1.7 and 2.x; \
+                 `kina up --dry-run` prints it)"
+            ),
+        ),
+        PatchError::Base(message) => FieldError::cluster("containerdConfigPatches", message),
+    })
+}
+
+/// kind's `networking.dnsSearch`: domains that make one resolv.conf line.
+fn dns_search(net: &Networking, errors: &mut Vec<FieldError>) {
+    for (i, domain) in net.dns_search.iter().flatten().enumerate() {
+        if domain.is_empty() || domain.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            errors.push(FieldError::cluster(
+                format!("networking.dnsSearch[{i}]"),
+                format!(
+                    "{domain:?} is not a search domain: write one domain per entry, without spaces"
+                ),
             ));
         }
     }

@@ -10,16 +10,67 @@ use std::time::{Duration, Instant};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
-use super::containerd_config::{Snapshotter, cni_bin_dirs, config_toml, containerd_major};
+use kina_contract::containerd_config::sandbox::{pause_from_kubeadm_images, pause_image};
+use kina_contract::containerd_config::{
+    CONFIG_PATH, NodeRuntime, Snapshotter, cni_bin_dirs, config_text, containerd_major,
+};
 use kina_contract::status::PhaseId;
 
 use super::{BootContext, Phase, PhaseFailure};
 use crate::children;
 use crate::supervise::{ServiceSpec, Supervisor};
 
-/// The pause image containerd pins; kubeadm pulls the same one for the
-/// Kubernetes version when a node has Kubernetes.
-pub const SANDBOX_IMAGE: &str = "registry.k8s.io/pause:3.10";
+/// The pause image containerd pins, and where it was learnt: from the
+/// image's kubeadm (`kubeadm config images list` for its own version), so
+/// containerd pins the image kubeadm pulls; from kina's per-minor table
+/// when that kubeadm does not answer; the table's newest for an image
+/// without kubeadm (no Kubernetes).
+pub fn sandbox_image(root: &Path) -> Result<(String, String), PhaseFailure> {
+    let kubeadm = children::NODE_PATH
+        .split(':')
+        .map(|d| root.join(d.trim_start_matches('/')).join("kubeadm"))
+        .find(|p| p.is_file());
+    let Some(kubeadm) = kubeadm else {
+        let image = pause_image(None).map_err(|e| PhaseFailure {
+            message: e.to_string(),
+            hint: "this is a bug in kina".into(),
+        })?;
+        return Ok((image, "no kubeadm in the image".into()));
+    };
+    let run = |args: &[&str]| -> Result<String, String> {
+        let out = children::output(Command::new(&kubeadm).args(args))
+            .map_err(|e| format!("cannot run {}: {e}", kubeadm.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`kubeadm {}` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let version = run(&["version", "-o", "short"])
+        .map(|v| v.trim().to_string())
+        .map_err(|message| PhaseFailure {
+            message,
+            hint: "the node image's kubeadm must run on this architecture".into(),
+        })?;
+    let listed =
+        run(&["config", "images", "list", "--kubernetes-version", &version]).and_then(|out| {
+            pause_from_kubeadm_images(&out)
+                .ok_or_else(|| format!("kubeadm {version} listed no pause image"))
+        });
+    match listed {
+        Ok(image) => Ok((image, format!("kubeadm {version}'s"))),
+        Err(why) => {
+            let image = pause_image(Some(&version)).map_err(|e| PhaseFailure {
+                message: format!("{why}; {e}"),
+                hint: "use a node image whose kubeadm runs `kubeadm config images list`".into(),
+            })?;
+            Ok((image, format!("kina's table for {version}, as {why}")))
+        }
+    }
+}
 
 pub const SOCKET: &str = "/run/containerd/containerd.sock";
 
@@ -88,7 +139,7 @@ impl Phase for ContainerdPhase {
         PhaseId::Containerd
     }
 
-    fn run(&mut self, _ctx: &mut BootContext) -> Result<String, PhaseFailure> {
+    fn run(&mut self, ctx: &mut BootContext) -> Result<String, PhaseFailure> {
         let version =
             children::output(Command::new("containerd").arg("--version")).map_err(|e| {
                 PhaseFailure {
@@ -118,8 +169,21 @@ impl Phase for ContainerdPhase {
                 hint: "the node image needs the CNI plugins (containernetworking-plugins)".into(),
             });
         }
-        let config = self.root.join("etc/containerd/config.toml");
-        let text = config_toml(major, snapshotter, SANDBOX_IMAGE, &dirs);
+        let (sandbox, sandbox_source) = sandbox_image(&self.root)?;
+        let node = NodeRuntime {
+            containerd_major: major,
+            snapshotter,
+            sandbox_image: sandbox.clone(),
+            cni_bin_dirs: dirs.iter().map(|d| d.to_string()).collect(),
+        };
+        let patched = config_text(&ctx.spec, &node).map_err(|e| PhaseFailure {
+            message: format!("containerd's configuration: {e}"),
+            hint: "fix that patch in the cluster config (`kina up --dry-run` prints the \
+                   configuration it applies to) and create the cluster again"
+                .into(),
+        })?;
+        let config = self.root.join(CONFIG_PATH.trim_start_matches('/'));
+        let text = &patched.text;
         if let Some(dir) = config.parent() {
             std::fs::create_dir_all(dir).map_err(|e| PhaseFailure {
                 message: format!("creating {}: {e}", dir.display()),
@@ -162,12 +226,18 @@ impl Phase for ContainerdPhase {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let patches = match (patched.applied, patched.skipped.as_slice()) {
+            (0, []) => String::new(),
+            (n, []) => format!(", {n} config patch(es) applied"),
+            (n, skipped) => format!(
+                ", {n} config patch(es) applied, {} skipped: {}",
+                skipped.len(),
+                skipped.join("; ")
+            ),
+        };
         Ok(format!(
-            "{version_text}: {} snapshotter{why}, answering after {} ms",
-            match snapshotter {
-                Snapshotter::Overlayfs => "overlayfs",
-                Snapshotter::Native => "native",
-            },
+            "{version_text}: {} snapshotter{why}, sandbox {sandbox} ({sandbox_source}){patches}, answering after {} ms",
+            snapshotter.name(),
             started.elapsed().as_millis()
         ))
     }
@@ -176,6 +246,53 @@ impl Phase for ContainerdPhase {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// TEST DOUBLE for the image's kubeadm (no Kubernetes release can be
+    /// downloaded here): answers `version -o short` and `config images list
+    /// --kubernetes-version V` in kubeadm's text output, one image per line
+    /// (kubeadm's reference page kubeadm_config_images_list.md), here
+    /// kubeadm v1.35.8's list; any other version fails as `list` would on
+    /// an unparseable one. `listing` false: the list subcommand fails.
+    fn stand_in_kubeadm(root: &Path, listing: bool) {
+        let bin = root.join("usr/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let script = format!(
+            "#!/bin/sh\n\
+             case \"$*\" in\n\
+             'version -o short') echo v1.35.8 ;;\n\
+             'config images list --kubernetes-version v1.35.8') {} ;;\n\
+             *) echo \"unexpected: $*\" >&2; exit 1 ;;\n\
+             esac\n",
+            if listing {
+                "printf '%s\\n' registry.k8s.io/kube-apiserver:v1.35.8 registry.k8s.io/coredns/coredns:v1.12.1 registry.k8s.io/pause:3.10.1 registry.k8s.io/etcd:3.6.5-0"
+            } else {
+                "echo 'this version is not supported' >&2; exit 1"
+            }
+        );
+        let path = bin.join("kubeadm");
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn the_sandbox_image_is_the_one_the_images_kubeadm_lists() {
+        let root = tempfile::tempdir().unwrap();
+        // No kubeadm: an image without Kubernetes gets the newest pause.
+        let (image, why) = sandbox_image(root.path()).unwrap();
+        assert_eq!(image, "registry.k8s.io/pause:3.10.2");
+        assert!(why.contains("no kubeadm"), "{why}");
+        stand_in_kubeadm(root.path(), true);
+        let (image, why) = sandbox_image(root.path()).unwrap();
+        assert_eq!(image, "registry.k8s.io/pause:3.10.1");
+        assert_eq!(why, "kubeadm v1.35.8's");
+        // A kubeadm whose list fails: kina's table for its version.
+        stand_in_kubeadm(root.path(), false);
+        let (image, why) = sandbox_image(root.path()).unwrap();
+        assert_eq!(image, "registry.k8s.io/pause:3.10.1");
+        assert!(why.starts_with("kina's table for v1.35.8"), "{why}");
+        assert!(why.contains("not supported"), "{why}");
+    }
 
     #[test]
     fn crictl_finds_containerd_without_flags() {

@@ -7,13 +7,13 @@
 pub mod cgroups;
 pub mod cni_config;
 pub mod containerd;
-pub mod containerd_config;
 pub mod identity;
 pub mod images;
 pub mod kernel;
 pub mod modules;
 pub mod mount;
 pub mod network;
+pub mod resolv_conf;
 pub mod sysctls;
 
 use std::io::Write;

@@ -2,6 +2,11 @@
 //! CNI configuration, and routes to the other nodes' pod CIDRs through their
 //! node addresses (one L2 segment, so a plain next hop suffices).
 //!
+//! With kind's `disableDefaultCNI` the pod network is the user's CNI's:
+//! no ptp configuration, no peer routes and no masquerading (kind then
+//! installs no kindnet, which does all three), and the status says a CNI
+//! is expected. kind's `dnsSearch` sets resolv.conf's search line.
+//!
 //! TCP between Apple VMs stalls when segments are forwarded into a veth with
 //! TSO on, so it is turned off on the uplink. Links and routes go through
 //! rtnetlink; TSO through `ethtool` from the node image (its ioctl would need
@@ -14,12 +19,13 @@ use std::process::Command;
 use futures_util::TryStreamExt;
 use kina_contract::cidr::Ipv4Cidr;
 use kina_contract::node_spec::{NodeSpec, Peer};
-use kina_contract::status::PhaseId;
+use kina_contract::status::{PhaseId, PodNetwork};
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
 use super::cni_config::{CNI_CONF_FILE, ptp_conflist};
+use super::resolv_conf::with_search;
 use super::{BootContext, Phase, PhaseFailure};
 
 /// The node's first interface: QEMU's user network or Apple's vmnet.
@@ -144,10 +150,21 @@ async fn configure(
         node_link = index;
         mtu = cluster_mtu;
     }
-    let routes = peer_routes(handle, node_link, &ctx.spec.peers)
+    let routes = peer_routes(handle, node_link, routed_peers(&ctx.spec))
         .await
         .map_err(fail)?;
     Ok((mtu, routes))
+}
+
+/// The peers whose pod CIDRs kina routes: all of them, unless the pod
+/// network is the user's CNI's (`disable_default_cni`), which routes its
+/// own pod addresses.
+pub fn routed_peers(spec: &NodeSpec) -> &[Peer] {
+    if spec.disable_default_cni {
+        &[]
+    } else {
+        &spec.peers
+    }
 }
 
 /// A route to each peer's pod CIDR through the peer's node address,
@@ -200,11 +217,13 @@ fn with_uplink<T>(
     })
 }
 
-/// Brings the routes to the peers' pod CIDRs in line with `peers` again:
-/// the host rewrites the node spec when a node's address changes, and the
-/// routes follow.
-pub fn sync_peer_routes(uplink: &str, peers: &[Peer]) -> Result<usize, String> {
-    with_uplink(uplink, async |handle, link| {
+/// Brings the routes to the peers' pod CIDRs in line with `spec`'s peers
+/// again (none when the pod network is the user's CNI's): the host
+/// rewrites the node spec when a node's address changes, and the routes
+/// follow. `uplink` is the node's first link (its default node link).
+pub fn sync_peer_routes(spec: &NodeSpec, uplink: &str) -> Result<usize, String> {
+    let peers = routed_peers(spec);
+    with_uplink(spec.node_link(uplink), async |handle, link| {
         peer_routes(handle, link, peers).await
     })
 }
@@ -274,11 +293,7 @@ impl Phase for NetworkPhase {
             }
         };
 
-        std::fs::create_dir_all(&self.cni_conf_dir)
-            .map_err(|e| fail(format!("creating {}: {e}", self.cni_conf_dir.display())))?;
-        let conf = self.cni_conf_dir.join(CNI_CONF_FILE);
-        std::fs::write(&conf, ptp_conflist(&ctx.spec.pod_cidr, mtu))
-            .map_err(|e| fail(format!("writing {}: {e}", conf.display())))?;
+        self.write_cni_config(&ctx.spec, mtu)?;
         if let Some(iface) = &ctx.spec.interface
             && !iface.nameservers.is_empty()
         {
@@ -290,11 +305,63 @@ impl Phase for NetworkPhase {
             std::fs::write(&self.resolv_conf, text)
                 .map_err(|e| fail(format!("writing {}: {e}", self.resolv_conf.display())))?;
         }
+        let search = match &ctx.spec.dns_search {
+            Some(domains) => {
+                self.set_dns_search(domains)?;
+                format!(", DNS search `{}`", domains.join(" "))
+            }
+            None => String::new(),
+        };
         masquerade_for(&ctx.spec)?;
+        if ctx.spec.disable_default_cni {
+            let _ = ctx.status.update(|s| s.pod_network = PodNetwork::UserCni);
+            return Ok(format!(
+                "{node_link} mtu {mtu}, {tso}{search}; no CNI configuration, peer routes or \
+                 masquerading (disableDefaultCNI): a CNI is expected"
+            ));
+        }
         Ok(format!(
-            "{node_link} mtu {mtu}, {tso}, ptp over {}, {routes} peer route(s), masquerading what leaves the cluster",
+            "{node_link} mtu {mtu}, {tso}{search}, ptp over {}, {routes} peer route(s), masquerading what leaves the cluster",
             ctx.spec.pod_cidr
         ))
+    }
+}
+
+impl NetworkPhase {
+    /// kina's ptp configuration, or, when the pod network is the user's
+    /// CNI's, none: a configuration kina wrote before is removed so that
+    /// containerd finds only the user's.
+    fn write_cni_config(&self, spec: &NodeSpec, mtu: u32) -> Result<(), PhaseFailure> {
+        let conf = self.cni_conf_dir.join(CNI_CONF_FILE);
+        if spec.disable_default_cni {
+            return match std::fs::remove_file(&conf) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(fail(format!("removing {}: {e}", conf.display())))
+                }
+                _ => Ok(()),
+            };
+        }
+        std::fs::create_dir_all(&self.cni_conf_dir)
+            .map_err(|e| fail(format!("creating {}: {e}", self.cni_conf_dir.display())))?;
+        std::fs::write(&conf, ptp_conflist(&spec.pod_cidr, mtu))
+            .map_err(|e| fail(format!("writing {}: {e}", conf.display())))
+    }
+
+    /// resolv.conf's search line set to `domains` (kind's `dnsSearch`).
+    fn set_dns_search(&self, domains: &[String]) -> Result<(), PhaseFailure> {
+        let existing = match std::fs::read_to_string(&self.resolv_conf) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                return Err(fail(format!("reading {}: {e}", self.resolv_conf.display())));
+            }
+        };
+        let text = with_search(&existing, domains).map_err(|e| PhaseFailure {
+            message: format!("node spec: {e}"),
+            hint: "fix networking.dnsSearch in the cluster config".into(),
+        })?;
+        std::fs::write(&self.resolv_conf, text)
+            .map_err(|e| fail(format!("writing {}: {e}", self.resolv_conf.display())))
     }
 }
 
@@ -354,8 +421,12 @@ pub fn unmasqueraded_destinations(spec: &NodeSpec) -> Vec<String> {
     kept
 }
 
-/// Masquerading for `spec`: what leaves the cluster only.
+/// Masquerading for `spec`: what leaves the cluster only; nothing when
+/// the pod network is the user's CNI's, which masquerades as it chooses.
 fn masquerade_for(spec: &NodeSpec) -> Result<(), PhaseFailure> {
+    if spec.disable_default_cni {
+        return Ok(());
+    }
     masquerade(&spec.pod_cidr, &unmasqueraded_destinations(spec))
 }
 

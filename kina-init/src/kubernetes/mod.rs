@@ -428,6 +428,14 @@ impl Phase for KubernetesPhase {
                 kubeconfig: self.paths.kubeconfig(),
             },
         };
+        if ctx.spec.disable_default_cni {
+            // kind's disableDefaultCNI: the node is NotReady (and CoreDNS
+            // pending) until the user's CNI runs, so neither is waited for.
+            return Ok(format!(
+                "{}: node {} joined; NotReady until a CNI is installed (disableDefaultCNI)",
+                run.version, ctx.spec.name
+            ));
+        }
         let mut summary = self.await_ready(ctx, &run, &own)?;
         if role == Role::ControlPlane && run.k.wait_for_coredns {
             self.await_coredns(ctx, &run, &own)?;
