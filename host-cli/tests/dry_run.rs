@@ -285,3 +285,47 @@ nodes:
     );
     assert!(err.contains("quote it"), "{err}");
 }
+
+/// kind's local-registry guide (local-registry.md): containerd told to read
+/// registry hosts from /etc/containerd/certs.d. The dry run shows the
+/// containerd configuration kina-init will write with the patch merged, the
+/// pause image kubeadm of that release pulls pinned, and kina's CRI settings
+/// kept.
+#[test]
+fn the_local_registry_guides_containerd_patch_is_in_the_printed_config() {
+    const REGISTRY: &str = r#"kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+containerdConfigPatches:
+- |-
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "/etc/containerd/certs.d"
+"#;
+    for (version, pause) in [
+        ("v1.34.11", "pause:3.10.1"),
+        ("v1.35.8", "pause:3.10.1"),
+        ("v1.36.4", "pause:3.10.2"),
+    ] {
+        let (out, _tmp) = run(REGISTRY, ProviderKind::Qemu, version).unwrap();
+        for node in &out.nodes {
+            let section = node
+                .sections
+                .iter()
+                .find(|s| s.title.starts_with("/etc/containerd/config.toml"))
+                .expect("a containerd section");
+            let config: toml::Table = section.body.parse().unwrap();
+            let cri = &config["plugins"]["io.containerd.grpc.v1.cri"];
+            assert_eq!(
+                cri["registry"]["config_path"].as_str(),
+                Some("/etc/containerd/certs.d"),
+                "{version}: {}",
+                section.body
+            );
+            assert!(
+                cri["sandbox_image"].as_str().unwrap().ends_with(pause),
+                "{version}: {}",
+                section.body
+            );
+            assert!(render(&out).contains("--- /etc/containerd/config.toml"));
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! `kina up --dry-run`: what each node's kina-init would hand kubeadm,
 //! made by the same plan and node specs `up` makes and the same contract
-//! code kina-init runs (`kina_contract::kubeadm`), so users can debug their
+//! code kina-init runs (`kina_contract::kubeadm`, `containerd_config`), so users can debug their
 //! kind patches without a VM. Nothing is created: no provider runs
 //! anything (only its pure planning, `shape` and `node_interfaces`), no
 //! file or record is written, no port is bound, no image is loaded.
@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use kina_contract::containerd_config;
 use kina_contract::kubeadm::{self, Inputs, KubeVersion};
 use kina_contract::node_spec::{Role, Secret};
 
@@ -26,6 +27,12 @@ pub const PLACEHOLDER_TOKEN: &str = "abcdef.0123456789abcdef";
 /// A well-formed CA pin of no CA: `up` pins the cluster's own.
 pub const PLACEHOLDER_CA_HASH: &str =
     "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The containerd line kina's Kubernetes recipes install (upstream 2.x;
+/// Debian's 1.7 is only in the base recipe, which has no kubeadm to show).
+/// The image records no containerd version, so the dry run assumes this one
+/// and its section title says so.
+const ASSUMED_CONTAINERD_MAJOR: u32 = 2;
 
 /// What `up --dry-run` was asked for.
 pub struct DryRunRequest<'a> {
@@ -191,6 +198,11 @@ pub fn dry_run<P: Provider>(
         })
         .map_err(|e| anyhow::anyhow!("node {}: {e}", planned.name))?;
         notes.extend(generated.notes.iter().cloned());
+        let containerd =
+            containerd_config::dry_run_text(&spec, ASSUMED_CONTAINERD_MAJOR, Some(&version_text))
+                .map_err(|e| {
+                anyhow::anyhow!("node {}'s containerd configuration: {e}", planned.name)
+            })?;
         let command = match planned.role {
             Role::ControlPlane => "kubeadm init",
             Role::Worker => "kubeadm join",
@@ -208,6 +220,12 @@ pub fn dry_run<P: Provider>(
                 Section {
                     title: "kubelet flags from kubeletExtraArgs (KUBELET_KUBEADM_ARGS in /var/lib/kubelet/kubeadm-flags.env, besides kubeadm's own defaults)".to_string(),
                     body: kubeadm::kubelet_flags(&generated.docs).join("\n") + "\n",
+                },
+                Section {
+                    title: format!(
+                        "/etc/containerd/config.toml (for containerd {ASSUMED_CONTAINERD_MAJOR}.x, which kina's Kubernetes recipes ship; after the cluster's containerd patches)"
+                    ),
+                    body: containerd,
                 },
             ],
         });
