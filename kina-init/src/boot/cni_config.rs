@@ -13,6 +13,19 @@ pub const CNI_CONF_FILE: &str = "10-kina-ptp.conflist";
 
 /// The conflist for `pod_cidr`, with pods' MTU equal to the node's uplink
 /// MTU (ptp routes, it does not encapsulate).
+///
+/// This is also why kina installs no TCP MSS clamp on Apple, where the
+/// attachment MTU is 1280 (apple/container 1.2.2 `Utility.swift:310`) and
+/// Apple's own `k8s` plugin clamps MSS to 1220 in mangle OUTPUT and FORWARD
+/// (`K8sHelper.swift:340-341`): a pod's interface has the uplink's 1280, so
+/// its kernel advertises an IPv4 MSS of 1240 in every SYN and sends no
+/// segment larger than the link, and peers answer within that MSS: every
+/// TCP packet to, from or between pods fits the 1280 link with nothing
+/// rewritten. A clamp is needed where pods get a larger MTU than the path
+/// (a CNI defaulting to 1500). 1220 is 1280 less an IPv6 header (40) and
+/// TCP's (20); kina's pod network is IPv4, whose 1240 the kernel already
+/// derives from the pod's MTU. A CNI installed with
+/// `disableDefaultCNI` chooses its own MTU, as on any cluster.
 pub fn ptp_conflist(pod_cidr: &str, mtu: u32) -> String {
     let conf = json!({
         "cniVersion": "1.0.0",
