@@ -215,6 +215,15 @@ fn a_two_node_qemu_cluster_comes_up_carries_pod_traffic_and_goes_without_a_trace
         route.contains(&format!("via {worker_address} dev eth1")),
         "the worker's pods are routed via its segment address: {route}"
     );
+    // The worker's pod counts the echo requests that arrive from the
+    // control plane's pod's own address: crossing nodes keeps the pod's
+    // source (ptp's ipMasq is off; KINA-MASQ exempts peer pod CIDRs).
+    let count_from_pod_a: Vec<&str> =
+        "ip netns exec scratch-b iptables -w -I INPUT -p icmp --icmp-type echo-request -s"
+            .split(' ')
+            .chain([pod_a.as_str(), "-j", "ACCEPT"])
+            .collect();
+    exec_ok(env, WORKER, &count_from_pod_a);
     for (node, pod, to) in [
         (CONTROL_PLANE, "scratch-a", &pod_b),
         (WORKER, "scratch-b", &pod_a),
@@ -228,6 +237,33 @@ fn a_two_node_qemu_cluster_comes_up_carries_pod_traffic_and_goes_without_a_trace
             String::from_utf8_lossy(&ping.stderr)
         );
     }
+    let counters = exec_ok(
+        env,
+        WORKER,
+        &[
+            "ip",
+            "netns",
+            "exec",
+            "scratch-b",
+            "iptables",
+            "-w",
+            "-L",
+            "INPUT",
+            "-n",
+            "-v",
+            "-x",
+        ],
+    );
+    let from_pod_a: u64 = counters
+        .lines()
+        .find(|l| l.contains(pod_a.as_str()))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|packets| packets.parse().ok())
+        .unwrap_or_else(|| panic!("no counter for {pod_a} in:\n{counters}"));
+    assert!(
+        from_pod_a >= 2,
+        "scratch-b saw {from_pod_a} echo requests from {pod_a}: the source was rewritten\n{counters}"
+    );
     exec_ok(
         env,
         CONTROL_PLANE,

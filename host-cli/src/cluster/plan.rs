@@ -161,6 +161,10 @@ pub struct ClusterPlan {
     /// after the image is rebuilt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_digest: Option<String>,
+    /// The Kina document's `kernelImage`, absolute: the kernel the nodes
+    /// boot where the provider boots a kernel image (Apple).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_image: Option<PathBuf>,
     pub nodes: Vec<PlannedNode>,
 }
 
@@ -349,6 +353,11 @@ pub fn plan(inputs: &PlanInputs) -> anyhow::Result<ClusterPlan> {
         addressing: Addressing::AtStart,
         provider_state: None,
         image_digest: None,
+        kernel_image: config
+            .kina
+            .kernel_image
+            .as_ref()
+            .map(|k| inputs.cwd.join(k)),
         nodes,
     })
 }
@@ -655,6 +664,22 @@ nodes:
         })
         .unwrap();
         (config, plan)
+    }
+
+    #[test]
+    fn a_kernel_image_is_made_absolute_against_the_directory_up_ran_in() {
+        let (_, plain) = plan_of(THREE, None);
+        assert_eq!(plain.kernel_image, None);
+        let (_, plan) = plan_of(
+            &format!(
+                "{THREE}---\nkind: Kina\napiVersion: kina.dev/v1alpha1\nkernelImage: kernels/vmlinux\n"
+            ),
+            None,
+        );
+        assert_eq!(
+            plan.kernel_image.as_deref(),
+            Some(Path::new("/work/kernels/vmlinux"))
+        );
     }
 
     #[test]

@@ -209,6 +209,7 @@ impl V1Record {
             stop_after: self.stop_after,
             api_server: self.api_server,
             image_digest: None,
+            kernel_image: None,
             nodes: self
                 .nodes
                 .into_iter()

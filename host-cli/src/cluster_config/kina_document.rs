@@ -26,6 +26,12 @@ pub struct KinaSettings {
     /// The kernel recipe nodes boot (relative to the directory kina runs
     /// in); `None`: the command's default.
     pub kernel: Option<PathBuf>,
+    /// A kernel image Apple's `container run --kernel` boots instead of
+    /// Apple's default kernel (relative to the directory kina runs in), for
+    /// a CNI that kernel cannot carry (Cilium needs `CONFIG_BPF_JIT`).
+    /// QEMU nodes boot the kernel of a recipe (`kernel`) instead, whose
+    /// modules they also need.
+    pub kernel_image: Option<PathBuf>,
     /// The kernel profiles every node must pass; `None`: the node spec's
     /// default (kubernetes-base and ptp).
     pub kernel_profiles: Option<Vec<String>>,
@@ -41,6 +47,7 @@ impl Default for KinaSettings {
             cpus: DEFAULT_CPUS,
             memory: MemoryMib(DEFAULT_MEMORY_MIB),
             kernel: None,
+            kernel_image: None,
             kernel_profiles: None,
             nodes: vec![],
         }

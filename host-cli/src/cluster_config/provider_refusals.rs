@@ -16,7 +16,7 @@ impl ClusterConfig {
     /// which are its to know (`provider::qemu`).
     pub fn qemu_refusals(&self) -> Vec<FieldError> {
         self.refusals(
-            Vec::new(),
+            qemu_kernel_image_refusal(&self.kina).into_iter().collect(),
             |path, mount| vec![qemu_mount_refusal(path.to_string(), mount)],
             "QEMU's user-mode network forwards TCP and UDP only",
         )
@@ -56,13 +56,25 @@ impl ClusterConfig {
     }
 }
 
+/// A kernel image on QEMU, whose nodes boot a recipe's kernel with its
+/// modules.
+fn qemu_kernel_image_refusal(kina: &KinaSettings) -> Option<FieldError> {
+    kina.kernel_image.is_some().then(|| {
+        FieldError::kina(
+            "kernelImage",
+            "a kernel image is for Apple's `container --kernel`; QEMU nodes boot the kernel \
+             of a kernel recipe with its modules: name the recipe in `kernel` instead",
+        )
+    })
+}
+
 /// A kernel recipe on Apple's `container`, which boots a kernel image.
 fn apple_kernel_refusal(kina: &KinaSettings) -> Option<FieldError> {
     kina.kernel.is_some().then(|| {
         FieldError::kina(
             "kernel",
             "a kernel recipe is for QEMU nodes: Apple's `container --kernel` takes a kernel \
-             image, and kina does not turn its recipe's Debian kernel into one yet; leave \
+             image; name a kernel image built for Apple's VMs in `kernelImage`, or leave \
              `kernel` out to boot Apple's default kernel, which kina-init checks at boot",
         )
     })

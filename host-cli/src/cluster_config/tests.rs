@@ -1732,6 +1732,22 @@ fn both_providers_run_several_nodes_and_a_kernel_recipe_is_qemus() {
     assert_eq!(apple.len(), 1, "{apple:?}");
     assert_eq!(apple[0].path, "kernel");
     assert_eq!(apple[0].document, Document::Kina);
+    assert!(apple[0].to_string().contains("kernelImage"), "{}", apple[0]);
+
+    // A kernel image is Apple's (`container run --kernel`); QEMU says to
+    // name a recipe.
+    let c = parse(&format!(
+        "{TWO_NODES}---\nkind: Kina\napiVersion: kina.dev/v1alpha1\nkernelImage: kernels/vmlinux-arm64\n"
+    ));
+    assert_eq!(
+        c.kina.kernel_image.as_deref(),
+        Some(Path::new("kernels/vmlinux-arm64"))
+    );
+    assert!(c.apple_refusals().is_empty());
+    let qemu = c.qemu_refusals();
+    assert_eq!(qemu.len(), 1, "{qemu:?}");
+    assert_eq!(qemu[0].path, "kernelImage");
+    assert!(qemu[0].to_string().contains("`kernel`"), "{}", qemu[0]);
 }
 
 #[test]

@@ -174,7 +174,7 @@ impl AppleProvider {
             image: plan.image.clone(),
             cpus: node.cpus,
             memory_mib: u64::from(node.memory_mib),
-            kernel: None,
+            kernel: kernel_image(plan)?,
             network: Some(network_name(&plan.name)),
             ports: node
                 .port_mappings
@@ -220,6 +220,24 @@ fn check_ports_free(node: &PlannedNode) -> anyhow::Result<()> {
         })?;
     }
     Ok(())
+}
+
+/// The Kina document's `kernelImage`, checked as `container` checks
+/// `--kernel` (made absolute, must exist: apple/container 1.2.2
+/// `Utility.swift:331-349`), but before anything is created, naming the
+/// field.
+fn kernel_image(plan: &ClusterPlan) -> anyhow::Result<Option<PathBuf>> {
+    let Some(path) = &plan.kernel_image else {
+        return Ok(None);
+    };
+    if !path.is_file() {
+        anyhow::bail!(
+            "kernelImage {}: no such file; name a kernel image built for Apple's VMs, or leave \
+             kernelImage out to boot Apple's default kernel",
+            path.display()
+        );
+    }
+    Ok(Some(path.clone()))
 }
 
 /// The host directory bound at `/etc/kina` in `node`.
@@ -340,6 +358,8 @@ impl Provider for AppleProvider {
     /// read back, so a load Apple filed under another name fails here, not
     /// at `create` with the old build.
     async fn prepare(&self, plan: &mut ClusterPlan) -> anyhow::Result<()> {
+        // A missing kernel image fails here, before the image load.
+        kernel_image(plan)?;
         tokio::task::block_in_place(|| {
             let wanted = store_digest(&self.dirs, &plan.image)?;
             if self.cli.image_digest(&plan.image)?.as_deref() != Some(wanted.as_str()) {
@@ -499,5 +519,32 @@ impl Provider for AppleProvider {
                 errors.push(format!("{node}/{file}: {e:#}"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// `container run --kernel` gets the Kina document's `kernelImage`; a
+    /// missing one is refused naming the field before anything is made.
+    #[test]
+    fn the_kernel_image_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plan: ClusterPlan = serde_json::from_value(serde_json::json!({
+            "provider": "apple", "name": "kina", "image": "kina.local/node:base",
+            "kubernetes_version": null, "stop_after": null, "api_server": null,
+            "addressing": "at-start", "nodes": [],
+        }))
+        .unwrap();
+        assert_eq!(kernel_image(&plan).unwrap(), None);
+        let kernel = dir.path().join("vmlinux");
+        plan.kernel_image = Some(kernel.clone());
+        let err = kernel_image(&plan).unwrap_err().to_string();
+        assert!(err.starts_with("kernelImage "), "{err}");
+        assert!(err.contains(&kernel.display().to_string()), "{err}");
+        std::fs::write(&kernel, b"kernel").unwrap();
+        assert_eq!(kernel_image(&plan).unwrap(), Some(kernel));
     }
 }
