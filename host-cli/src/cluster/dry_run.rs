@@ -114,15 +114,7 @@ pub fn dry_run<P: Provider>(
     request: &DryRunRequest,
 ) -> anyhow::Result<DryRun> {
     let name = &request.name;
-    crate::cluster_name::check(name).map_err(anyhow::Error::msg)?;
-    let refusals = provider.refusals(request.config);
-    if !refusals.is_empty() {
-        let list: String = refusals.iter().map(|e| format!("\n  {e}")).collect();
-        bail!(
-            "the {} provider cannot create this cluster as configured:{list}",
-            provider.kind().label()
-        );
-    }
+    super::up::check_creatable(provider, name, request.config)?;
     let version = request.kubernetes_version;
     let version_text = version.to_string();
     // The API server's host port is not in any kubeadm document, so none

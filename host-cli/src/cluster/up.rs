@@ -208,6 +208,25 @@ impl<P: Provider> Sequence for Up<'_, P> {
     }
 }
 
+/// What `up` and `up --dry-run` refuse before anything else: a name no
+/// provider can use, then the config fields this provider cannot honour.
+pub fn check_creatable<P: Provider>(
+    provider: &P,
+    name: &str,
+    config: &ClusterConfig,
+) -> anyhow::Result<()> {
+    crate::cluster_name::check(name).map_err(anyhow::Error::msg)?;
+    let refusals = provider.refusals(config);
+    if !refusals.is_empty() {
+        let list: String = refusals.iter().map(|e| format!("\n  {e}")).collect();
+        bail!(
+            "the {} provider cannot create this cluster as configured:{list}",
+            provider.kind().label()
+        );
+    }
+    Ok(())
+}
+
 /// Creates the cluster `request` describes on `provider`. Refusals, the
 /// plan and the checks that nothing clashes come first, before anything
 /// is made; then the steps. `interrupt` completing counts as a failure
@@ -220,15 +239,7 @@ pub async fn up<P: Provider>(
     interrupt: &mut (impl Future<Output = ()> + Unpin),
 ) -> anyhow::Result<()> {
     let name = request.name.clone();
-    crate::cluster_name::check(&name).map_err(anyhow::Error::msg)?;
-    let refusals = provider.refusals(request.config);
-    if !refusals.is_empty() {
-        let list: String = refusals.iter().map(|e| format!("\n  {e}")).collect();
-        bail!(
-            "the {} provider cannot create this cluster as configured:{list}",
-            provider.kind().label()
-        );
-    }
+    check_creatable(provider, &name, request.config)?;
     let record = ClusterDir::new(dirs, &name);
     if record.exists() {
         bail!("cluster {name} already exists; `kina down --name {name}` deletes it");
