@@ -33,6 +33,11 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Create a cluster (kind: `create cluster`).
     Up(Box<UpArgs>),
+    /// Check that this machine runs kina clusters: the provider (Apple's
+    /// version gate), kina's directories, and a one-node cluster `up` makes
+    /// and boots to containerd-ready (Apple: network, image load, node),
+    /// then deletes.
+    Doctor(Box<DoctorArgs>),
     /// Delete a cluster and everything it owns (kind: `delete cluster`).
     Down(DownArgs),
     /// List clusters (kind: `get clusters`).
@@ -439,6 +444,34 @@ pub struct UpArgs {
 /// The image `kina up` uses when neither --image nor the config names one:
 /// the one `kina image build` makes without arguments.
 pub const DEFAULT_NODE_IMAGE: &str = "kina.local/node:base";
+
+/// `kina doctor`: the flags of `up` that choose how a node is made.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Name of the throwaway cluster.
+    #[arg(long, short = 'n', default_value = "kina-doctor", value_parser = cluster_name)]
+    pub name: String,
+    /// The node image to boot (it must be in the local image store).
+    #[arg(long, default_value = DEFAULT_NODE_IMAGE)]
+    pub image: String,
+    /// Which provider to check (default: Apple's `container` on macOS, QEMU elsewhere).
+    #[arg(long, value_enum, env = "KINA_PROVIDER")]
+    pub provider: Option<crate::provider::ProviderKind>,
+    /// Give up waiting for the node after this long.
+    #[arg(long, default_value = "10m")]
+    pub wait: String,
+    /// Kernel recipe for QEMU nodes.
+    #[arg(long, default_value = "kernels/debian-cloud.toml", env = "KINA_KERNEL")]
+    pub kernel: PathBuf,
+    #[command(flatten)]
+    pub mirrors: MirrorArgs,
+    /// QEMU accelerator: auto, kvm or tcg.
+    #[arg(long, default_value = "auto", env = "KINA_ACCEL")]
+    pub accel: String,
+    /// Node platform (default: the host's).
+    #[arg(long)]
+    pub platform: Option<String>,
+}
 
 #[derive(Debug, Args)]
 pub struct DownArgs {

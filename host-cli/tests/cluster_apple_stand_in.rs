@@ -916,3 +916,51 @@ fn stand_in_apple_start_refuses_a_published_port_taken_meanwhile_naming_it_and_t
             .any(|c| c[..] == ["start", "web-control-plane"])
     );
 }
+
+/// `kina doctor` on a Mac, rehearsed against the stand-in: it makes a
+/// one-node cluster the way `up` does (version gate, image load round
+/// trip, network, node), boots it to containerd-ready, deletes it with its
+/// network, and says so; a cluster of its name is never touched.
+#[test]
+fn stand_in_apple_doctor_boots_a_node_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path();
+    build_base_image(env, "amd64");
+    let fake = env.join("apple");
+    let program = stand_in(&fake);
+    let out = run_ok(apple(env, &program).args(["doctor", "--platform", "amd64", "--wait", "1m"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("): a node booted to containerd-ready and was deleted"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("data directory:  {}", env.join("data").display())),
+        "{stdout}"
+    );
+    let log = calls(&fake);
+    let verbs: Vec<String> = log.iter().map(|c| c[..2.min(c.len())].join(" ")).collect();
+    let at = |verb: &str| {
+        verbs
+            .iter()
+            .position(|v| v == verb)
+            .unwrap_or_else(|| panic!("no `{verb}`: {verbs:?}"))
+    };
+    assert!(at("system version") < at("image load"), "{verbs:?}");
+    assert!(at("image load") < at("network create"), "{verbs:?}");
+    assert!(at("network create") < at("create --name"), "{verbs:?}");
+    assert!(at("delete --force") < at("network delete"), "{verbs:?}");
+    assert!(
+        log.iter()
+            .any(|c| c[..] == ["network", "delete", "kina-kina-doctor"]),
+        "{verbs:?}"
+    );
+    assert_eq!(std::fs::read_dir(fake.join("c")).unwrap().count(), 0);
+    assert!(!env.join("data/clusters/kina-doctor").exists());
+
+    // A cluster named as the doctor's is the user's: refused, untouched.
+    std::fs::create_dir_all(env.join("data/clusters/kina-doctor")).unwrap();
+    let err = run_err(apple(env, &program).args(["doctor", "--platform", "amd64"]));
+    assert!(err.contains("kina down --name kina-doctor"), "{err}");
+    assert!(env.join("data/clusters/kina-doctor").exists());
+}

@@ -3,6 +3,7 @@
 
 mod blob_bars;
 pub mod cluster;
+mod doctor;
 mod export_logs;
 mod image_build;
 pub mod image_inspect;
@@ -63,6 +64,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) | Command::Create(CreateCommand::Cluster(args)) => {
             cluster::up::run(*args, dirs, quiet).await
         }
+        Command::Doctor(args) => doctor::run(*args, dirs, quiet).await,
         Command::Down(args) | Command::Delete(DeleteCommand::Cluster(args)) => {
             cluster::down::run(args, dirs, quiet).await
         }
