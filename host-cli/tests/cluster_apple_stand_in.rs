@@ -33,6 +33,14 @@ dir='@DIR@'
 for a in "$@"; do printf '%s\t' "$a"; done >> "$dir/argv.log"
 printf '\n' >> "$dir/argv.log"
 obj() {
+  # One container as `list --all --format json` and `inspect` print it:
+  # compact, keys sorted (ContainerList.swift, OutputRendering.swift
+  # JSONOptions.compact); `status` is ContainerStatus{state, networks}
+  # with state one of unknown/stopped/running/stopping (ContainerStatus.swift,
+  # RuntimeStatus.swift); an attachment encodes network, hostname,
+  # ipv4Address as "a.b.c.d/len", ipv4Gateway, macAddress, mtu 1280
+  # (Attachment.swift:97-108, CIDRv4.swift:98-113, Utility.swift:310); a
+  # stopped container has none.
   n=$1; c=$(cat "$dir/c/$n/cluster"); r=$(cat "$dir/c/$n/role"); s=$(cat "$dir/c/$n/state")
   net=""
   if [ "$s" = running ]; then
@@ -43,6 +51,8 @@ obj() {
     "$n" "$c" "$r" "$c" "$n" "$n" "$net" "$s"
 }
 case "$1" in
+# `system version --format json`: [CLI, API server] VersionInfo records
+# (SystemVersion.swift, HealthCheckHarness.swift:47); version.json holds one.
 system) cat "$dir/version.json" ;;
 network)
   case "$2" in
@@ -59,6 +69,8 @@ network)
     done
     grep -vx "$3" "$dir/networks" > "$dir/networks.new"; mv "$dir/networks.new" "$dir/networks" ;;
   esac ;;
+# `create` takes every option before the image and prints the ID
+# (ContainerCreate.swift); the container starts stopped.
 create)
   shift; name=""; cluster=""; role=""; etc=""
   while [ $# -gt 1 ]; do
@@ -76,10 +88,15 @@ create)
   echo "$cluster" > "$dir/c/$name/cluster"; echo "$role" > "$dir/c/$name/role"
   echo "$etc" > "$dir/c/$name/etc-kina"
   echo stopped > "$dir/c/$name/state"; echo "$name" ;;
+# `start` prints the ID (ContainerStart.swift:63-71); the attachment
+# allocator rotates, so every start gets another address
+# (AttachmentAllocator.swift:25).
 start)
   n=$(cat "$dir/counter" 2>/dev/null || echo 1); n=$((n+1)); echo $n > "$dir/counter"
   echo "192.168.64.$n" > "$dir/c/$2/ip"; echo running > "$dir/c/$2/state"
   sed "s/@NODE@/$2/" "$dir/status.json" > "$dir/c/$2/status.json"; echo "$2" ;;
+# `stop [--time N] ID` is idempotent and prints the ID
+# (ContainersService.swift:625-631); the address goes with the attachment.
 stop) for n in "$@"; do :; done; echo stopped > "$dir/c/$n/state"; echo "$n" ;;
 delete)
   # A stopping container is refused, --force or not (apple/container 1.2.2
