@@ -12,6 +12,10 @@
 //! while a value of the wrong type (an object where a list is expected, a
 //! number where a string is) fails the decode ([`Checked::errors`]). A
 //! null is read as "unset" everywhere, so it always passes.
+//!
+//! The file is long because most of it is data: one table per kubeadm type
+//! for each of two API versions, kept side by side so a difference between
+//! v1beta3 and v1beta4 is seen where it is.
 
 use serde_json::{Map, Value};
 
