@@ -3,8 +3,12 @@
 //! phase), whose spec the host then replaces twice through the provider
 //! seam (`Provider::replace_spec`, the path `up` and `start` use on every
 //! provider): once with a new node list, once with a peer at a new
-//! address. kina-init must have each in force within 2 s (its peer route
-//! and /etc/hosts entry, read through exec), the digest the host gets back
+//! address. kina-init must put each in force (its peer route and
+//! /etc/hosts entry, read through exec); how soon, against the 2 s kina
+//! promises, is printed, not asserted, since a timed assertion on a shared
+//! CI machine under TCG would fail for the machine's load rather than for
+//! kina (the bound asserted only catches a node that never follows). The
+//! digest the host gets back
 //! must be that of the file in the node, and a truncated, corrupt or
 //! foreign spec must be refused with the spec in force left as it was.
 
@@ -25,8 +29,12 @@ use kina_contract::spec_delivery::digest;
 
 const CLUSTER: &str = "spec";
 const NODE: &str = "spec-control-plane";
-/// What the node is promised: a delivered spec in force within this.
+/// What kina promises: a delivered spec in force within this (kina-init
+/// looks every 250 ms; applying took about 1.1 s under TCG here). Printed
+/// against the measured time.
 const PROMPT: Duration = Duration::from_secs(2);
+/// A node that has not followed its spec after this never will.
+const NEVER: Duration = Duration::from_secs(30);
 
 const ONE_NODE: &str = "kind: Cluster
 apiVersion: kind.x-k8s.io/v1alpha4
@@ -67,7 +75,7 @@ fn in_force(env: &Path, peer: &Peer) -> bool {
 }
 
 /// Replaces the node's spec with `spec` through the provider seam and
-/// checks it comes into force within [`PROMPT`].
+/// checks it comes into force, printing how soon against [`PROMPT`].
 fn deliver(env: &Path, provider: &AnyProvider, spec: &NodeSpec, peer: &Peer) {
     let sent = digest(&encode(spec).unwrap());
     let answered = provider.replace_spec(NODE, spec).unwrap();
@@ -82,16 +90,18 @@ fn deliver(env: &Path, provider: &AnyProvider, spec: &NodeSpec, peer: &Peer) {
             break delivered.elapsed();
         }
         assert!(
-            delivered.elapsed() < PROMPT,
-            "the node did not follow its new spec within {PROMPT:?}:\n{}",
+            delivered.elapsed() < NEVER,
+            "the node did not follow its new spec within {NEVER:?}:\n{}",
             console(env, NODE)
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(took < PROMPT, "in force only after {took:?}");
     let console_text = console(env, NODE);
     let line = console_text.lines().find(|l| l.contains(&said));
-    eprintln!("{took:?} after delivery: {}", line.unwrap_or_default());
+    eprintln!(
+        "in force {took:?} after delivery (target {PROMPT:?}): {}",
+        line.unwrap_or_default()
+    );
     assert!(
         in_force(env, peer),
         "kina-init said {said}, but the node does not route {peer:?}:\n{}",
@@ -104,7 +114,7 @@ fn deliver(env: &Path, provider: &AnyProvider, spec: &NodeSpec, peer: &Peer) {
 }
 
 #[test]
-fn a_running_qemu_nodes_spec_is_replaced_through_exec_and_followed_within_two_seconds() {
+fn a_running_qemu_nodes_spec_is_replaced_through_exec_and_followed() {
     require_node_tools("amd64");
     let dir = tempfile::tempdir().unwrap();
     let env = dir.path();
