@@ -170,3 +170,38 @@ fn image_build_takes_the_built_in_recipe_and_lock_from_an_empty_directory() {
         "kina wrote into the working directory"
     );
 }
+
+/// `kina up` needs a kernel recipe before anything else (QEMU): without
+/// `--kernel` it is the built-in one, kept as files in the data directory,
+/// and the first thing missing is the node image, not a recipe file.
+#[test]
+fn up_boots_with_the_built_in_kernel_recipe_from_an_empty_directory() {
+    let home = tempfile::tempdir().unwrap();
+    let err = run_err(kina_in(home.path()).args([
+        "up",
+        "--provider",
+        "qemu",
+        "--image",
+        "ghost",
+        "--accel",
+        "tcg",
+        "--wait",
+        "0",
+    ]));
+    assert!(
+        err.contains("ghost is not in the local image store"),
+        "{err}"
+    );
+    let kept = home.path().join("xdg-data/kina/built-in/kernels");
+    for ext in ["toml", "lock"] {
+        let file = std::fs::read(workspace_root().join(format!("kernels/debian-cloud.{ext}")));
+        assert!(
+            std::fs::read(kept.join(format!("debian-cloud.{ext}"))).unwrap() == file.unwrap(),
+            "debian-cloud.{ext}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(home.path().join("work")).unwrap().count(),
+        0
+    );
+}
