@@ -51,11 +51,11 @@ const RECIPES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../recipes");
 impl BuiltinRecipe {
     /// How messages name it: not a file, so they cannot send the user to one.
     pub fn label(&self) -> PathBuf {
-        PathBuf::from(format!("built-in recipe {}", self.name))
+        PathBuf::from(format!("built-in {}.toml", self.name))
     }
 
-    fn lock_label(&self) -> PathBuf {
-        PathBuf::from(format!("built-in lock {}", self.name))
+    pub fn lock_label(&self) -> PathBuf {
+        PathBuf::from(format!("built-in {}.lock", self.name))
     }
 
     /// The recipe, parsed and validated, without touching the filesystem.

@@ -138,10 +138,10 @@ fn image_build_takes_the_built_in_recipe_and_lock_from_an_empty_directory() {
     // The recipe and its lock are accepted (the lock matches the built-in
     // text); the build then stops at the kina-init it was told to use.
     for (version, reference) in [
-        (None, "kina.local/node:base from the built-in lock of base"),
+        (None, "kina.local/node:base from built-in base.lock"),
         (
             Some("1.36"),
-            "kina.local/node:v1.36.4 from the built-in lock of kubernetes-v1.36",
+            "kina.local/node:v1.36.4 from built-in kubernetes-v1.36.lock",
         ),
     ] {
         let mut cmd = kina_in(home.path());

@@ -38,7 +38,7 @@ impl ChosenRecipe {
     /// Where messages say the lock is.
     pub fn lock_label(&self) -> PathBuf {
         match self.builtin {
-            Some(b) => PathBuf::from(format!("the built-in lock of {}", b.name)),
+            Some(b) => b.lock_label(),
             None => lock_path_for(&self.loaded.path),
         }
     }
