@@ -174,7 +174,13 @@ impl Lock {
             recipe: recipe_path.to_path_buf(),
             source,
         })?;
-        let lock: Lock = toml::from_str(&text).map_err(|source| LockError::Parse {
+        Self::parse(&text, path)
+    }
+
+    /// Parses a lock's text; `path` names it in errors (a file, or a lock
+    /// built into kina).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, LockError> {
+        let lock: Lock = toml::from_str(text).map_err(|source| LockError::Parse {
             path: path.to_path_buf(),
             source: Box::new(source),
         })?;
@@ -193,7 +199,17 @@ impl Lock {
         recipe_path: &Path,
         recipe_sha256: &Sha256Digest,
     ) -> Result<Self, LockError> {
-        let lock = Self::read(path, recipe_path)?;
+        Self::read(path, recipe_path)?.belonging_to(path, recipe_path, recipe_sha256)
+    }
+
+    /// Checks the lock was made from the recipe whose bytes have `recipe_sha256`.
+    pub fn belonging_to(
+        self,
+        path: &Path,
+        recipe_path: &Path,
+        recipe_sha256: &Sha256Digest,
+    ) -> Result<Self, LockError> {
+        let lock = self;
         if lock.recipe_sha256 != *recipe_sha256 {
             return Err(LockError::Stale {
                 path: path.to_path_buf(),

@@ -179,8 +179,12 @@ pub enum RecipeError {
 #[derive(Clone, Debug)]
 pub struct LoadedRecipe {
     pub recipe: Recipe,
+    /// The recipe's file, or for a recipe built into kina, the name it is
+    /// shown under in messages.
     pub path: PathBuf,
     pub sha256: Sha256Digest,
+    /// Where relative paths in the recipe resolve (see [`LoadedRecipe::dir`]).
+    dir: PathBuf,
 }
 
 impl LoadedRecipe {
@@ -209,12 +213,23 @@ impl LoadedRecipe {
             recipe,
             path: path.to_path_buf(),
             sha256: Sha256Digest::of(bytes),
+            dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
         })
     }
 
-    /// The directory relative paths in the recipe are resolved against.
+    /// A recipe that has no file of its own (one built into kina): `label`
+    /// names it in messages, and its relative paths (a local kina-init, a
+    /// keyring file) resolve against `dir`, the folder its file came from.
+    pub fn from_text_in(label: &Path, text: &str, dir: &Path) -> Result<Self, RecipeError> {
+        let mut loaded = Self::from_bytes(label, text.as_bytes())?;
+        loaded.dir = dir.to_path_buf();
+        Ok(loaded)
+    }
+
+    /// The directory relative paths in the recipe are resolved against: the
+    /// recipe file's own.
     pub fn dir(&self) -> &Path {
-        self.path.parent().unwrap_or(Path::new("."))
+        &self.dir
     }
 }
 

@@ -123,6 +123,9 @@ pub enum ImageCommand {
         /// Image reference in the local store.
         reference: String,
     },
+    /// List or print the recipes built into kina (to edit one and pass it with --recipe).
+    #[command(subcommand)]
+    Recipe(RecipeCommand),
     /// Remove images from the local store.
     Rm {
         #[arg(required_unless_present = "all")]
@@ -130,6 +133,22 @@ pub enum ImageCommand {
         /// Remove every image in the store.
         #[arg(long, conflicts_with = "references")]
         all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecipeCommand {
+    /// Name the built-in recipes.
+    #[command(alias = "ls")]
+    List,
+    /// Print a built-in recipe's TOML (or, with --lock, its lockfile).
+    Show {
+        /// A name from `kina image recipe list`.
+        #[arg(default_value = "base")]
+        name: String,
+        /// Print the recipe's lockfile instead.
+        #[arg(long)]
+        lock: bool,
     },
 }
 
@@ -179,12 +198,14 @@ pub struct PullArgs {
 /// Where inputs come from; shared by `lock` and `build`.
 #[derive(Debug, Args)]
 pub struct SourceArgs {
-    /// Recipe file. Defaults to recipes/base.toml, or
-    /// recipes/kubernetes-v1.NN.toml with --kubernetes-version.
+    /// Recipe file, locked beside it (RECIPE.lock). Default: the base recipe
+    /// built into kina, or its node recipe of --kubernetes-version (`kina
+    /// image recipe show` prints them).
     #[arg(long, env = "KINA_RECIPE")]
     pub recipe: Option<PathBuf>,
-    /// Pick the node recipe for this Kubernetes release (e.g. v1.34 or 1.34.2).
-    #[arg(long)]
+    /// Use the built-in node recipe for this Kubernetes release (1.34, 1.35,
+    /// 1.36; any patch, e.g. v1.36.2, picks its minor's).
+    #[arg(long, conflicts_with = "recipe")]
     pub kubernetes_version: Option<String>,
     /// Base URL of the Debian archive (overrides the recipe and the host's apt sources).
     #[arg(long, env = "KINA_DEBIAN_MIRROR")]
@@ -239,11 +260,12 @@ pub enum CompressionArg {
 
 #[derive(Debug, Subcommand)]
 pub enum KernelCommand {
-    /// Resolve a kernel recipe (kernels/debian-cloud.toml) into its lockfile.
+    /// Resolve a kernel recipe into its lockfile (RECIPE.lock beside it).
     Lock {
-        /// Kernel recipe.
-        #[arg(long, default_value = "kernels/debian-cloud.toml", env = "KINA_KERNEL")]
-        recipe: PathBuf,
+        /// Kernel recipe file (the built-in one comes locked: print it with
+        /// `kina kernel recipe show`).
+        #[arg(long, env = "KINA_KERNEL")]
+        recipe: Option<PathBuf>,
         #[command(flatten)]
         mirrors: MirrorArgs,
         /// Refuse a Debian Release whose Valid-Until has passed (default: warn).
@@ -261,6 +283,11 @@ pub enum KernelCommand {
         profiles: Vec<String>,
         #[arg(long)]
         json: bool,
+    },
+    /// Print the kernel recipe built into kina (or, with --lock, its lockfile).
+    Recipe {
+        #[arg(long)]
+        lock: bool,
     },
 }
 
@@ -338,9 +365,10 @@ pub struct NodeCreateArgs {
     /// Node architecture: amd64 or arm64 (default: the host's).
     #[arg(long)]
     pub platform: Option<String>,
-    /// Kernel recipe; its lockfile pins the kernel.
-    #[arg(long, default_value = "kernels/debian-cloud.toml", env = "KINA_KERNEL")]
-    pub kernel: PathBuf,
+    /// Kernel recipe file; its lockfile beside it pins the kernel.
+    /// Default: the one built into kina (`kina kernel recipe`).
+    #[arg(long, env = "KINA_KERNEL")]
+    pub kernel: Option<PathBuf>,
     #[command(flatten)]
     pub mirrors: MirrorArgs,
     /// auto (KVM when a boot probe passes), kvm or tcg.
@@ -414,9 +442,10 @@ pub struct UpArgs {
     /// Boot the nodes only up to this phase (e.g. network, containerd), for debugging.
     #[arg(long, value_name = "PHASE")]
     pub stop_after: Option<String>,
-    /// Kernel recipe; its lockfile pins the kernel (QEMU).
-    #[arg(long, default_value = "kernels/debian-cloud.toml", env = "KINA_KERNEL")]
-    pub kernel: PathBuf,
+    /// Kernel recipe file; its lockfile beside it pins the kernel (QEMU).
+    /// Default: the config's, else the one built into kina (`kina kernel recipe`).
+    #[arg(long, env = "KINA_KERNEL")]
+    pub kernel: Option<PathBuf>,
     #[command(flatten)]
     pub mirrors: MirrorArgs,
     /// auto (KVM when a boot probe passes), kvm or tcg (QEMU).

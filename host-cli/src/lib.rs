@@ -5,6 +5,8 @@
 //! logging and reports errors; tests drive the same code without spawning
 //! it.
 
+// The recipes and locks inside the binary, the defaults when no file is given.
+pub mod builtin;
 pub mod cli;
 pub mod cluster;
 pub mod cluster_config;

@@ -71,11 +71,16 @@ impl KernelRecipe {
             path: path.to_path_buf(),
             source,
         })?;
+        Self::parse(&bytes, path)
+    }
+
+    /// Validates a kernel recipe's bytes; `path` names it in errors.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<(Self, Sha256Digest), KernelError> {
         let invalid = |problem: String| KernelError::Recipe {
             path: path.to_path_buf(),
             problem,
         };
-        let text = std::str::from_utf8(&bytes).map_err(|e| invalid(format!("not UTF-8: {e}")))?;
+        let text = std::str::from_utf8(bytes).map_err(|e| invalid(format!("not UTF-8: {e}")))?;
         let recipe: KernelRecipe = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
         if recipe.schema != KERNEL_RECIPE_SCHEMA {
             return Err(invalid(format!(
@@ -95,7 +100,7 @@ impl KernelRecipe {
                 "no [metapackage] entry for {arch}, which `architectures` lists"
             )));
         }
-        Ok((recipe, Sha256Digest::of(&bytes)))
+        Ok((recipe, Sha256Digest::of(bytes)))
     }
 }
 
@@ -208,7 +213,8 @@ const SHIPPED_RECIPE_NAME: &str = "kernels/debian-cloud.toml";
 const SHIPPED_LOCK_NAME: &str = "kernels/debian-cloud.lock";
 /// The shipped kernel recipe; its mirrors resolve like any recipe's.
 pub const SHIPPED_RECIPE: &str = include_str!("../../../kernels/debian-cloud.toml");
-const SHIPPED_LOCK: &str = include_str!("../../../kernels/debian-cloud.lock");
+/// The shipped kernel recipe's lock.
+pub const SHIPPED_LOCK: &str = include_str!("../../../kernels/debian-cloud.lock");
 
 /// `kernels/debian-cloud.toml` → `kernels/debian-cloud.lock`.
 pub fn kernel_lock_path(recipe_path: &Path) -> PathBuf {

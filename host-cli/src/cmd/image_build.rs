@@ -9,7 +9,6 @@ use kina_builder::assemble::{BuildOptions, build_to_store};
 use kina_builder::fetch::cache::Cache;
 use kina_builder::fetch::http::Fetcher;
 use kina_builder::fetch::progress::{Progress, ProgressMode};
-use kina_builder::lock::{Lock, lock_path_for};
 use kina_builder::oci::layer::Compression;
 use kina_builder::platform::Arch;
 use kina_builder::store::ImageStore;
@@ -20,9 +19,10 @@ use crate::dirs::KinaDirs;
 
 pub async fn run(args: BuildArgs, dirs: &KinaDirs, quiet: bool) -> anyhow::Result<()> {
     let started = Instant::now();
-    let recipe = sources::load_recipe(&args.source)?;
-    let lock_path = lock_path_for(&recipe.path);
-    let lock = Lock::read_for(&lock_path, &recipe.path, &recipe.sha256)?;
+    let chosen = sources::load_recipe(&args.source)?;
+    let lock = chosen.lock()?;
+    let lock_label = chosen.lock_label();
+    let recipe = chosen.loaded;
 
     let platforms: Vec<Arch> = if args.platform.is_empty() {
         recipe.recipe.architectures.clone()
@@ -94,7 +94,7 @@ pub async fn run(args: BuildArgs, dirs: &KinaDirs, quiet: bool) -> anyhow::Resul
             format!(
                 "building {} from {}",
                 options.reference,
-                lock_path.display()
+                lock_label.display()
             )
         })?;
     if let Some(built) = &result.built {

@@ -1,6 +1,6 @@
 //! `kina image lock`: resolve a recipe into its lockfile.
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use kina_builder::lock::lock_path_for;
 use kina_builder::lockgen::{LockOptions, lock_recipe};
 
@@ -8,7 +8,16 @@ use super::sources;
 use crate::cli::LockArgs;
 
 pub async fn run(args: LockArgs) -> anyhow::Result<()> {
-    let recipe = sources::load_recipe(&args.source)?;
+    let chosen = sources::load_recipe(&args.source)?;
+    if let Some(builtin) = chosen.builtin() {
+        bail!(
+            "kina image lock needs --recipe FILE: the built-in recipe {name} comes locked. To change \
+             it, print it with `kina image recipe show {name} > {name}.toml`, edit it, and lock \
+             that file with `kina image lock --recipe {name}.toml`",
+            name = builtin.name
+        );
+    }
+    let recipe = chosen.loaded;
     let options = LockOptions {
         mirrors: sources::mirrors(&args.source, &recipe)?,
         valid_until: sources::valid_until(&args.source),

@@ -1,6 +1,6 @@
 //! `kina kernel lock`: pin the kernel a kernel recipe names.
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use kina_builder::debian::release::ValidUntilPolicy;
 use kina_builder::kernel::{
     KernelLockOptions, KernelRecipe, kernel_lock_path, lock_kernel, write_kernel_lock,
@@ -9,10 +9,17 @@ use kina_builder::kernel::{
 use crate::cli::MirrorArgs;
 
 pub async fn run(
-    recipe: &std::path::Path,
+    recipe: Option<&std::path::Path>,
     mirrors: &MirrorArgs,
     enforce_valid_until: bool,
 ) -> anyhow::Result<()> {
+    let Some(recipe) = recipe else {
+        bail!(
+            "kina kernel lock needs --recipe FILE: the built-in kernel recipe comes locked. To \
+             change it, print it with `kina kernel recipe > kernel.toml`, edit it, and lock that \
+             file with `kina kernel lock --recipe kernel.toml`"
+        );
+    };
     let (loaded, _) = KernelRecipe::load(recipe)?;
     let options = KernelLockOptions {
         mirrors: super::node::kernel_mirrors(mirrors, &loaded)?,

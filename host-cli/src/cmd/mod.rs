@@ -11,6 +11,7 @@ mod image_list;
 mod image_lock;
 mod image_pull;
 mod image_push;
+mod image_recipe;
 mod image_rm;
 mod kernel_check;
 mod kernel_lock;
@@ -47,6 +48,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Image(ImageCommand::Recipe(command)) => image_recipe::run(command),
         Command::Image(ImageCommand::Rm { references, all }) => {
             image_rm::run(&references, all, dirs)
         }
@@ -59,7 +61,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             recipe,
             mirrors,
             enforce_valid_until,
-        }) => kernel_lock::run(&recipe, &mirrors, enforce_valid_until).await,
+        }) => kernel_lock::run(recipe.as_deref(), &mirrors, enforce_valid_until).await,
+        Command::Kernel(KernelCommand::Recipe { lock }) => image_recipe::print_kernel(lock),
         Command::Node(command) => node::run(command, dirs).await,
         Command::Up(args) | Command::Create(CreateCommand::Cluster(args)) => {
             cluster::up::run(*args, dirs, quiet).await

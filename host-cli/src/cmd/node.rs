@@ -127,7 +127,8 @@ fn parse_forward(text: &str) -> anyhow::Result<HostForward> {
 async fn create(args: NodeCreateArgs, dirs: &KinaDirs) -> anyhow::Result<()> {
     let arch = node_arch(args.platform.as_deref())?;
     let accel: AccelChoice = args.accel.parse()?;
-    let (recipe, _) = KernelRecipe::load(&args.kernel)?;
+    let kernel_recipe = crate::builtin::kernel_recipe_or_builtin(args.kernel.as_deref(), dirs)?;
+    let (recipe, _) = KernelRecipe::load(&kernel_recipe)?;
     let mirrors = kernel_mirrors(&args.mirrors, &recipe)?;
     let forwards = args
         .forwards
@@ -166,7 +167,7 @@ async fn create(args: NodeCreateArgs, dirs: &KinaDirs) -> anyhow::Result<()> {
             image: args.image.clone(),
             image_store: dirs.images(),
             arch,
-            kernel_recipe: args.kernel.clone(),
+            kernel_recipe,
             mirrors,
             cache,
             accel,

@@ -1,65 +1,70 @@
 //! Turning `SourceArgs` into what the builder needs: the recipe, mirrors,
 //! URL rewrites and registry mirrors. Shared by `lock` and `build`.
+//! Without `--recipe` the recipe is one built into kina (`crate::builtin`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use kina_builder::debian::release::ValidUntilPolicy;
 use kina_builder::fetch::mirror::{DebianMirrors, UrlRewrites};
+use kina_builder::lock::{Lock, lock_path_for};
 use kina_builder::oci::registry::RegistryMirrors;
 use kina_builder::recipe::LoadedRecipe;
 
+use crate::builtin::{self, BuiltinRecipe};
+
 use crate::cli::SourceArgs;
 
-/// The recipe a command works on: `--recipe`, else the node recipe of
-/// `--kubernetes-version` (any patch of a minor selects that minor's recipe),
-/// else `recipes/base.toml`.
-pub fn recipe_path(args: &SourceArgs) -> anyhow::Result<PathBuf> {
+/// The recipe a command works on, and where its lock comes from.
+pub struct ChosenRecipe {
+    pub loaded: LoadedRecipe,
+    /// `None`: a recipe file, locked beside it.
+    builtin: Option<&'static BuiltinRecipe>,
+}
+
+impl ChosenRecipe {
+    /// The lock beside a recipe file, or a built-in recipe's own.
+    pub fn lock(&self) -> anyhow::Result<Lock> {
+        match self.builtin {
+            Some(b) => b.read_lock(&self.loaded),
+            None => Ok(Lock::read_for(
+                &lock_path_for(&self.loaded.path),
+                &self.loaded.path,
+                &self.loaded.sha256,
+            )?),
+        }
+    }
+
+    /// Where messages say the lock is.
+    pub fn lock_label(&self) -> PathBuf {
+        match self.builtin {
+            Some(b) => b.lock_label(),
+            None => lock_path_for(&self.loaded.path),
+        }
+    }
+
+    pub fn builtin(&self) -> Option<&'static BuiltinRecipe> {
+        self.builtin
+    }
+}
+
+/// `--recipe`, else the recipe of `--kubernetes-version` (any patch of a
+/// minor selects that minor's) or the base recipe, both built into kina.
+pub fn load_recipe(args: &SourceArgs) -> anyhow::Result<ChosenRecipe> {
     if let Some(path) = &args.recipe {
-        return Ok(path.clone());
+        return Ok(ChosenRecipe {
+            loaded: LoadedRecipe::load(path)?,
+            builtin: None,
+        });
     }
-    let dir = recipes_dir();
-    let Some(version) = &args.kubernetes_version else {
-        return Ok(dir.join("base.toml"));
+    let builtin = match &args.kubernetes_version {
+        Some(version) => builtin::node_recipe(version)?,
+        None => builtin::recipe("base")?,
     };
-    let trimmed = version.trim_start_matches('v');
-    let minor: Vec<&str> = trimmed.split('.').take(2).collect();
-    if minor.len() != 2 || minor.iter().any(|p| p.parse::<u32>().is_err()) {
-        bail!("--kubernetes-version {version}: expected a release such as v1.34 or 1.34.2");
-    }
-    let path = dir.join(format!("kubernetes-v{}.{}.toml", minor[0], minor[1]));
-    if !path.exists() {
-        let available: Vec<String> = std::fs::read_dir(&dir)
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .filter_map(|e| e.file_name().into_string().ok())
-                    .filter(|n| n.starts_with("kubernetes-v") && n.ends_with(".toml"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        bail!(
-            "no node recipe for Kubernetes {version} at {} (available: {}); pass --recipe FILE",
-            path.display(),
-            if available.is_empty() {
-                "none".to_string()
-            } else {
-                available.join(", ")
-            }
-        );
-    }
-    Ok(path)
-}
-
-fn recipes_dir() -> PathBuf {
-    std::env::var_os("KINA_RECIPES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new("recipes").to_path_buf())
-}
-
-pub fn load_recipe(args: &SourceArgs) -> anyhow::Result<LoadedRecipe> {
-    let path = recipe_path(args)?;
-    Ok(LoadedRecipe::load(&path)?)
+    Ok(ChosenRecipe {
+        loaded: builtin.load()?,
+        builtin: Some(builtin),
+    })
 }
 
 pub fn mirrors(args: &SourceArgs, recipe: &LoadedRecipe) -> anyhow::Result<DebianMirrors> {

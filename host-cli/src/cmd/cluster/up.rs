@@ -80,7 +80,10 @@ fn qemu_inputs(
     dirs: &KinaDirs,
     arch: Arch,
 ) -> anyhow::Result<NodeInputs> {
-    let kernel_recipe = config.kina.kernel.clone().unwrap_or(args.kernel.clone());
+    let kernel_recipe = crate::builtin::kernel_recipe_or_builtin(
+        config.kina.kernel.as_deref().or(args.kernel.as_deref()),
+        dirs,
+    )?;
     let (recipe, _) = KernelRecipe::load(&kernel_recipe)?;
     Ok(NodeInputs {
         arch,
