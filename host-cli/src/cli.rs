@@ -489,9 +489,10 @@ pub struct DoctorArgs {
     /// Give up waiting for the node after this long.
     #[arg(long, default_value = "10m")]
     pub wait: String,
-    /// Kernel recipe for QEMU nodes.
-    #[arg(long, default_value = "kernels/debian-cloud.toml", env = "KINA_KERNEL")]
-    pub kernel: PathBuf,
+    /// Kernel recipe file for QEMU nodes (its lockfile beside it).
+    /// Default: the one built into kina (`kina kernel recipe`).
+    #[arg(long, env = "KINA_KERNEL")]
+    pub kernel: Option<PathBuf>,
     #[command(flatten)]
     pub mirrors: MirrorArgs,
     /// QEMU accelerator: auto, kvm or tcg.
