@@ -141,6 +141,8 @@ inspect)
     [ $left -gt 0 ] || { echo stopped > "$dir/c/$2/state"; rm "$dir/c/$2/stops-after"; }
   fi
   printf '['; obj "$2"; printf ']\n' ;;
+# `logs [--boot] ID`: the container's output, or with --boot the VM's boot
+# log (ContainerLogs.swift; `--boot` since 0.1.0, Flags.swift).
 logs)
   if [ "$2" = --boot ]; then echo "[    0.000000] Linux version 6.12.0 (stand-in boot log of $3)"
   else echo "kina-init: ready ok (stand-in output of $2)"; fi ;;
