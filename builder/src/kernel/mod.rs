@@ -9,6 +9,7 @@
 //! image lock does, on the same mirrors, and a provider only boots what
 //! [`fetch_kernel`] unpacks.
 
+mod built;
 mod fetch;
 mod lockgen;
 
@@ -21,6 +22,9 @@ use crate::platform::Arch;
 use crate::recipe::{DebianArchive, DebianSource, DebianSpec};
 use serde::{Deserialize, Serialize};
 
+pub use built::{
+    BUILT_KERNEL_SCHEMA, BuiltKernel, BuiltKernelError, BuiltKernelMeta, KernelFormat,
+};
 pub use fetch::{KernelArtifacts, fetch_kernel};
 pub use lockgen::{KernelLockOptions, lock_kernel};
 
