@@ -239,13 +239,22 @@ fn local_registry_recipe(env: &Path) {
         "{images}"
     );
 
-    // A tag the registry does not have is refused by the CRI, named.
+    // A tag the registry does not have is refused by the CRI, named, after
+    // the host's registry said so. (The recipe's hosts.toml sets no
+    // `server`, so containerd then tries the name's own host too, the
+    // node's https://localhost:PORT, as containerd docs/hosts.md says of a
+    // host that fails; the refusal names that last try.)
     let missing = format!("{name}/kina/app:never-pushed");
     let out = pull(&missing);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{missing} was pulled: {stderr}");
     assert!(
-        stderr.contains(&missing) && stderr.contains("not found"),
+        stderr.contains(&format!("refused to pull {missing}")),
         "{stderr}"
+    );
+    let not_found = registry.requests("HEAD", 404);
+    assert!(
+        not_found.contains(&"/v2/kina/app/manifests/never-pushed".to_string()),
+        "the host's registry was not asked for {missing}: {not_found:?}"
     );
 }
