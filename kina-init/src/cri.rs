@@ -179,13 +179,16 @@ impl CriClient {
 }
 
 /// `e` and its sources, `: `-separated (tonic's transport error says
-/// little on its own).
+/// little on its own), each source once: some already print theirs.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
         source = s.source();
     }
     text
