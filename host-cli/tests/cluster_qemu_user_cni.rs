@@ -119,12 +119,13 @@ fn a_cluster_left_to_the_users_cni_has_no_kina_pod_network_and_runs_the_containe
     run_ok(kina(env).args(["down", "--name", CLUSTER]));
 }
 
-/// kind's local-registry recipe (kind `site/static/examples/kind-with-registry.sh`:
-/// 1. a registry on the host's loopback, 2. the `config_path` patch, set in
-/// [`CONFIG`], 3. a `hosts.toml` under `/etc/containerd/certs.d/localhost:PORT`
-/// in each node naming where the registry really is, written with an exec
-/// into the node as kind's script does with `docker exec`). From a QEMU
-/// node the host's loopback is 10.0.2.2 (QEMU's user-mode network).
+/// kind's local-registry recipe, in the three steps of kind's
+/// `site/static/examples/kind-with-registry.sh`: a registry on the host's
+/// loopback; the `config_path` patch (set in [`CONFIG`]); a `hosts.toml`
+/// under `/etc/containerd/certs.d/localhost:PORT` in each node naming where
+/// the registry really is, written with an exec into the node as kind's
+/// script does with `docker exec`. From a QEMU node the host's loopback is
+/// 10.0.2.2 (QEMU's user-mode network).
 fn local_registry_recipe(env: &Path) {
     let registry = Registry::start();
     let pushed = make_image(env, "local/app:v1", 4096);
