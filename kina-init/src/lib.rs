@@ -6,6 +6,8 @@ pub mod boot;
 #[cfg(target_os = "linux")]
 pub mod children;
 #[cfg(target_os = "linux")]
+pub mod cri;
+#[cfg(target_os = "linux")]
 pub mod exec_server;
 #[cfg(target_os = "linux")]
 pub mod first_stage;

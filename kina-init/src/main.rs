@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: kina-init (no arguments: boot the node) | --version | check-kernel [--profile PROFILE]... [--json] | status [--json] [--file PATH] | replace-spec [--file PATH] < SPEC | phase mount|network|sysctls|kubernetes [--root DIR] [--spec FILE] | pod-network-check [--conf FILE] [--json] | pod attach|detach NAME [--conf FILE]";
+const USAGE: &str = "usage: kina-init (no arguments: boot the node) | --version | check-kernel [--profile PROFILE]... [--json] | status [--json] [--file PATH] | replace-spec [--file PATH] < SPEC | phase mount|network|sysctls|kubernetes [--root DIR] [--spec FILE] | pod-network-check [--conf FILE] [--json] | pod attach|detach NAME [--conf FILE] | cri pull IMAGE|images [--socket PATH] [--json]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Some("phase") => phase(&args[1..]),
         Some("pod-network-check") => pod_network_check(&args[1..]),
         Some("pod") => scratch_pod(&args[1..]),
+        Some("cri") => cri(&args[1..]),
         Some(other) => {
             eprintln!("kina-init: unknown argument `{other}`\n{USAGE}");
             ExitCode::from(2)
@@ -284,6 +285,64 @@ fn scratch_pod(args: &[String]) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `kina-init cri pull IMAGE | images`: containerd's CRI asked as the
+/// kubelet asks it (`kina_init::cri`). Exit 1 when the CRI refuses.
+#[cfg(target_os = "linux")]
+fn cri(args: &[String]) -> ExitCode {
+    use kina_init::cri::{CriClient, SOCKET, render_images};
+    let json = switch(args, "--json");
+    let socket = std::path::Path::new(option(args, "--socket").unwrap_or(SOCKET));
+    let pull = match (args.first().map(String::as_str), args.get(1)) {
+        (Some("pull"), Some(image)) if !image.starts_with("--") => Some(image.as_str()),
+        (Some("images"), _) => None,
+        _ => {
+            eprintln!("kina-init cri: name `pull IMAGE` or `images`\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = CriClient::connect(socket)
+        .map_err(|e| e.to_string())
+        .and_then(|mut client| match pull {
+            Some(image) => {
+                let pulled = client.pull(image).map_err(|e| e.to_string())?;
+                if json {
+                    serde_json::to_string_pretty(&pulled).map_err(|e| e.to_string())
+                } else {
+                    Ok(format!(
+                        "pulled {} as {}\n{}",
+                        pulled.image,
+                        pulled.image_ref,
+                        render_images(&[pulled.status]).trim_end()
+                    ))
+                }
+            }
+            None => {
+                let images = client.images().map_err(|e| e.to_string())?;
+                if json {
+                    serde_json::to_string_pretty(&images).map_err(|e| e.to_string())
+                } else {
+                    Ok(render_images(&images).trim_end().to_string())
+                }
+            }
+        });
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kina-init cri: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn cri(_args: &[String]) -> ExitCode {
+    eprintln!("kina-init cri runs inside a Linux node");
+    ExitCode::from(2)
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -1,5 +1,5 @@
 //! Public files some tests check kina against (Apple's and Debian's kernel
-//! configs), pinned like any upstream artifact: by URL and sha256, fetched
+//! configs, Debian's containerd 2.x), pinned like any upstream artifact: by URL and sha256, fetched
 //! through kina's own download code into kina's download cache.
 //!
 //! Not copied into the repository: they are someone else's files, and a pin
@@ -93,6 +93,22 @@ pub const REFERENCE_INPUTS: &[ReferenceInput] = &[
             sha256: "481ab54a27246579aadeb372315c56de02f2fe0cba4e09b387946269fff2f415",
             size: 21_347_940,
             member: "boot/config-6.1.0-56-cloud-arm64",
+        },
+    },
+    // containerd 2.x as Debian builds it (sid's 2.1.9+ds1-5; trixie and
+    // its backports have 1.7 only), to check that the version 2 config
+    // kina writes survives 2.x's migration. sid drops superseded versions
+    // from the archive: when this one is gone the test fails naming it, and
+    // the pin moves to sid's current containerd.
+    ReferenceInput {
+        name: "debian-containerd-2.1.9-amd64",
+        sha256: "589a73d2025ea6f04f3a592d3e5c1db9f3be0600cedf45d313de9dc6a7c845a0",
+        origin: Origin::DebianPackage {
+            archive: DebianArchive::Debian,
+            filename: "pool/main/c/containerd/containerd_2.1.9+ds1-5_amd64.deb",
+            sha256: "2dda86ce7033fd612fc50e136679d8174ccad680eb29cd4611e0d2a1b84cf591",
+            size: 29_547_080,
+            member: "usr/bin/containerd",
         },
     },
 ];
