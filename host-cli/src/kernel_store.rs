@@ -271,7 +271,12 @@ impl KernelStore {
 
     /// `reference`'s kernel for `arch`, pulled first if the store does not
     /// have it yet: what a provider boots for `kernel: REF`.
-    pub async fn resolve(&self, reference: &str, arch: Arch, opts: &Options) -> Result<BuiltKernel> {
+    pub async fn resolve(
+        &self,
+        reference: &str,
+        arch: Arch,
+        opts: &Options,
+    ) -> Result<BuiltKernel> {
         let stored = match self.find(reference)? {
             Some(stored) => stored,
             None => self.pull(reference, opts, &mut |_| {}).await?.0,
@@ -291,7 +296,12 @@ pub fn build_cache_dir(dirs: &KinaDirs) -> PathBuf {
 /// to report.
 pub fn built_kernels(
     dirs: &KinaDirs,
-) -> Result<Vec<(PathBuf, Result<BuiltKernel, kina_builder::kernel::BuiltKernelError>)>> {
+) -> Result<
+    Vec<(
+        PathBuf,
+        Result<BuiltKernel, kina_builder::kernel::BuiltKernelError>,
+    )>,
+> {
     let dir = build_cache_dir(dirs);
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,

@@ -215,28 +215,12 @@ pub fn write_artifact_manifest(
 }
 
 /// Writes the multi-arch index over `platforms` into `blobs`; returns its
-/// digest and size.
+/// digest and size. Artifacts' indexes too: their entries carry no
+/// `artifactType` (each manifest names its own), because copiers built on
+/// image-spec 1.0 types (skopeo 1.9's `copy --all`) drop the unknown field
+/// and so give the copied index another digest.
 pub fn write_index(
     platforms: &[PlatformManifest],
-    blobs: &BlobStore,
-) -> Result<(Sha256Digest, u64), ImageError> {
-    index_of(platforms, None, blobs)
-}
-
-/// The multi-arch index of an artifact: each entry names `artifact_type` as
-/// well, so a client picks kina's artifacts out of an index (or a
-/// registry's referrers listing) without fetching every manifest.
-pub fn write_artifact_index(
-    platforms: &[PlatformManifest],
-    artifact_type: &str,
-    blobs: &BlobStore,
-) -> Result<(Sha256Digest, u64), ImageError> {
-    index_of(platforms, Some(artifact_type), blobs)
-}
-
-fn index_of(
-    platforms: &[PlatformManifest],
-    artifact_type: Option<&str>,
     blobs: &BlobStore,
 ) -> Result<(Sha256Digest, u64), ImageError> {
     let manifests = platforms
@@ -251,15 +235,11 @@ fn index_of(
             let platform = platform
                 .build()
                 .map_err(|e| spec_err("platform")(e.to_string()))?;
-            let mut descriptor = DescriptorBuilder::default()
+            DescriptorBuilder::default()
                 .media_type(MediaType::ImageManifest)
                 .digest(oci_digest(&p.digest)?)
                 .size(p.size)
-                .platform(platform);
-            if let Some(t) = artifact_type {
-                descriptor = descriptor.artifact_type(MediaType::Other(t.to_string()));
-            }
-            descriptor
+                .platform(platform)
                 .build()
                 .map_err(|e| spec_err("index descriptor")(e.to_string()))
         })
