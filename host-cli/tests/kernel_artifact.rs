@@ -379,6 +379,14 @@ fn push_by_recipe_takes_the_build_cache_and_a_node_image_is_not_a_kernel() {
         &["push", &target, "--recipe", "nope"],
     ));
     assert!(err.contains("no kernel built from recipe `nope`"), "{err}");
+    let err = run_err(&mut kernel_cmd(
+        &env,
+        &["push", "127.0.0.1:1/kina/other:v1"],
+    ));
+    assert!(
+        err.contains("no kernel `127.0.0.1:1/kina/other:v1`") && err.contains("--kernel DIR"),
+        "{err}"
+    );
     // The pushed artifact is in the local store too: pushing it again by
     // name alone sends nothing.
     let out = run_ok(&mut kernel_cmd(&env, &["push", &target]));

@@ -94,7 +94,7 @@ pub fn run(dirs: &KinaDirs, json: bool) -> anyhow::Result<()> {
     if !built.is_empty() {
         println!();
         println!(
-            "{:<20} {:<6} {:<12} {:<20} BUILT IN",
+            "{:<20} {:<6} {:<12} {:<20} DIRECTORY",
             "RECIPE", "ARCH", "RELEASE", "PROFILES"
         );
         for b in &built {

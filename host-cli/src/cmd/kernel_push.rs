@@ -43,7 +43,13 @@ pub async fn run(args: KernelPushArgs, dirs: &KinaDirs, quiet: bool) -> anyhow::
         kernels.extend(built);
     }
     let local = if kernels.is_empty() {
-        args.from.clone().unwrap_or_else(|| args.reference.clone())
+        let local = args.from.clone().unwrap_or_else(|| args.reference.clone());
+        if store.find(&local)?.is_none() {
+            bail!(
+                "no kernel `{local}` in the local kernel store to push; name what to push with --kernel DIR (a `kina kernel build` output, once per architecture) or --recipe NAME (the build cache's newest builds of that recipe)"
+            );
+        }
+        local
     } else {
         for k in &kernels {
             if !quiet {
