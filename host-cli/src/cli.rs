@@ -272,23 +272,72 @@ pub enum KernelCommand {
         #[arg(long)]
         enforce_valid_until: bool,
     },
-    /// Check a kernel config file (plain or gzip) against feature profiles,
-    /// the same engine a node runs with live probes (`kina-init check-kernel`).
-    Check {
-        /// Kernel config: a `.config`, `/boot/config-*`, or a copy of `/proc/config.gz`.
-        #[arg(long)]
-        config: PathBuf,
-        /// Profiles to check (repeatable); default: kubernetes-base and ptp.
-        #[arg(long = "profile", value_name = "PROFILE")]
-        profiles: Vec<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    /// Check a kernel config file (plain or gzip), or a kina kernel's config,
+    /// against feature profiles, the same engine a node runs with live
+    /// probes (`kina-init check-kernel`).
+    Check(KernelCheckArgs),
     /// Print the kernel recipe built into kina (or, with --lock, its lockfile).
     Recipe {
         #[arg(long)]
         lock: bool,
     },
+    /// Push built kernels (one per architecture) to a registry as one
+    /// multi-arch OCI artifact.
+    Push(KernelPushArgs),
+    /// Pull a kernel artifact into the local kernel store, verifying every digest.
+    Pull(PullArgs),
+    /// List pulled kernels and the kernels in the build cache.
+    #[command(alias = "ls")]
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct KernelCheckArgs {
+    /// Kernel config: a `.config`, `/boot/config-*`, or a copy of `/proc/config.gz`.
+    #[arg(long, required_unless_present = "kernel", conflicts_with = "kernel")]
+    pub config: Option<PathBuf>,
+    /// A kina kernel: REGISTRY/REPOSITORY[:TAG|@DIGEST] (pulled now unless
+    /// `kina kernel list` shows it) or a built kernel directory; each
+    /// architecture's config is checked.
+    #[arg(long, value_name = "REF")]
+    pub kernel: Option<String>,
+    /// With --kernel: check only this architecture's kernel.
+    #[arg(long, requires = "kernel")]
+    pub arch: Option<String>,
+    /// Profiles to check (repeatable); default: kubernetes-base and ptp, or
+    /// with --kernel the profiles the kernel was built for.
+    #[arg(long = "profile", value_name = "PROFILE")]
+    pub profiles: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KernelPushArgs {
+    /// Where to push: REGISTRY/REPOSITORY[:TAG] (e.g. 127.0.0.1:5000/kina/kernel:6.17).
+    pub reference: String,
+    /// A built kernel directory (what `kina kernel build` writes); repeat
+    /// it for each architecture.
+    #[arg(long = "kernel", value_name = "DIR")]
+    pub kernels: Vec<PathBuf>,
+    /// The newest build of the kernel recipe NAME for each architecture in
+    /// the build cache (`kina kernel list` shows them).
+    #[arg(long, value_name = "NAME")]
+    pub recipe: Option<String>,
+    /// With no --kernel or --recipe: the kernel in the local kernel store
+    /// to push (default: REFERENCE itself).
+    #[arg(long, value_name = "LOCAL", conflicts_with_all = ["kernels", "recipe"])]
+    pub from: Option<String>,
+    /// Upload blobs larger than SIZE in chunks of SIZE (as `kina image push`).
+    #[arg(long, value_name = "SIZE", default_value = "64Mi", value_parser = parse_byte_size)]
+    pub chunk_size: u64,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// The Debian archive to fetch kernels from (default: the host's apt sources).

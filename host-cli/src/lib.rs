@@ -16,6 +16,8 @@ pub mod cluster_name;
 pub mod cluster_secrets;
 pub mod cmd;
 pub mod dirs;
+// Pulled kernels, and resolving a kernel reference into a bootable kernel.
+pub mod kernel_store;
 // Adds and removes `kina-<cluster>` in the user's kubeconfig.
 pub mod kubeconfig;
 pub mod provider;

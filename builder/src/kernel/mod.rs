@@ -9,6 +9,7 @@
 //! image lock does, on the same mirrors, and a provider only boots what
 //! [`fetch_kernel`] unpacks.
 
+pub mod artifact;
 mod built;
 mod fetch;
 mod lockgen;

@@ -1,5 +1,7 @@
 //! Image configs, manifests and the multi-arch index, as oci-spec types
-//! serialised canonically.
+//! serialised canonically; and the same for OCI artifacts (kernels), whose
+//! manifests carry a config and layers of their own media types instead of
+//! an image config and filesystem layers.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -149,8 +151,74 @@ pub fn write_platform_image(
     })
 }
 
+/// A blob an artifact manifest names, already in the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArtifactBlob {
+    pub media_type: String,
+    pub digest: Sha256Digest,
+    pub size: u64,
+    /// `org.opencontainers.image.title`: the file name ORAS (and clients
+    /// like it) give the blob when they pull the artifact into a directory.
+    pub title: Option<String>,
+}
+
+impl ArtifactBlob {
+    fn descriptor(&self, what: &'static str) -> Result<oci_spec::image::Descriptor, ImageError> {
+        let mut builder = DescriptorBuilder::default()
+            .media_type(MediaType::Other(self.media_type.clone()))
+            .digest(oci_digest(&self.digest)?)
+            .size(self.size);
+        if let Some(title) = &self.title {
+            let mut annotations = HashMap::new();
+            annotations.insert(
+                "org.opencontainers.image.title".to_string(),
+                title.to_string(),
+            );
+            builder = builder.annotations(annotations);
+        }
+        builder.build().map_err(|e| spec_err(what)(e.to_string()))
+    }
+}
+
+/// Writes the manifest of one platform of an OCI artifact into `blobs`, in
+/// the form image-spec 1.1's artifact guidance gives an artifact with a
+/// config of its own: `artifactType` set and equal to the config's media
+/// type, so a client tells the artifact from an image by either field.
+pub fn write_artifact_manifest(
+    arch: Arch,
+    artifact_type: &str,
+    config: &ArtifactBlob,
+    layers: &[ArtifactBlob],
+    blobs: &BlobStore,
+) -> Result<PlatformManifest, ImageError> {
+    let layer_descriptors = layers
+        .iter()
+        .map(|l| l.descriptor("artifact layer descriptor"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .artifact_type(MediaType::Other(artifact_type.to_string()))
+        .config(config.descriptor("artifact config descriptor")?)
+        .layers(layer_descriptors)
+        .build()
+        .map_err(|e| spec_err("artifact manifest")(e.to_string()))?;
+    let manifest_bytes =
+        to_canonical_json(&manifest).map_err(|e| spec_err("artifact manifest")(e.to_string()))?;
+    let (digest, size) = blobs.put_bytes(&manifest_bytes)?;
+    Ok(PlatformManifest {
+        arch,
+        digest,
+        size,
+        config_digest: config.digest,
+    })
+}
+
 /// Writes the multi-arch index over `platforms` into `blobs`; returns its
-/// digest and size.
+/// digest and size. Artifacts' indexes too: their entries carry no
+/// `artifactType` (each manifest names its own), because copiers built on
+/// image-spec 1.0 types (skopeo 1.9's `copy --all`) drop the unknown field
+/// and so give the copied index another digest.
 pub fn write_index(
     platforms: &[PlatformManifest],
     blobs: &BlobStore,

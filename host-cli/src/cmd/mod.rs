@@ -14,7 +14,10 @@ mod image_push;
 mod image_recipe;
 mod image_rm;
 mod kernel_check;
+mod kernel_list;
 mod kernel_lock;
+mod kernel_pull;
+mod kernel_push;
 pub mod node;
 mod sources;
 
@@ -52,11 +55,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(ImageCommand::Rm { references, all }) => {
             image_rm::run(&references, all, dirs)
         }
-        Command::Kernel(KernelCommand::Check {
-            config,
-            profiles,
-            json,
-        }) => kernel_check::run(&config, &profiles, json),
+        Command::Kernel(KernelCommand::Check(args)) => kernel_check::run(args, dirs, quiet).await,
+        Command::Kernel(KernelCommand::Push(args)) => kernel_push::run(args, dirs, quiet).await,
+        Command::Kernel(KernelCommand::Pull(args)) => kernel_pull::run(args, dirs, quiet).await,
+        Command::Kernel(KernelCommand::List { json }) => kernel_list::run(dirs, json),
         Command::Kernel(KernelCommand::Lock {
             recipe,
             mirrors,

@@ -45,7 +45,7 @@
 //! loopback or with `insecure`. The `Authorization` value is kept
 //! private: no error or Debug output contains it or the password.
 //!
-//! Just over 600 lines: push and pull are the two walks of one index over
+//! Under 700 lines: push and pull are the two walks of one index over
 //! one session, kept together so their retry, mount and verification rules
 //! read side by side.
 
@@ -495,6 +495,41 @@ pub async fn pull(
     opts: &Options,
     progress: &mut (dyn FnMut(&BlobReport) + Send),
 ) -> Result<Summary> {
+    let fetched = fetch(store, reference, opts, progress).await?;
+    store.tag(fetched.entry(local.unwrap_or(reference)))?;
+    Ok(fetched.summary)
+}
+
+/// What [`fetch`] brought into the store: every blob of the top document,
+/// verified, but no name pointing at it yet.
+#[derive(Clone, Debug)]
+pub struct Fetched {
+    pub media_type: String,
+    pub digest: Sha256Digest,
+    pub size: u64,
+    pub summary: Summary,
+}
+
+impl Fetched {
+    /// The store entry naming what was fetched `reference`.
+    pub fn entry(&self, reference: &str) -> LayoutEntry {
+        LayoutEntry {
+            media_type: self.media_type.clone(),
+            digest: self.digest,
+            size: self.size,
+            reference: reference.to_string(),
+        }
+    }
+}
+
+/// [`pull`] without the naming: for callers that check what arrived (a
+/// kernel artifact, say) before a name makes it visible.
+pub async fn fetch(
+    store: &ImageStore,
+    reference: &str,
+    opts: &Options,
+    progress: &mut (dyn FnMut(&BlobReport) + Send),
+) -> Result<Fetched> {
     let target = Target::parse(reference)?;
     let session = Session::open(&target, opts, false, &[]).await?;
     let top_ref = target
@@ -596,14 +631,13 @@ pub async fn pull(
         },
         &mut summary,
     );
-    store.tag(LayoutEntry {
+    summary.index_digest = Some(top_digest);
+    Ok(Fetched {
         media_type: top_type,
         digest: top_digest,
         size: top.len() as u64,
-        reference: local.unwrap_or(reference).to_string(),
-    })?;
-    summary.index_digest = Some(top_digest);
-    Ok(summary)
+        summary,
+    })
 }
 
 #[cfg(test)]
