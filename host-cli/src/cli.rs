@@ -88,6 +88,12 @@ pub enum Command {
     /// Boot and manage single nodes as QEMU VMs (Linux hosts).
     #[command(subcommand)]
     Node(NodeCommand),
+    /// kina's version and commit, the digests of the kina-init binaries and
+    /// recipes built into it, and where it keeps its data and downloads.
+    Version {
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script.
     Completion {
         #[arg(value_enum)]

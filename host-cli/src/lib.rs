@@ -16,6 +16,8 @@ pub mod cluster_name;
 pub mod cluster_secrets;
 pub mod cmd;
 pub mod dirs;
+// The commit and the kina-init binaries compiled into a release build.
+pub mod embedded;
 // Adds and removes `kina-<cluster>` in the user's kubeconfig.
 pub mod kubeconfig;
 pub mod provider;
