@@ -433,7 +433,10 @@ pub struct UpArgs {
     /// document (`-` reads standard input).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Node image in the local store, for nodes whose config names none.
+    /// Node image, for nodes whose config names none. When the local store
+    /// lacks it, a tag of a built-in recipe (the default, or e.g.
+    /// kina.local/node:v1.36.4) is built first and any other reference
+    /// (REGISTRY/REPO:TAG or @DIGEST) is pulled.
     #[arg(long, default_value = DEFAULT_NODE_IMAGE)]
     pub image: String,
     /// Where nodes run (default: apple on macOS, qemu elsewhere).
@@ -486,7 +489,8 @@ pub struct DoctorArgs {
     /// Name of the throwaway cluster.
     #[arg(long, short = 'n', default_value = "kina-doctor", value_parser = cluster_name)]
     pub name: String,
-    /// The node image to boot (it must be in the local image store).
+    /// The node image to boot (built or pulled first, as `up` does, when
+    /// the local image store lacks it).
     #[arg(long, default_value = DEFAULT_NODE_IMAGE)]
     pub image: String,
     /// Which provider to check (default: Apple's `container` on macOS, QEMU elsewhere).
