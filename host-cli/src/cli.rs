@@ -88,6 +88,12 @@ pub enum Command {
     /// Boot and manage single nodes as QEMU VMs (Linux hosts).
     #[command(subcommand)]
     Node(NodeCommand),
+    /// kina's version and commit, the digests of the kina-init binaries and
+    /// recipes built into it, and where it keeps its data and downloads.
+    Version {
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script.
     Completion {
         #[arg(value_enum)]
@@ -476,7 +482,10 @@ pub struct UpArgs {
     /// document (`-` reads standard input).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Node image in the local store, for nodes whose config names none.
+    /// Node image, for nodes whose config names none. When the local store
+    /// lacks it, a tag of a built-in recipe (the default, or e.g.
+    /// kina.local/node:v1.36.4) is built first and any other reference
+    /// (REGISTRY/REPO:TAG or @DIGEST) is pulled.
     #[arg(long, default_value = DEFAULT_NODE_IMAGE)]
     pub image: String,
     /// Where nodes run (default: apple on macOS, qemu elsewhere).
@@ -529,7 +538,8 @@ pub struct DoctorArgs {
     /// Name of the throwaway cluster.
     #[arg(long, short = 'n', default_value = "kina-doctor", value_parser = cluster_name)]
     pub name: String,
-    /// The node image to boot (it must be in the local image store).
+    /// The node image to boot (built or pulled first, as `up` does, when
+    /// the local image store lacks it).
     #[arg(long, default_value = DEFAULT_NODE_IMAGE)]
     pub image: String,
     /// Which provider to check (default: Apple's `container` on macOS, QEMU elsewhere).

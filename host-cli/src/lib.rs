@@ -16,6 +16,8 @@ pub mod cluster_name;
 pub mod cluster_secrets;
 pub mod cmd;
 pub mod dirs;
+// The commit and the kina-init binaries compiled into a release build.
+pub mod embedded;
 // Pulled kernels, and resolving a kernel reference into a bootable kernel.
 pub mod kernel_store;
 // Adds and removes `kina-<cluster>` in the user's kubeconfig.

@@ -475,3 +475,106 @@ async fn a_failed_start_is_reported_and_the_cluster_is_kept() {
     assert_eq!(failing.steps(), ["start"]);
     assert!(ClusterDir::new(&world.dirs, "mem").exists());
 }
+
+/// A node image missing from the store, got by writing into the
+/// provider's call list (a test double: no store, no build, no registry).
+struct MissingImage<'a> {
+    provider: &'a RecordingProvider,
+    obtain_fails: bool,
+}
+
+impl kina::cluster::up::NodeImage for MissingImage<'_> {
+    fn missing(&self) -> anyhow::Result<Option<String>> {
+        Ok(Some("Building node image in memory".into()))
+    }
+
+    async fn obtain(&self) -> anyhow::Result<()> {
+        self.provider.call("obtain image")?;
+        anyhow::ensure!(!self.obtain_fails, "the build failed (told to)");
+        Ok(())
+    }
+
+    fn kubernetes_version(&self) -> anyhow::Result<Option<String>> {
+        Ok(None)
+    }
+}
+
+async fn run_up_missing(
+    world: &World,
+    provider: &RecordingProvider,
+    obtain_fails: bool,
+) -> anyhow::Result<()> {
+    let image = MissingImage {
+        provider,
+        obtain_fails,
+    };
+    let mut no_interrupt = std::future::pending::<()>();
+    kina::cluster::up::up_with_image(
+        provider,
+        &world.dirs,
+        request(world, false),
+        &image,
+        &Steps::new(true),
+        &mut no_interrupt,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_image_is_got_after_the_refusals_and_before_the_plan_and_kept_when_up_fails() {
+    let world = world();
+    let provider = recording(&world);
+    run_up_missing(&world, &provider, false).await.unwrap();
+    assert_eq!(
+        provider.steps(),
+        [
+            "refusals",
+            "obtain image",
+            "shape",
+            "check_free",
+            "prepare",
+            "create"
+        ]
+    );
+    // A later step fails: the cluster's steps are undone, the image is not.
+    let world = self::world();
+    let failing = RecordingProvider {
+        fail_at: Some("create"),
+        ..recording(&world)
+    };
+    run_up_missing(&world, &failing, false).await.unwrap_err();
+    assert_eq!(
+        failing.steps(),
+        [
+            "refusals",
+            "obtain image",
+            "shape",
+            "check_free",
+            "prepare",
+            "create",
+            "delete"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_that_cannot_be_had_fails_up_before_anything_is_made_and_a_taken_name_before_the_image()
+ {
+    let world = world();
+    let provider = recording(&world);
+    let err = run_up_missing(&world, &provider, true).await.unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("the build failed") && text.contains("nothing of the cluster was made"),
+        "{text}"
+    );
+    assert_eq!(provider.steps(), ["refusals", "obtain image"]);
+    assert!(!ClusterDir::new(&world.dirs, "mem").exists());
+
+    // A name already taken is refused without building anything.
+    run_up(&world, &provider, false).await.unwrap();
+    let again = recording(&world);
+    let err = run_up_missing(&world, &again, false).await.unwrap_err();
+    assert!(err.to_string().contains("already exists"), "{err:#}");
+    assert_eq!(again.steps(), ["refusals"]);
+}

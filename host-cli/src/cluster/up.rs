@@ -1,12 +1,14 @@
-//! `kina up`: a plan, then kind's ordered steps over one context: claim
+//! `kina up`: the node image (made or pulled first when the local store
+//! lacks it), a plan, then kind's ordered steps over one context: claim
 //! the record, prepare what the nodes share, make the nodes, wait for
 //! them, merge the kubeconfig. A failure or Ctrl-C takes back what was
-//! made in reverse order, unless `--retain` (see `sequence`).
+//! made in reverse order, unless `--retain` (see `sequence`); an image
+//! made on the way is kept, as the store's other images are.
 
 use std::future::Future;
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
@@ -37,6 +39,39 @@ pub struct UpRequest<'a> {
     pub kubeconfig: Option<KubeconfigFiles>,
     /// What relative `extraMounts` paths are relative to.
     pub cwd: PathBuf,
+}
+
+/// The node image `up` boots, and how it gets into the local store when
+/// it is not there: `kina up` from nothing makes the default image first
+/// (or pulls a registry's), as kind's first step ensures its node image.
+#[allow(async_fn_in_trait)]
+pub trait NodeImage {
+    /// `None` when the local store has the image; else the progress line of
+    /// getting it (`Building node image … 🖼️`).
+    fn missing(&self) -> anyhow::Result<Option<String>>;
+
+    /// Puts the image into the local store, showing its own progress.
+    async fn obtain(&self) -> anyhow::Result<()>;
+
+    /// The Kubernetes release the image carries, read from the store.
+    fn kubernetes_version(&self) -> anyhow::Result<Option<String>>;
+}
+
+/// An image the caller found in the store, with its release.
+struct InStore(Option<String>);
+
+impl NodeImage for InStore {
+    fn missing(&self) -> anyhow::Result<Option<String>> {
+        Ok(None)
+    }
+
+    async fn obtain(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn kubernetes_version(&self) -> anyhow::Result<Option<String>> {
+        Ok(self.0.clone())
+    }
 }
 
 /// A host port nobody listens on now, for `hostPort: 0` and the API server.
@@ -208,6 +243,29 @@ impl<P: Provider> Sequence for Up<'_, P> {
     }
 }
 
+/// The image step: its own start and end lines rather than a spinner,
+/// since the build or pull shows its progress bars while it runs. Not
+/// undone: an image is the store's, kept for the next cluster.
+async fn obtain_image(
+    image: &impl NodeImage,
+    title: &str,
+    progress: &Steps,
+    interrupt: &mut (impl Future<Output = ()> + Unpin),
+) -> anyhow::Result<()> {
+    progress.say(&format!(" • {title} …"));
+    let started = Instant::now();
+    let outcome = tokio::select! {
+        result = image.obtain() => result,
+        () = &mut *interrupt => Err(anyhow::anyhow!("interrupted")),
+    };
+    let mark = if outcome.is_ok() { "✓" } else { "✗" };
+    progress.say(&format!(
+        " {mark} {title} ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    ));
+    outcome
+}
+
 /// What `up` and `up --dry-run` refuse before anything else: a name no
 /// provider can use, then the config fields this provider cannot honour.
 pub fn check_creatable<P: Provider>(
@@ -227,14 +285,30 @@ pub fn check_creatable<P: Provider>(
     Ok(())
 }
 
-/// Creates the cluster `request` describes on `provider`. Refusals, the
-/// plan and the checks that nothing clashes come first, before anything
-/// is made; then the steps. `interrupt` completing counts as a failure
-/// (Ctrl-C), with the same clean-up.
+/// Creates the cluster `request` describes on `provider` from an image in
+/// the local store whose release is `request.kubernetes_version`.
 pub async fn up<P: Provider>(
     provider: &P,
     dirs: &KinaDirs,
     request: UpRequest<'_>,
+    progress: &Steps,
+    interrupt: &mut (impl Future<Output = ()> + Unpin),
+) -> anyhow::Result<()> {
+    let image = InStore(request.kubernetes_version.clone());
+    up_with_image(provider, dirs, request, &image, progress, interrupt).await
+}
+
+/// Creates the cluster `request` describes on `provider`, first getting
+/// `image` into the local store when it is not there. Refusals and the
+/// checks of the config come first, before an image is made; the image's
+/// release then settles the plan, the checks that nothing clashes follow,
+/// and then the steps. `interrupt` completing counts as a failure
+/// (Ctrl-C), with the same clean-up.
+pub async fn up_with_image<P: Provider>(
+    provider: &P,
+    dirs: &KinaDirs,
+    mut request: UpRequest<'_>,
+    image: &impl NodeImage,
     progress: &Steps,
     interrupt: &mut (impl Future<Output = ()> + Unpin),
 ) -> anyhow::Result<()> {
@@ -244,6 +318,29 @@ pub async fn up<P: Provider>(
     if record.exists() {
         bail!("cluster {name} already exists; `kina down --name {name}` deletes it");
     }
+    if let Some(title) = image.missing()? {
+        // A config the plan refuses is refused before minutes of image
+        // build, not after.
+        plan::plan(&PlanInputs {
+            provider: provider.kind(),
+            config: request.config,
+            name: &name,
+            image: &request.image,
+            kubernetes_version: None,
+            stop_after: request.stop_after.as_deref(),
+            cwd: &request.cwd,
+            free_port: &free_port,
+        })?;
+        obtain_image(image, &title, progress, interrupt)
+            .await
+            .with_context(|| {
+                format!(
+                    "creating cluster {name} failed at its node image {}; nothing of the cluster was made",
+                    request.image
+                )
+            })?;
+    }
+    request.kubernetes_version = image.kubernetes_version()?;
     let mut plan = plan::plan(&PlanInputs {
         provider: provider.kind(),
         config: request.config,

@@ -22,6 +22,7 @@ pub async fn run(args: BuildArgs, dirs: &KinaDirs, quiet: bool) -> anyhow::Resul
     let chosen = sources::load_recipe(&args.source)?;
     let lock = chosen.lock()?;
     let lock_label = chosen.lock_label();
+    let chosen_builtin = chosen.builtin().is_some();
     let recipe = chosen.loaded;
 
     let platforms: Vec<Arch> = if args.platform.is_empty() {
@@ -57,6 +58,13 @@ pub async fn run(args: BuildArgs, dirs: &KinaDirs, quiet: bool) -> anyhow::Resul
             .with_context(|| format!("--kina-init {flag}: expected ARCH=PATH"))?;
         kina_init_overrides.insert(arch.parse::<Arch>()?, PathBuf::from(path));
     }
+    let kina_init_overrides = crate::embedded::kina_init_files(
+        &recipe,
+        chosen_builtin,
+        &platforms,
+        kina_init_overrides,
+        dirs,
+    )?;
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) => Some(
             v.parse::<u64>()

@@ -20,6 +20,7 @@ mod kernel_pull;
 mod kernel_push;
 pub mod node;
 mod sources;
+mod version;
 
 use clap::CommandFactory;
 
@@ -104,6 +105,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             cluster::lifecycle::start(dirs, &c.resolve(), &wait, quiet).await
         }
         Command::Status { cluster: c, json } => cluster::get::status(dirs, &c.resolve(), json),
+        Command::Version { json } => version::run(dirs, json),
         Command::Completion { shell } => {
             let mut command = Cli::command();
             let mut script = Vec::new();

@@ -9,11 +9,11 @@ use kina_builder::store::ImageStore;
 use kina_contract::status::PhaseId;
 
 use super::parse_wait;
-use crate::cli::UpArgs;
+use crate::cli::{BuildArgs, CompressionArg, PullArgs, RegistryArgs, SourceArgs, UpArgs};
 use crate::cluster::dry_run::{DryRunRequest, dry_run, parse_kubernetes_version, render};
 use crate::cluster::kubeconfig::KubeconfigFiles;
 use crate::cluster::progress::Steps;
-use crate::cluster::up::{UpRequest, up};
+use crate::cluster::up::{NodeImage, UpRequest, up_with_image};
 use crate::cluster_config::ClusterConfig;
 use crate::cmd::node::{kernel_mirrors, node_arch};
 use crate::dirs::KinaDirs;
@@ -52,6 +52,138 @@ fn image_kubernetes(dirs: &KinaDirs, image: &str, arch: Arch) -> anyhow::Result<
             )
         })?;
     Ok(found.labels[KUBERNETES_LABEL].as_str().map(str::to_string))
+}
+
+/// `up`'s node image: one of kina's built-in recipes' tags is built from
+/// that recipe when the local store lacks it (`kina.local/node:base`, the
+/// default, from the base recipe), any other reference is pulled from its
+/// registry.
+struct UpImage<'a> {
+    dirs: &'a KinaDirs,
+    reference: String,
+    arch: Arch,
+    mirrors: &'a crate::cli::MirrorArgs,
+    quiet: bool,
+}
+
+impl UpImage<'_> {
+    /// The built-in recipe whose tag `reference` is.
+    fn builtin_recipe(&self) -> anyhow::Result<Option<&'static crate::builtin::BuiltinRecipe>> {
+        for recipe in crate::builtin::RECIPES {
+            if recipe.load()?.recipe.tag == self.reference {
+                return Ok(Some(recipe));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl NodeImage for UpImage<'_> {
+    fn missing(&self) -> anyhow::Result<Option<String>> {
+        let root = self.dirs.images();
+        if root.join("index.json").is_file() {
+            let store = ImageStore::open(&root)
+                .with_context(|| format!("opening the image store at {}", root.display()))?;
+            if store.find(&self.reference).is_ok() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(match self.builtin_recipe()? {
+            Some(recipe) => format!(
+                "Building node image {} ({}) from the built-in {} recipe 🖼️",
+                self.reference,
+                self.arch.platform(),
+                recipe.name
+            ),
+            None if names_registry(&self.reference) => {
+                format!("Pulling node image {} 🖼️", self.reference)
+            }
+            None => bail!(
+                "{0} is not in the local image store (see `kina image list`; `kina image build` makes \
+                 kina's own) and names no registry to pull it from: write REGISTRY/REPO:TAG",
+                self.reference
+            ),
+        }))
+    }
+
+    async fn obtain(&self) -> anyhow::Result<()> {
+        match self.builtin_recipe()? {
+            Some(recipe) => {
+                let args = BuildArgs {
+                    source: SourceArgs {
+                        recipe: None,
+                        kubernetes_version: recipe
+                            .name
+                            .strip_prefix("kubernetes-v")
+                            .map(str::to_string),
+                        mirror: self.mirrors.mirror.clone(),
+                        security_mirror: self.mirrors.security_mirror.clone(),
+                        url_rewrites: Vec::new(),
+                        registry_mirrors: Vec::new(),
+                        enforce_valid_until: false,
+                    },
+                    // The node's platform only: half the work of both.
+                    platform: vec![self.arch.platform()],
+                    output: None,
+                    tag: None,
+                    compression: CompressionArg::Gzip,
+                    kina_init: Vec::new(),
+                };
+                crate::cmd::image_build::run(args, self.dirs, self.quiet)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "building {} (`kina image build{}` makes it alone)",
+                            self.reference,
+                            args_hint(recipe)
+                        )
+                    })
+            }
+            None => {
+                let args = PullArgs {
+                    reference: self.reference.clone(),
+                    registry: RegistryArgs {
+                        insecure: false,
+                        username: None,
+                        password_stdin: false,
+                        ca_file: None,
+                    },
+                };
+                crate::cmd::image_pull::run(args, self.dirs, self.quiet)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "{0} is not in the local image store and pulling it failed; `kina image pull {0}` \
+                             takes login and TLS flags, `kina image build` makes kina's own images",
+                            self.reference
+                        )
+                    })
+            }
+        }
+    }
+
+    fn kubernetes_version(&self) -> anyhow::Result<Option<String>> {
+        image_kubernetes(self.dirs, &self.reference, self.arch)
+    }
+}
+
+/// Whether `reference` starts with a registry host (`HOST.DOMAIN/…`,
+/// `HOST:PORT/…`, `localhost/…`), the rule docker and containerd use to
+/// tell a registry from a repository path: only such a reference is pulled,
+/// so a mistyped local name is not sent to a default registry.
+fn names_registry(reference: &str) -> bool {
+    match reference.split_once('/') {
+        Some((host, _)) => host.contains(['.', ':']) || host == "localhost",
+        None => false,
+    }
+}
+
+/// The flags of `kina image build` that pick `recipe`.
+fn args_hint(recipe: &crate::builtin::BuiltinRecipe) -> String {
+    match recipe.name.strip_prefix("kubernetes-v") {
+        Some(version) => format!(" --kubernetes-version {version}"),
+        None => String::new(),
+    }
 }
 
 /// The one image every node boots: the config's, else `--image`.
@@ -191,12 +323,18 @@ pub async fn run(args: UpArgs, dirs: &KinaDirs, quiet: bool) -> anyhow::Result<(
     }
     let wait = parse_wait(&args.wait)?;
     let image = cluster_image(&config, &args.image)?;
-    let kubernetes_version = image_kubernetes(dirs, &image, arch)?;
+    let node_image = UpImage {
+        dirs,
+        reference: image.clone(),
+        arch,
+        mirrors: &args.mirrors,
+        quiet,
+    };
     let request = UpRequest {
         name,
         config: &config,
         image,
-        kubernetes_version,
+        kubernetes_version: None,
         stop_after: args.stop_after.clone(),
         wait,
         retain: args.retain,
@@ -207,5 +345,32 @@ pub async fn run(args: UpArgs, dirs: &KinaDirs, quiet: bool) -> anyhow::Result<(
     let mut interrupt = std::pin::pin!(async move {
         signal.recv().await;
     });
-    up(&provider, dirs, request, &Steps::new(quiet), &mut interrupt).await
+    up_with_image(
+        &provider,
+        dirs,
+        request,
+        &node_image,
+        &Steps::new(quiet),
+        &mut interrupt,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_references_that_name_a_registry_are_pulled() {
+        for pulled in [
+            "127.0.0.1:5000/kina/node:v1",
+            "localhost/node:base",
+            "registry.example/kina/node@sha256:00",
+        ] {
+            assert!(names_registry(pulled), "{pulled}");
+        }
+        for local in ["ghost", "kina/node:base", "node:v1"] {
+            assert!(!names_registry(local), "{local}");
+        }
+    }
 }
