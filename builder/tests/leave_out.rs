@@ -80,8 +80,14 @@ fn package_files(skip: &[&str]) -> Vec<(String, Vec<u8>)> {
             format!("usr/share/locale/de/LC_MESSAGES/{PACKAGE}.mo"),
             b"mo".to_vec(),
         ),
-        ("usr/share/locale/locale.alias".into(), b"C C.UTF-8\n".to_vec()),
-        ("usr/share/info/tools.info.gz".into(), b"\x1f\x8binfo".to_vec()),
+        (
+            "usr/share/locale/locale.alias".into(),
+            b"C C.UTF-8\n".to_vec(),
+        ),
+        (
+            "usr/share/info/tools.info.gz".into(),
+            b"\x1f\x8binfo".to_vec(),
+        ),
     ];
     for plugin in CNI_PLUGINS {
         files.push((format!("usr/lib/cni/{plugin}"), plugin.as_bytes().to_vec()));
@@ -132,8 +138,7 @@ fn build_deb(dir: &Path, files: &[(String, Vec<u8>)]) -> Vec<u8> {
 }
 
 fn base_recipe() -> LoadedRecipe {
-    LoadedRecipe::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/base.toml"))
-        .unwrap()
+    LoadedRecipe::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/base.toml")).unwrap()
 }
 
 fn inputs(deb: Vec<u8>, filters: PathFilters) -> PlatformInputs {
@@ -205,7 +210,11 @@ fn dpkg_install(root: &Path, deb: &Path, options: &[String]) {
     std::fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
     let out = Command::new("dpkg")
         .arg(format!("--root={}", root.display()))
-        .args(["--force-script-chrootless", "--force-not-root", "--force-depends"])
+        .args([
+            "--force-script-chrootless",
+            "--force-not-root",
+            "--force-depends",
+        ])
         .args(options)
         .arg("--install")
         .arg(deb)
@@ -228,7 +237,11 @@ fn dpkg_verify(root: &Path) -> String {
 fn present(root: &Path, list: &str) -> BTreeSet<String> {
     list.lines()
         .filter(|p| *p != "/.")
-        .filter(|p| root.join(p.trim_start_matches('/')).symlink_metadata().is_ok())
+        .filter(|p| {
+            root.join(p.trim_start_matches('/'))
+                .symlink_metadata()
+                .is_ok()
+        })
         .map(str::to_string)
         .collect()
 }
@@ -269,7 +282,11 @@ fn the_image_leaves_out_what_dpkg_path_exclude_leaves_out_and_dpkg_verify_agrees
     let list = String::from_utf8(list.clone()).unwrap();
     let set = |text: &str| text.lines().map(str::to_string).collect::<BTreeSet<_>>();
     assert_eq!(set(&list), set(&dpkg_list));
-    for listed in ["/usr/bin/containerd-shim", "/usr/lib/cni/vrf", "/usr/share/man/man8/node-tools.8.gz"] {
+    for listed in [
+        "/usr/bin/containerd-shim",
+        "/usr/lib/cni/vrf",
+        "/usr/share/man/man8/node-tools.8.gz",
+    ] {
         assert!(list.lines().any(|l| l == listed), "{listed} not in .list");
     }
 

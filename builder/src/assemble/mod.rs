@@ -252,10 +252,7 @@ async fn gather_inputs(
 /// The verified bytes of every item, each cached file read once and hashed
 /// once (in memory, on the blocking pool); what is missing from the cache or
 /// does not match its digest is fetched, which replaces a corrupt entry.
-async fn read_verified(
-    fetcher: &Fetcher,
-    items: &[FetchItem],
-) -> Result<Vec<Vec<u8>>, BuildError> {
+async fn read_verified(fetcher: &Fetcher, items: &[FetchItem]) -> Result<Vec<Vec<u8>>, BuildError> {
     let wanted: Vec<_> = items
         .iter()
         .map(|item| (fetcher.cache().blob_path(&item.sha256), item.sha256))
@@ -421,7 +418,11 @@ pub fn left_out_labels(
                     "{} paths, {} bytes ({patterns}): {}",
                     tally.paths,
                     tally.bytes,
-                    group.reason.split_whitespace().collect::<Vec<_>>().join(" ")
+                    group
+                        .reason
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
                 ),
             )
         })

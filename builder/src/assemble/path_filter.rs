@@ -133,7 +133,13 @@ impl PathFilters {
         );
         for (index, group) in self.groups.iter().enumerate() {
             text.push_str(&format!("\n# {}: ", group.name));
-            text.push_str(&group.reason.split_whitespace().collect::<Vec<_>>().join(" "));
+            text.push_str(
+                &group
+                    .reason
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
             text.push('\n');
             for f in self.filters.iter().filter(|f| f.group == index) {
                 let option = if f.include {
@@ -267,13 +273,21 @@ mod tests {
     #[test]
     fn the_last_matching_filter_decides_and_directories_for_includes_stay() {
         let f = PathFilters::new(&[
-            group("docs", &["/usr/share/doc/*"], &["/usr/share/doc/*/copyright"]),
+            group(
+                "docs",
+                &["/usr/share/doc/*"],
+                &["/usr/share/doc/*/copyright"],
+            ),
             group("locales", &["/usr/share/locale/*"], &[]),
         ]);
         let group = |path: &str, dir: bool| f.excluded_by(path, dir).map(|id| &f.group(id).name);
         assert_eq!(group("/usr/share/doc/t/README", false).unwrap(), "docs");
         assert_eq!(f.excluded_by("/usr/share/doc/t/copyright", false), None);
-        assert_eq!(f.excluded_by("/usr/share/doc/t", true), None, "kept for copyright");
+        assert_eq!(
+            f.excluded_by("/usr/share/doc/t", true),
+            None,
+            "kept for copyright"
+        );
         assert_eq!(group("/usr/share/doc/t", false).unwrap(), "docs");
         assert_eq!(group("/usr/share/locale/de", true).unwrap(), "locales");
         assert_eq!(f.excluded_by("/usr/share/locale", true), None);

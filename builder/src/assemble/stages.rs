@@ -152,7 +152,18 @@ fn build_stages(
             // Nothing to add: no copy of the whole tree to diff against.
             continue;
         }
-        let lower = rootfs.clone();
+        let packages = inputs.debs.iter().filter(|(p, _)| p.layer == layer).count();
+        // A stage that unpacks packages rewrites dpkg's database and other
+        // files shared with lower stages, so its layer is a diff against a
+        // copy of the tree. The others only add the paths they name: their
+        // layer is those paths and the directories made for them, found
+        // without copying every file of the tree.
+        let lower = if packages > 0 || layer == LayerName::DebianBase {
+            Lower::Copy(rootfs.clone())
+        } else {
+            Lower::Paths(rootfs.iter().map(|(p, _)| p.to_string()).collect())
+        };
+        let mut named: Vec<String> = Vec::new();
         let name = layer.as_str();
         let package_err = |package: &str, message: String| StageError::Package {
             layer: name,
@@ -167,7 +178,6 @@ fn build_stages(
         };
 
         let mut unpacked_any = false;
-        let packages = inputs.debs.iter().filter(|(p, _)| p.layer == layer).count();
         for _ in 0..packages {
             let (locked, origin, deb) = decoded.recv().map_err(|_| StageError::Effects {
                 layer: name,
@@ -178,15 +188,25 @@ fn build_stages(
             let files = unpacker
                 .unpack(&mut rootfs, &deb, &origin)
                 .map_err(|e| package_err(&locked.name, e.to_string()))?;
-            leave_out(&mut rootfs, &lower, &inputs.filters, &files, &mut leaving).map_err(
-                |(path, target, group)| StageError::BrokenHardlink {
-                    arch,
-                    package: locked.name.clone(),
-                    path,
-                    target,
-                    group,
-                },
-            )?;
+            let Lower::Copy(lower_tree) = &lower else {
+                return Err(effects_err(
+                    "packages in a stage without a copy; this is a kina bug".into(),
+                ));
+            };
+            leave_out(
+                &mut rootfs,
+                lower_tree,
+                &inputs.filters,
+                &files,
+                &mut leaving,
+            )
+            .map_err(|(path, target, group)| StageError::BrokenHardlink {
+                arch,
+                package: locked.name.clone(),
+                path,
+                target,
+                group,
+            })?;
             installed.push(InstalledPackage::new(&deb, files));
             unpacked_any = true;
         }
@@ -220,13 +240,15 @@ fn build_stages(
         }
 
         for (artifact, bytes) in inputs.artifacts.iter().filter(|(a, _)| a.layer == layer) {
-            install_artifact(&mut rootfs, artifact, bytes, epoch).map_err(|source| {
-                StageError::Artifact {
-                    layer: name,
-                    arch,
-                    source,
-                }
-            })?;
+            named.extend(
+                install_artifact(&mut rootfs, artifact, bytes, epoch).map_err(|source| {
+                    StageError::Artifact {
+                        layer: name,
+                        arch,
+                        source,
+                    }
+                })?,
+            );
         }
 
         match layer {
@@ -234,6 +256,7 @@ fn build_stages(
                 for (path, node) in inputs.images.iter() {
                     ensure_parents(&mut rootfs, path, epoch);
                     rootfs.insert(path, node.clone());
+                    named.push(path.to_string());
                 }
             }
             LayerName::KinaInit => {
@@ -242,25 +265,39 @@ fn build_stages(
                     KINA_INIT_PATH,
                     Node::file(inputs.kina_init.clone(), 0o755).with_mtime(epoch),
                 );
+                named.push(KINA_INIT_PATH.to_string());
                 for (path, contents) in &inputs.extra_files {
                     ensure_parents(&mut rootfs, path, epoch);
                     rootfs.insert(
                         path.clone(),
                         Node::file(contents.clone(), 0o644).with_mtime(epoch),
                     );
+                    named.push(path.clone());
                 }
             }
             _ => {}
         }
 
-        if let Some(path) = rootfs.removed_since(&lower).next() {
-            return Err(StageError::Removed {
-                layer: name,
-                arch,
-                path: path.to_string(),
-            });
-        }
-        let diff = rootfs.diff(&lower);
+        let diff = match &lower {
+            Lower::Copy(lower) => {
+                if let Some(path) = rootfs.removed_since(lower).next() {
+                    return Err(StageError::Removed {
+                        layer: name,
+                        arch,
+                        path: path.to_string(),
+                    });
+                }
+                rootfs.diff(lower)
+            }
+            Lower::Paths(before) => {
+                let added = rootfs
+                    .iter()
+                    .map(|(p, _)| p)
+                    .filter(|p| !before.contains(*p));
+                let touched: BTreeSet<String> = added.map(str::to_string).chain(named).collect();
+                layer_of(&rootfs, &touched)
+            }
+        };
         if !diff.is_empty() {
             layers.push((layer, diff));
         }
@@ -276,6 +313,33 @@ fn build_stages(
         layers,
         left_out: leaving.tally,
     })
+}
+
+/// What a stage's layer is computed against (see `build_stages`).
+enum Lower {
+    Copy(Tree),
+    Paths(BTreeSet<String>),
+}
+
+/// The layer holding `paths` of `rootfs` with all their ancestors, as
+/// `Tree::diff` gives them.
+fn layer_of(rootfs: &Tree, paths: &BTreeSet<String>) -> Tree {
+    let mut layer = Tree::new();
+    for path in paths {
+        let mut current = path.as_str();
+        loop {
+            if !layer.contains(current)
+                && let Some(node) = rootfs.get(current)
+            {
+                layer.insert(current, node.clone());
+            }
+            match current.rsplit_once('/') {
+                Some((parent, _)) => current = parent,
+                None => break,
+            }
+        }
+    }
+    layer
 }
 
 #[derive(Default)]
@@ -303,7 +367,10 @@ fn leave_out(
     }
     let mut excluded: Vec<(&str, FilterId)> = Vec::new();
     for listed in files {
-        let Some(path) = listed.strip_prefix('/').filter(|p| !p.is_empty() && *p != ".") else {
+        let Some(path) = listed
+            .strip_prefix('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+        else {
             continue;
         };
         let Some(node) = rootfs.get(path) else {

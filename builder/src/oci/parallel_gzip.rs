@@ -255,7 +255,14 @@ mod tests {
 
     #[test]
     fn output_is_one_gzip_member_that_any_reader_decodes() {
-        for len in [0, 1, BLOCK_SIZE - 1, BLOCK_SIZE, BLOCK_SIZE + 1, 3 * BLOCK_SIZE + 17] {
+        for len in [
+            0,
+            1,
+            BLOCK_SIZE - 1,
+            BLOCK_SIZE,
+            BLOCK_SIZE + 1,
+            3 * BLOCK_SIZE + 17,
+        ] {
             let data = sample(len);
             let gz = gzip(&data, 4096);
             let mut back = Vec::new();

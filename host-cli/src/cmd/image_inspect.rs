@@ -207,10 +207,9 @@ mod tests {
     fn inspect_lists_every_leave_out_group_of_the_base_recipe_with_what_it_left_out() {
         let dir = tempfile::tempdir().unwrap();
         let store = ImageStore::open(dir.path()).unwrap();
-        let recipe = LoadedRecipe::load(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/base.toml"),
-        )
-        .unwrap();
+        let recipe =
+            LoadedRecipe::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/base.toml"))
+                .unwrap();
         let filters = PathFilters::new(&recipe.recipe.leave_out);
         let mut tally = BTreeMap::new();
         tally.insert(
