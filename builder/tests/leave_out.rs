@@ -45,7 +45,7 @@ const CNI_PLUGINS: &[&str] = &[
 
 fn require(tool: &str) {
     let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
+        .args(["-c", &format!("command -v {tool} >/dev/null")])
         .status()
         .is_ok_and(|s| s.success());
     assert!(
