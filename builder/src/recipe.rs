@@ -31,6 +31,36 @@ pub struct Recipe {
     pub runtime: RuntimeSpec,
     pub kubernetes: Option<KubernetesSpec>,
     pub kina_init: KinaInitSpec,
+    /// Paths left out of the image the way dpkg's `path-exclude` leaves them
+    /// out (dpkg(1), `--path-exclude`): absent from the image, still listed in
+    /// the dpkg database, and written to `/etc/dpkg/dpkg.cfg.d/` so packages
+    /// installed later in a node leave them out too. Groups apply in order,
+    /// and within a group excludes before includes, so the last matching
+    /// pattern decides, as in dpkg.
+    #[serde(default)]
+    pub leave_out: Vec<LeaveOut>,
+}
+
+/// One reason to leave paths out, with the dpkg path filters that do it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaveOut {
+    /// Short name shown by `kina image inspect`, e.g. `containerd-old-shims`.
+    pub name: String,
+    /// Why no node needs these paths; shown by `kina image inspect` and
+    /// written beside the filters in the node's dpkg configuration.
+    pub reason: String,
+    /// fnmatch(3) patterns on absolute paths, as dpkg's `path-exclude` takes
+    /// them: `*` and `?` also match `/`.
+    pub path_exclude: Vec<String>,
+    /// Patterns brought back after this group's excludes (`path-include`).
+    #[serde(default)]
+    pub path_include: Vec<String>,
+    /// Set for a group that names single files (binaries a node never runs):
+    /// each pattern must then leave out at least one path of the image, so a
+    /// recipe cannot claim to leave out what the packages no longer ship.
+    #[serde(default)]
+    pub must_match: bool,
 }
 
 /// The Debian part: where packages come from, who signs them, which to install.
@@ -282,6 +312,43 @@ impl Recipe {
                     return Err(format!(
                         "artifact `{}` has no sha256 for {arch}; add `sha256.{arch}` or drop {arch} from `architectures`",
                         artifact.name
+                    ));
+                }
+            }
+        }
+        let mut groups = std::collections::BTreeSet::new();
+        for group in &self.leave_out {
+            if group.name.is_empty()
+                || !group
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(format!(
+                    "leave_out name `{}` must be non-empty lowercase letters, digits and `-`",
+                    group.name
+                ));
+            }
+            if !groups.insert(group.name.as_str()) {
+                return Err(format!("leave_out `{}` is listed twice", group.name));
+            }
+            if group.reason.trim().is_empty() {
+                return Err(format!(
+                    "leave_out `{}` has no reason: say why no node needs these paths",
+                    group.name
+                ));
+            }
+            if group.path_exclude.is_empty() {
+                return Err(format!(
+                    "leave_out `{}` has no path_exclude patterns",
+                    group.name
+                ));
+            }
+            for pattern in group.path_exclude.iter().chain(&group.path_include) {
+                if !pattern.starts_with('/') || pattern.contains('\n') {
+                    return Err(format!(
+                        "leave_out `{}`: pattern `{pattern}` must be one absolute path pattern starting with `/`, as dpkg matches them",
+                        group.name
                     ));
                 }
             }

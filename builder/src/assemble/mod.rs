@@ -7,6 +7,7 @@
 pub mod artifact;
 pub mod elf;
 pub mod kina_init;
+pub mod path_filter;
 pub mod stages;
 
 use std::collections::BTreeMap;
@@ -184,23 +185,17 @@ async fn gather_inputs(
             label: format!("{} {} ({arch})", a.name, a.version),
         });
     }
-    let paths = fetcher.fetch_all(&items).await?;
-    let read = |path: &PathBuf| {
-        std::fs::read(path).map_err(|source| BuildError::ReadCache {
-            path: path.clone(),
-            source,
-        })
-    };
+    let mut contents = read_verified(fetcher, &items).await?.into_iter();
     let mut debs = Vec::new();
     let mut components = Vec::new();
-    for (p, path) in packages.iter().zip(&paths) {
+    for (p, bytes) in packages.iter().zip(contents.by_ref()) {
         components.push(SbomComponent::deb(p));
-        debs.push((p.clone(), read(path)?));
+        debs.push((p.clone(), bytes));
     }
     let mut artifact_inputs = Vec::new();
-    for (a, path) in artifacts.iter().zip(&paths[packages.len()..]) {
+    for (a, bytes) in artifacts.iter().zip(contents) {
         components.push(SbomComponent::artifact(a));
-        artifact_inputs.push((a.clone(), read(path)?));
+        artifact_inputs.push((a.clone(), bytes));
     }
 
     let mut pulled = Vec::new();
@@ -249,8 +244,53 @@ async fn gather_inputs(
             images,
             kina_init: init.bytes,
             extra_files: vec![(SBOM_PATH.to_string(), sbom)],
+            filters: path_filter::PathFilters::new(&loaded.recipe.leave_out),
         },
     })
+}
+
+/// The verified bytes of every item, each cached file read once and hashed
+/// once (in memory, on the blocking pool); what is missing from the cache or
+/// does not match its digest is fetched, which replaces a corrupt entry.
+async fn read_verified(fetcher: &Fetcher, items: &[FetchItem]) -> Result<Vec<Vec<u8>>, BuildError> {
+    let wanted: Vec<_> = items
+        .iter()
+        .map(|item| (fetcher.cache().blob_path(&item.sha256), item.sha256))
+        .collect();
+    let cached = tokio::task::spawn_blocking(move || {
+        wanted
+            .into_iter()
+            .map(|(path, expected)| match std::fs::read(&path) {
+                Ok(bytes) if Sha256Digest::of(&bytes) == expected => Some(bytes),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    })
+    .await?;
+    let mut out = Vec::with_capacity(items.len());
+    let mut missing = Vec::new();
+    for (index, bytes) in cached.into_iter().enumerate() {
+        match bytes {
+            Some(bytes) => out.push(bytes),
+            None => {
+                missing.push(index);
+                out.push(Vec::new());
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(out);
+    }
+    let wanted: Vec<FetchItem> = missing.iter().map(|&i| items[i].clone()).collect();
+    let paths = fetcher.fetch_all(&wanted).await?;
+    for (index, path) in missing.into_iter().zip(paths) {
+        // Just downloaded and verified by the fetcher.
+        out[index] = std::fs::read(&path).map_err(|source| BuildError::ReadCache {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(out)
 }
 
 /// Where a node keeps its own SBOM, so a node can be audited from inside.
@@ -305,15 +345,44 @@ fn assemble_platform(
     blobs: &BlobStore,
 ) -> Result<BuiltPlatform, BuildError> {
     let arch = gathered.stage.arch;
-    let layers = stages::build_layers(&gathered.stage, epoch)?;
+    let stages::BuiltLayers { layers, left_out } = stages::build_layers(&gathered.stage, epoch)?;
+    let mut params = params;
+    params
+        .labels
+        .extend(left_out_labels(&gathered.stage.filters, &left_out));
+    // Every layer is written at once: each streams its tar into the shared
+    // compression pool, which keeps every core busy across layers and
+    // platforms; the bytes do not depend on the order blocks finish in.
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = layers
+            .iter()
+            .map(|(name, tree)| {
+                (
+                    *name,
+                    scope.spawn(move || write_layer(tree, epoch, compression, blobs)),
+                )
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(name, handle)| {
+                let result = handle
+                    .join()
+                    .map_err(|_| "the layer writer thread panicked".to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()));
+                (name, result)
+            })
+            .collect()
+    });
+    drop(layers);
     let mut written = Vec::new();
-    for (name, tree) in &layers {
-        let blob = write_layer(tree, epoch, compression, blobs).map_err(|e| BuildError::Layer {
+    for (name, result) in results {
+        let blob = result.map_err(|message| BuildError::Layer {
             layer: name.as_str(),
             arch,
-            message: e.to_string(),
+            message,
         })?;
-        written.push((*name, blob));
+        written.push((name, blob));
     }
     let manifest =
         write_platform_image(&params, &written, blobs).map_err(|e| BuildError::Image {
@@ -325,6 +394,39 @@ fn assemble_platform(
         manifest,
         layers: written,
     })
+}
+
+/// Label prefix of what a recipe's `leave_out` group left out; `kina image
+/// inspect` lists these.
+pub const LEFT_OUT_LABEL: &str = "io.kina.left-out.";
+
+/// One label per `leave_out` group: `<paths> paths, <bytes> bytes: <reason>`,
+/// so an image says what it lacks and why without unpacking a layer.
+pub fn left_out_labels(
+    filters: &path_filter::PathFilters,
+    left_out: &BTreeMap<String, stages::LeftOut>,
+) -> Vec<(String, String)> {
+    filters
+        .groups()
+        .iter()
+        .map(|group| {
+            let tally = left_out.get(&group.name).cloned().unwrap_or_default();
+            let patterns = group.path_exclude.join(" ");
+            (
+                format!("{LEFT_OUT_LABEL}{}", group.name),
+                format!(
+                    "{} paths, {} bytes ({patterns}): {}",
+                    tally.paths,
+                    tally.bytes,
+                    group
+                        .reason
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            )
+        })
+        .collect()
 }
 
 /// The result of `build_to_store`.

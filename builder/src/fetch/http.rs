@@ -101,6 +101,12 @@ impl Fetcher {
         })
     }
 
+    /// The download cache, for callers that read and verify an entry in one
+    /// pass instead of having `fetch` hash it and then reading it again.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
     /// Fetches all items (at most `concurrency` at once) and returns their
     /// cache paths in the same order. Fails with the first error.
     pub async fn fetch_all(&self, items: &[FetchItem]) -> Result<Vec<PathBuf>, FetchError> {

@@ -6,10 +6,12 @@
 //! numeric owners and empty user/group names (no host ids leak), mtimes
 //! clamped to the build epoch, no atime/ctime, and xattrs as PAX records.
 //! The tar stream is hashed (diff_id), compressed and hashed again (digest)
-//! in one pass straight into the blob store.
+//! in one pass straight into the blob store; gzip runs on every core (see
+//! `parallel_gzip`) with bytes that depend on the tree alone.
 
 use std::io::{self, Write};
 
+use super::parallel_gzip::ParallelGzWriter;
 use crate::digest::{HashingWriter, Sha256Digest};
 use crate::oci_layout::{BlobStore, LayoutError};
 use crate::rootfs::tree::{Node, NodeKind, Tree};
@@ -64,7 +66,7 @@ pub fn write_layer(
     let blob = blobs.writer()?;
     let (diff_id, uncompressed_size, blob) = match compression {
         Compression::Gzip => {
-            let gz = flate2::write::GzEncoder::new(blob, flate2::Compression::new(GZIP_LEVEL));
+            let gz = ParallelGzWriter::new(blob, GZIP_LEVEL);
             let (d, n, gz) = write_tar(tree, epoch, gz)?;
             (d, n, gz.finish()?)
         }

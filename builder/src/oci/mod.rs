@@ -6,4 +6,5 @@ pub mod distribution;
 pub mod image;
 pub mod layer;
 mod loopback;
+pub mod parallel_gzip;
 pub mod registry;

@@ -24,6 +24,8 @@ pub struct PlatformSummary {
     pub layers: Vec<LayerSummary>,
     /// Components listed in the platform's SBOM, counted by kind.
     pub components: std::collections::BTreeMap<String, usize>,
+    /// The recipe's `leave_out` groups: name → what was left out and why.
+    pub left_out: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -75,6 +77,7 @@ pub fn summarize(store: &ImageStore, entry: &LayoutEntry) -> anyhow::Result<Imag
             manifest: digest.to_string(),
             compressed_size: layers.iter().map(|l| l.size).sum(),
             created: config["created"].as_str().unwrap_or_default().to_string(),
+            left_out: left_out(&config["config"]["Labels"]),
             labels: config["config"]["Labels"].clone(),
             layers,
             components,
@@ -85,6 +88,20 @@ pub fn summarize(store: &ImageStore, entry: &LayoutEntry) -> anyhow::Result<Imag
         digest: entry.digest.oci(),
         platforms,
     })
+}
+
+/// The labels kina writes for each `leave_out` group of the recipe
+/// (`io.kina.left-out.<name>`), keyed by group name.
+fn left_out(labels: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+    labels
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| {
+            let name = k.strip_prefix(kina_builder::assemble::LEFT_OUT_LABEL)?;
+            Some((name.to_string(), v.as_str().unwrap_or_default().to_string()))
+        })
+        .collect()
 }
 
 /// Reads the SBOM kina puts in the top (kina-init) layer and counts its
@@ -133,8 +150,13 @@ pub fn run(reference: &str, dirs: &KinaDirs, as_json: bool) -> anyhow::Result<()
         );
         if let Some(labels) = p.labels.as_object() {
             for (k, v) in labels {
-                println!("    label {k}={}", v.as_str().unwrap_or_default());
+                if !k.starts_with(kina_builder::assemble::LEFT_OUT_LABEL) {
+                    println!("    label {k}={}", v.as_str().unwrap_or_default());
+                }
             }
+        }
+        for (name, what) in &p.left_out {
+            println!("    left out {name}: {what}");
         }
         for l in &p.layers {
             println!(
@@ -162,4 +184,85 @@ pub fn run(reference: &str, dirs: &KinaDirs, as_json: bool) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use kina_builder::assemble::left_out_labels;
+    use kina_builder::assemble::path_filter::PathFilters;
+    use kina_builder::assemble::stages::LeftOut;
+    use kina_builder::lock::LayerName;
+    use kina_builder::oci::image::{ImageConfigParams, write_index, write_platform_image};
+    use kina_builder::oci::layer::{Compression, write_layer};
+    use kina_builder::platform::Arch;
+    use kina_builder::recipe::LoadedRecipe;
+    use kina_builder::rootfs::tree::{Node, Tree};
+
+    use super::*;
+
+    #[test]
+    fn inspect_lists_every_leave_out_group_of_the_base_recipe_with_what_it_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        let recipe =
+            LoadedRecipe::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/base.toml"))
+                .unwrap();
+        let filters = PathFilters::new(&recipe.recipe.leave_out);
+        let mut tally = BTreeMap::new();
+        tally.insert(
+            "containerd-old-shims".to_string(),
+            LeftOut {
+                paths: 2,
+                bytes: 20_918_808,
+            },
+        );
+        let mut tree = Tree::new();
+        tree.insert("etc", Node::dir(0o755));
+        let layer = write_layer(&tree, 0, Compression::Gzip, store.blobs()).unwrap();
+        let params = ImageConfigParams {
+            arch: Arch::Amd64,
+            created_epoch: 0,
+            entrypoint: vec!["/usr/local/bin/kina-init".into()],
+            stop_signal: "SIGTERM".into(),
+            env: Vec::new(),
+            labels: left_out_labels(&filters, &tally).into_iter().collect(),
+        };
+        let manifest =
+            write_platform_image(&params, &[(LayerName::KinaInit, layer)], store.blobs()).unwrap();
+        let (digest, size) = write_index(&[manifest], store.blobs()).unwrap();
+        store
+            .tag(LayoutEntry {
+                media_type: kina_builder::store::INDEX_MEDIA_TYPE.into(),
+                digest,
+                size,
+                reference: "kina.local/node:t".into(),
+            })
+            .unwrap();
+
+        let summary = summarize(&store, &store.find("kina.local/node:t").unwrap()).unwrap();
+        let left_out = &summary.platforms[0].left_out;
+        let names: Vec<&str> = left_out.keys().map(String::as_str).collect();
+        let mut expected: Vec<&str> = recipe
+            .recipe
+            .leave_out
+            .iter()
+            .map(|g| g.name.as_str())
+            .collect();
+        expected.sort();
+        assert_eq!(names, expected);
+        let shims = &left_out["containerd-old-shims"];
+        assert!(
+            shims.starts_with(
+                "2 paths, 20918808 bytes (/usr/bin/containerd-shim /usr/bin/containerd-shim-runc-v1): containerd's deprecated shims"
+            ),
+            "{shims}"
+        );
+        assert!(
+            left_out["unused-cni-plugins"].contains("/usr/lib/cni/dhcp"),
+            "{left_out:?}"
+        );
+    }
 }
