@@ -185,7 +185,10 @@ fn apple_configs_get_a_minimal_fragment_that_olddefconfig_keeps() {
         let lost = dropped(&symbols, &values, &kconfig);
         assert!(lost.is_empty(), "{arch}: olddefconfig dropped {lost:?}");
         let config = KernelConfig::from_bytes(configured.as_bytes(), "configured").unwrap();
-        assert!(!config.modules_supported(), "{arch}: Apple's configs have no modules");
+        assert!(
+            !config.modules_supported(),
+            "{arch}: Apple's configs have no modules"
+        );
         let report = check(&set, &["cilium-kpr".into()], Some(&config), None).unwrap();
         assert!(report.passed(), "{arch}:\n{}", report.render(&[]));
         for o in report.profiles[0].options.iter().filter(|o| o.required) {
@@ -208,8 +211,9 @@ fn an_option_whose_dependency_the_base_lacks_is_refused_before_compiling() {
     source_tarball();
     let tmp = tempfile::tempdir().unwrap();
     let recipe = tmp.path().join("site.toml");
-    let arm64 = kina_tests::reference_inputs::reference_input("apple-containerization-arm64.config")
-        .unwrap();
+    let arm64 =
+        kina_tests::reference_inputs::reference_input("apple-containerization-arm64.config")
+            .unwrap();
     let kina_tests::reference_inputs::Origin::Url(config_url) = arm64.origin else {
         panic!("the arm64 config is pinned by URL");
     };
@@ -270,10 +274,14 @@ fn the_shipped_recipe_builds_for_both_architectures_and_passes_cilium_kpr() {
     for arch in ["amd64", "arm64"] {
         for round in ["first", "second"] {
             let started = std::time::Instant::now();
-            let out = run_ok(
-                kina_user(tmp.path())
-                    .args(["kernel", "build", "--recipe", "cilium-kpr", "--arch", arch]),
-            );
+            let out = run_ok(kina_user(tmp.path()).args([
+                "kernel",
+                "build",
+                "--recipe",
+                "cilium-kpr",
+                "--arch",
+                arch,
+            ]));
             let stderr = String::from_utf8_lossy(&out.stderr);
             let stdout = String::from_utf8_lossy(&out.stdout);
             let dir = PathBuf::from(stdout.lines().last().unwrap().trim());
@@ -283,7 +291,11 @@ fn the_shipped_recipe_builds_for_both_architectures_and_passes_cilium_kpr() {
                 "{arch} {round} build: {:.0} s, {} ({size} bytes){}",
                 started.elapsed().as_secs_f64(),
                 built.meta.release,
-                if stderr.contains("cached:") { ", cached" } else { "" }
+                if stderr.contains("cached:") {
+                    ", cached"
+                } else {
+                    ""
+                }
             );
             if round == "second" {
                 assert!(stderr.contains("cached:"), "{stderr}");
@@ -291,11 +303,12 @@ fn the_shipped_recipe_builds_for_both_architectures_and_passes_cilium_kpr() {
             assert_eq!(built.meta.arch.to_string(), arch);
             assert_eq!(built.meta.source_sha256, source_sha256);
             assert_eq!(built.meta.profiles, vec!["cilium-kpr".to_string()]);
-            assert_eq!(
-                built.meta.format,
-                KernelFormat::for_arch(built.meta.arch)
+            assert_eq!(built.meta.format, KernelFormat::for_arch(built.meta.arch));
+            assert!(
+                built.meta.release.starts_with("6.18.5"),
+                "{}",
+                built.meta.release
             );
-            assert!(built.meta.release.starts_with("6.18.5"), "{}", built.meta.release);
             check_magic(&built);
             run_ok(
                 kina_user(tmp.path())
@@ -362,7 +375,11 @@ fn two_builds_of_one_recipe_give_identical_bytes() {
             .env_remove("SOURCE_DATE_EPOCH");
         cmd
     };
-    run_ok(kina_in("one").args(["kernel", "lock", "--recipe"]).arg(&recipe));
+    run_ok(
+        kina_in("one")
+            .args(["kernel", "lock", "--recipe"])
+            .arg(&recipe),
+    );
     let mut outputs = Vec::new();
     for (i, name) in ["one", "two", "one"].iter().enumerate() {
         let mut cmd = kina_in(name);
@@ -378,7 +395,10 @@ fn two_builds_of_one_recipe_give_identical_bytes() {
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(stderr.contains("fragment: CONFIG_BINFMT_ELF=y"), "{stderr}");
         if i == 2 {
-            assert!(stderr.contains("cached:"), "the third build is a lookup: {stderr}");
+            assert!(
+                stderr.contains("cached:"),
+                "the third build is a lookup: {stderr}"
+            );
         }
         outputs.push(BuiltKernel::open(&out_dir).unwrap());
     }

@@ -154,11 +154,12 @@ pub async fn fetch_suite(
             };
             let bytes = get_index(client, &url).await?;
             check_index(&path, &url, &entry, &bytes)?;
-            let text = decompress_index(&path, &bytes).map_err(|problem| ArchiveError::Decompress {
-                path: path.clone(),
-                url: url.clone(),
-                problem,
-            })?;
+            let text =
+                decompress_index(&path, &bytes).map_err(|problem| ArchiveError::Decompress {
+                    path: path.clone(),
+                    url: url.clone(),
+                    problem,
+                })?;
             packages.push(PackagesIndex {
                 component: component.clone(),
                 arch,
@@ -179,7 +180,10 @@ pub async fn fetch_suite(
 }
 
 /// GET a file of the archive (shared with `Sources` fetching).
-pub(crate) async fn get_index(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, ArchiveError> {
+pub(crate) async fn get_index(
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<Vec<u8>, ArchiveError> {
     let http = |source| ArchiveError::Http {
         url: url.to_string(),
         source,
@@ -202,7 +206,12 @@ pub(crate) async fn get_index(client: &reqwest::Client, url: &str) -> Result<Vec
 }
 
 /// Checks a fetched index against its signed Release entry.
-pub(crate) fn check_index(path: &str, url: &str, entry: &ReleaseEntry, bytes: &[u8]) -> Result<(), ArchiveError> {
+pub(crate) fn check_index(
+    path: &str,
+    url: &str,
+    entry: &ReleaseEntry,
+    bytes: &[u8],
+) -> Result<(), ArchiveError> {
     let actual_size = bytes.len() as u64;
     if actual_size != entry.size {
         return Err(ArchiveError::SizeMismatch {

@@ -163,7 +163,11 @@ pub async fn fetch_sources_index(
     };
     let bytes = get_index(client, &url).await?;
     check_index(&path, &url, &entry, &bytes)?;
-    decompress_index(&path, &bytes).map_err(|problem| ArchiveError::Decompress { path, url, problem })
+    decompress_index(&path, &bytes).map_err(|problem| ArchiveError::Decompress {
+        path,
+        url,
+        problem,
+    })
 }
 
 #[cfg(test)]
@@ -181,11 +185,10 @@ mod tests {
 
     #[test]
     fn the_orig_tarball_and_its_checksum_are_found() {
-        let records =
-            parse_sources(&index(), DebianArchive::Debian, "trixie-backports", |n| {
-                n == "linux"
-            })
-            .unwrap();
+        let records = parse_sources(&index(), DebianArchive::Debian, "trixie-backports", |n| {
+            n == "linux"
+        })
+        .unwrap();
         assert_eq!(records.len(), 1);
         let r = &records[0];
         assert_eq!(r.version.to_string(), "6.18.5-1~bpo13+1");

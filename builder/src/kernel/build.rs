@@ -46,9 +46,7 @@ pub enum BuildError {
         problem: String,
         packages: String,
     },
-    #[error(
-        "`{step}` failed ({status}); the build log is {log}; its last lines:\n{tail}"
-    )]
+    #[error("`{step}` failed ({status}); the build log is {log}; its last lines:\n{tail}")]
     Make {
         step: String,
         status: String,
@@ -189,8 +187,7 @@ fn open_tree(root: &Path) -> Result<Option<SourceTree>, BuildError> {
         Err(e) => return Err(io_err(&date)(e)),
     };
     let mut lines = text.lines();
-    let (Some(epoch), Some(rel)) = (lines.next().and_then(|l| l.parse().ok()), lines.next())
-    else {
+    let (Some(epoch), Some(rel)) = (lines.next().and_then(|l| l.parse().ok()), lines.next()) else {
         return Ok(None);
     };
     Ok(Some(SourceTree {
@@ -315,9 +312,8 @@ impl Toolchain {
                 Arch::Amd64 => ("x86_64-linux-gnu-".to_string(), "gcc-x86-64-linux-gnu"),
             }
         };
-        let packages = format!(
-            "{gcc_package} make flex bison bc libelf-dev libssl-dev xz-utils cpio"
-        );
+        let packages =
+            format!("{gcc_package} make flex bison bc libelf-dev libssl-dev xz-utils cpio");
         for tool in ["make", "flex", "bison", "bc", "perl"] {
             first_line(tool, &packages)?;
         }
@@ -427,13 +423,11 @@ impl BuildDir {
         for (k, v) in extra_env {
             command.env(k, v);
         }
-        let status = command
-            .status()
-            .map_err(|e| BuildError::Tool {
-                program: "make".into(),
-                problem: e.to_string(),
-                packages: "make".into(),
-            })?;
+        let status = command.status().map_err(|e| BuildError::Tool {
+            program: "make".into(),
+            problem: e.to_string(),
+            packages: "make".into(),
+        })?;
         if !status.success() {
             return Err(BuildError::Make {
                 step,
@@ -519,7 +513,9 @@ mod tests {
 
     #[test]
     fn the_fragment_holds_only_what_the_base_does_not_build_in() {
-        let base = values("CONFIG_BPF=y\nCONFIG_VXLAN=m\n# CONFIG_BPF_JIT is not set\nCONFIG_NF_TABLES=y\n");
+        let base = values(
+            "CONFIG_BPF=y\nCONFIG_VXLAN=m\n# CONFIG_BPF_JIT is not set\nCONFIG_NF_TABLES=y\n",
+        );
         let mut kconfig = KconfigIndex::default();
         kconfig
             .definitions
@@ -535,7 +531,10 @@ mod tests {
                 req(&["BPF_JIT"], false),
                 req(&["VXLAN"], false),
                 req(&["NF_TABLES", "BPF_JIT"], true),
-                req(&["NETFILTER_XT_TARGET_REDIRECT", "IP_NF_TARGET_REDIRECT"], false),
+                req(
+                    &["NETFILTER_XT_TARGET_REDIRECT", "IP_NF_TARGET_REDIRECT"],
+                    false,
+                ),
             ],
             &kconfig,
         );
@@ -561,7 +560,12 @@ mod tests {
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].symbol, "MODULE_UNLOAD");
         assert_eq!(d[0].now, "not set");
-        assert!(d[0].to_string().starts_with("CONFIG_MODULE_UNLOAD (not set): needs no Kconfig entry"), "{}", d[0]);
+        assert!(
+            d[0].to_string()
+                .starts_with("CONFIG_MODULE_UNLOAD (not set): needs no Kconfig entry"),
+            "{}",
+            d[0]
+        );
     }
 
     #[test]

@@ -238,14 +238,12 @@ impl Reader<'_> {
                     if let Current::Entry(name, _) = &current {
                         let rest = strip_comment(rest);
                         let (target, cond) = match rest.split_once(" if ") {
-                            Some((t, c)) => (t.trim().to_string(), format!("{name} if {}", c.trim())),
+                            Some((t, c)) => {
+                                (t.trim().to_string(), format!("{name} if {}", c.trim()))
+                            }
                             None => (rest.trim().to_string(), name.clone()),
                         };
-                        self.index
-                            .selected_by
-                            .entry(target)
-                            .or_default()
-                            .push(cond);
+                        self.index.selected_by.entry(target).or_default().push(cond);
                     }
                 }
                 "bool" | "tristate" | "string" | "int" | "hex" | "prompt" => {
@@ -398,7 +396,11 @@ fn strip_outer_parens(s: &str) -> String {
 pub fn eval(expr: &str, config: &BTreeMap<String, String>) -> u8 {
     let tokens = tokens(expr);
     let mut pos = 0;
-    Evaluator { tokens: &tokens, config }.or(&mut pos)
+    Evaluator {
+        tokens: &tokens,
+        config,
+    }
+    .or(&mut pos)
 }
 
 struct Evaluator<'a> {
@@ -507,9 +509,8 @@ pub fn read_config_values(text: &str) -> BTreeMap<String, String> {
             .and_then(|r| r.strip_suffix(" is not set"))
         {
             values.insert(name.to_string(), "n".to_string());
-        } else if let Some((name, value)) = line
-            .strip_prefix("CONFIG_")
-            .and_then(|r| r.split_once('='))
+        } else if let Some((name, value)) =
+            line.strip_prefix("CONFIG_").and_then(|r| r.split_once('='))
         {
             values.insert(name.to_string(), value.to_string());
         }
@@ -551,7 +552,11 @@ mod tests {
             "mainmenu \"Linux\"\nsource \"arch/$(SRCARCH)/Kconfig\"\nmenuconfig MODULES\n\tbool \"Modules\"\n\thelp\n\t  config NOT_AN_ENTRY\n\nif MODULES\nsource \"kernel/Kconfig\"\nendif # MODULES\nmenu \"Net\"\n\tdepends on NET\nconfig VXLAN\n\ttristate \"vxlan\"\n\tdepends on INET && \\\n\t  IPV6 || !IPV6\nendmenu\nconfig BPF\n\tbool\nconfig BPF_SYSCALL\n\tbool \"bpf\"\n\tselect BPF\n",
         )
         .unwrap();
-        std::fs::write(root.join("arch/arm64/Kconfig"), "config ARM64\n\tdef_bool y\n").unwrap();
+        std::fs::write(
+            root.join("arch/arm64/Kconfig"),
+            "config ARM64\n\tdef_bool y\n",
+        )
+        .unwrap();
         std::fs::write(
             root.join("kernel/Kconfig"),
             "config MODULE_UNLOAD\n\tbool \"unload\"\n\tdepends on !LOCKDOWN # comment\n",
@@ -570,10 +575,15 @@ mod tests {
         );
         let vxlan = index.unmet("VXLAN", &c);
         assert!(
-            vxlan.iter().any(|t| t.starts_with("NET (")) && vxlan.iter().any(|t| t.starts_with("INET")),
+            vxlan.iter().any(|t| t.starts_with("NET ("))
+                && vxlan.iter().any(|t| t.starts_with("INET")),
             "{vxlan:?}"
         );
-        assert!(index.unmet("BPF", &c)[0].contains("BPF_SYSCALL"), "{:?}", index.unmet("BPF", &c));
+        assert!(
+            index.unmet("BPF", &c)[0].contains("BPF_SYSCALL"),
+            "{:?}",
+            index.unmet("BPF", &c)
+        );
         assert!(index.unmet("X86_64", &c)[0].contains("no Kconfig entry"));
     }
 }

@@ -20,8 +20,8 @@ use crate::fetch::http::http_client;
 use crate::lock::LockedRelease;
 
 use super::{
-    KERNEL_LOCK_SCHEMA, KernelError, KernelLock, KernelLockOptions, KernelRecipe,
-    KernelSourceSpec, LockedSource,
+    KERNEL_LOCK_SCHEMA, KernelError, KernelLock, KernelLockOptions, KernelRecipe, KernelSourceSpec,
+    LockedSource,
 };
 
 pub(super) async fn lock_build_source(
@@ -91,10 +91,9 @@ pub(super) async fn lock_build_source(
                 signed_by: index.release.signed_by.clone(),
             });
             for component in &source.components {
-                let text =
-                    fetch_sources_index(&client, base_url, &index.release, suite, component)
-                        .await
-                        .map_err(archive_err)?;
+                let text = fetch_sources_index(&client, base_url, &index.release, suite, component)
+                    .await
+                    .map_err(archive_err)?;
                 let records = parse_sources(&text, source.archive, suite, |n| n == package)
                     .map_err(|e| KernelError::Recipe {
                         path: recipe_path.to_path_buf(),
@@ -107,14 +106,19 @@ pub(super) async fn lock_build_source(
     let chosen = match &version {
         Some(v) => candidates.iter().find(|r| r.version.to_string() == *v),
         // The highest version; on a tie the earlier suite of the recipe.
-        None => candidates.iter().fold(None, |best: Option<&SourceRecord>, r| match best {
-            Some(b) if b.version >= r.version => Some(b),
-            _ => Some(r),
-        }),
+        None => candidates
+            .iter()
+            .fold(None, |best: Option<&SourceRecord>, r| match best {
+                Some(b) if b.version >= r.version => Some(b),
+                _ => Some(r),
+            }),
     }
     .ok_or_else(|| KernelError::NoSourcePackage {
         package: package.clone(),
-        version: version.as_ref().map(|v| format!(" {v}")).unwrap_or_default(),
+        version: version
+            .as_ref()
+            .map(|v| format!(" {v}"))
+            .unwrap_or_default(),
         suites: recipe
             .debian
             .sources

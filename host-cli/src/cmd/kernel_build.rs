@@ -104,9 +104,8 @@ fn profile_set(files: &[PathBuf]) -> anyhow::Result<ProfileSet> {
     }
     // ProfileSet reads site profiles from a directory (a node's
     // /etc/kina/kernel-profiles); give it one holding exactly these files.
-    let dir = RemoveOnDrop(
-        std::env::temp_dir().join(format!("kina-profiles-{}", std::process::id())),
-    );
+    let dir =
+        RemoveOnDrop(std::env::temp_dir().join(format!("kina-profiles-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0)
         .with_context(|| format!("creating {} for --profile-file", dir.0.display()))?;
     for (i, file) in files.iter().enumerate() {
@@ -158,7 +157,13 @@ pub fn requirements(set: &ProfileSet, profiles: &[String]) -> anyhow::Result<Vec
 fn requirements_text(reqs: &[Requirement]) -> String {
     let mut lines: Vec<String> = reqs
         .iter()
-        .map(|r| format!("{} {}", if r.all { "all" } else { "any" }, r.symbols.join(",")))
+        .map(|r| {
+            format!(
+                "{} {}",
+                if r.all { "all" } else { "any" },
+                r.symbols.join(",")
+            )
+        })
         .collect();
     lines.sort();
     lines.dedup();
@@ -215,9 +220,12 @@ pub async fn run(args: KernelBuildArgs, dirs: &KinaDirs, quiet: bool) -> anyhow:
                 .join(", ")
         );
     }
-    let source = lock.source.clone().ok_or_else(|| KernelError::NoLockedSource {
-        recipe: label.clone(),
-    })?;
+    let source = lock
+        .source
+        .clone()
+        .ok_or_else(|| KernelError::NoLockedSource {
+            recipe: label.clone(),
+        })?;
     let base_pin = build
         .config
         .get(&arch)
@@ -257,8 +265,8 @@ pub async fn run(args: KernelBuildArgs, dirs: &KinaDirs, quiet: bool) -> anyhow:
             label: format!("base kernel config ({arch})"),
         })
         .await?;
-    let base = std::fs::read(&base_path)
-        .with_context(|| format!("reading {}", base_path.display()))?;
+    let base =
+        std::fs::read(&base_path).with_context(|| format!("reading {}", base_path.display()))?;
     stages.say(&format!("base config {} verified", base_pin.sha256));
 
     let key = BuildKey {
@@ -478,10 +486,7 @@ async fn build_kernel(
             log.display()
         );
     }
-    let source_label = format!(
-        "{} ({arch}) .config after olddefconfig",
-        inputs.recipe_name
-    );
+    let source_label = format!("{} ({arch}) .config after olddefconfig", inputs.recipe_name);
     let config = KernelConfig::from_bytes(configured.as_bytes(), &source_label)?;
     let report = check(inputs.set, inputs.profiles, Some(&config), None)?;
     let as_module: Vec<String> = report
@@ -554,13 +559,7 @@ async fn build_kernel(
         base_config_sha256: inputs.base_sha256,
         toolchain: inputs.toolchain.gcc.clone(),
     };
-    let built = BuiltKernel::install(
-        inputs.built_dir,
-        &meta,
-        &image,
-        &config_path,
-        &report_json,
-    )?;
+    let built = BuiltKernel::install(inputs.built_dir, &meta, &image, &config_path, &report_json)?;
     drop(build);
     drop(objdir);
     let _ = std::fs::remove_file(&log);

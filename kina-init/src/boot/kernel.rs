@@ -53,7 +53,10 @@ impl Phase for KernelPhase<'_> {
             Ok(summary)
         } else {
             Err(PhaseFailure {
-                message: format!("the kernel lacks what this node needs: {}", failed.join("; ")),
+                message: format!(
+                    "the kernel lacks what this node needs: {}",
+                    failed.join("; ")
+                ),
                 hint: format!(
                     "boot a kernel built with those options ({}; kina's QEMU provider uses Debian's cloud kernel by default), or choose a network whose profile passes (`kina-init check-kernel --profile P`)",
                     kina_contract::kernel::report::build_way_out(
