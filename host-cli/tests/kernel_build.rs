@@ -11,6 +11,9 @@
 //! apt sources or `KINA_DEBIAN_MIRROR`), Apple's kernel configs as pinned
 //! reference inputs (served through `KINA_URL_REWRITE` by scripts/test).
 
+// Test support: a failed step should stop the test with what went wrong.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::collections::BTreeMap;
