@@ -139,6 +139,14 @@ pub fn kernel_recipe_file(dirs: &KinaDirs) -> anyhow::Result<PathBuf> {
     Ok(recipe)
 }
 
+/// Built-in kernel recipes that `kina kernel build --recipe NAME` compiles,
+/// with their locks: (name, recipe, lock).
+pub const KERNEL_BUILD_RECIPES: &[(&str, &str, &str)] = &[(
+    "cilium-kpr",
+    include_str!("../../kernels/cilium-kpr.toml"),
+    include_str!("../../kernels/cilium-kpr.lock"),
+)];
+
 /// The kernel recipe a node boots with: the one given, else the built-in.
 pub fn kernel_recipe_or_builtin(given: Option<&Path>, dirs: &KinaDirs) -> anyhow::Result<PathBuf> {
     match given {

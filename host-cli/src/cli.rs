@@ -282,6 +282,10 @@ pub enum KernelCommand {
     /// against feature profiles, the same engine a node runs with live
     /// probes (`kina-init check-kernel`).
     Check(KernelCheckArgs),
+    /// Build a kernel from a recipe with [build]: verified Linux source,
+    /// base config plus every option its profiles require, checked before
+    /// compiling; cached, so a second build is a lookup (Linux only).
+    Build(Box<KernelBuildArgs>),
     /// Print the kernel recipe built into kina (or, with --lock, its lockfile).
     Recipe {
         #[arg(long)]
@@ -344,6 +348,33 @@ pub struct KernelPushArgs {
     pub chunk_size: u64,
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KernelBuildArgs {
+    /// A kernel recipe file with [build] (its lockfile beside it), or the
+    /// name of a built-in one (`cilium-kpr`).
+    #[arg(long)]
+    pub recipe: String,
+    /// The architecture to build for (default: the host's).
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Also write the built kernel directory here (kernel, config,
+    /// report.json, kernel.json).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// A site kernel profile (TOML, the format of kernels/profiles) the
+    /// recipe's profiles may name (repeatable).
+    #[arg(long = "profile-file", value_name = "FILE")]
+    pub profile_files: Vec<PathBuf>,
+    /// Parallel compile jobs (default: the number of CPUs).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub mirrors: MirrorArgs,
+    /// Fetch URLs starting with PREFIX from REPLACEMENT instead (PREFIX=REPLACEMENT; repeatable).
+    #[arg(long = "url-rewrite", value_name = "PREFIX=REPLACEMENT")]
+    pub url_rewrites: Vec<String>,
 }
 
 /// The Debian archive to fetch kernels from (default: the host's apt sources).

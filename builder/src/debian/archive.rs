@@ -77,6 +77,13 @@ pub enum ArchiveError {
         arch: Arch,
     },
     #[error(
+        "{inrelease_url}: the signed Release lists no Sources index for {component}/source (looked for Sources.xz, Sources.gz, Sources); check the recipe's suites and components"
+    )]
+    NoSourcesIndex {
+        inrelease_url: String,
+        component: String,
+    },
+    #[error(
         "index {path} size mismatch: Release says {expected} bytes, got {actual} from {url}; the mirror may be mid-update or tampered, retry later"
     )]
     SizeMismatch {
@@ -120,7 +127,7 @@ pub async fn fetch_suite(
     let archive_url = archive_url.trim_end_matches('/').to_string();
     let dists = format!("{archive_url}/dists/{suite}");
     let inrelease_url = format!("{dists}/InRelease");
-    let inrelease = get(client, &inrelease_url).await?;
+    let inrelease = get_index(client, &inrelease_url).await?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -145,13 +152,14 @@ pub async fn fetch_suite(
             } else {
                 format!("{dists}/{path}")
             };
-            let bytes = get(client, &url).await?;
-            check(&path, &url, &entry, &bytes)?;
-            let text = decompress(&path, &bytes).map_err(|problem| ArchiveError::Decompress {
-                path: path.clone(),
-                url: url.clone(),
-                problem,
-            })?;
+            let bytes = get_index(client, &url).await?;
+            check_index(&path, &url, &entry, &bytes)?;
+            let text =
+                decompress_index(&path, &bytes).map_err(|problem| ArchiveError::Decompress {
+                    path: path.clone(),
+                    url: url.clone(),
+                    problem,
+                })?;
             packages.push(PackagesIndex {
                 component: component.clone(),
                 arch,
@@ -171,7 +179,11 @@ pub async fn fetch_suite(
     })
 }
 
-async fn get(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, ArchiveError> {
+/// GET a file of the archive (shared with `Sources` fetching).
+pub(crate) async fn get_index(
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<Vec<u8>, ArchiveError> {
     let http = |source| ArchiveError::Http {
         url: url.to_string(),
         source,
@@ -193,7 +205,13 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, ArchiveErro
     Ok(response.bytes().await.map_err(http)?.to_vec())
 }
 
-fn check(path: &str, url: &str, entry: &ReleaseEntry, bytes: &[u8]) -> Result<(), ArchiveError> {
+/// Checks a fetched index against its signed Release entry.
+pub(crate) fn check_index(
+    path: &str,
+    url: &str,
+    entry: &ReleaseEntry,
+    bytes: &[u8],
+) -> Result<(), ArchiveError> {
     let actual_size = bytes.len() as u64;
     if actual_size != entry.size {
         return Err(ArchiveError::SizeMismatch {
@@ -215,7 +233,8 @@ fn check(path: &str, url: &str, entry: &ReleaseEntry, bytes: &[u8]) -> Result<()
     Ok(())
 }
 
-fn decompress(path: &str, bytes: &[u8]) -> Result<String, String> {
+/// Decompresses an index by its file name's extension.
+pub(crate) fn decompress_index(path: &str, bytes: &[u8]) -> Result<String, String> {
     let mut out = Vec::new();
     let result = if path.ends_with(".xz") {
         liblzma::read::XzDecoder::new(bytes).read_to_end(&mut out)
@@ -244,22 +263,22 @@ mod tests {
         gz.write_all(text.as_bytes()).unwrap();
         let gz = gz.finish().unwrap();
         assert_eq!(
-            decompress("main/binary-amd64/Packages.xz", &xz).unwrap(),
+            decompress_index("main/binary-amd64/Packages.xz", &xz).unwrap(),
             text
         );
         assert_eq!(
-            decompress("main/binary-amd64/Packages.gz", &gz).unwrap(),
+            decompress_index("main/binary-amd64/Packages.gz", &gz).unwrap(),
             text
         );
         assert_eq!(
-            decompress("main/binary-amd64/Packages", text.as_bytes()).unwrap(),
+            decompress_index("main/binary-amd64/Packages", text.as_bytes()).unwrap(),
             text
         );
     }
 
     #[test]
     fn a_corrupt_compressed_index_is_an_error_not_garbage() {
-        assert!(decompress("main/binary-amd64/Packages.xz", b"not xz").is_err());
+        assert!(decompress_index("main/binary-amd64/Packages.xz", b"not xz").is_err());
     }
 
     #[test]
@@ -268,8 +287,8 @@ mod tests {
             sha256: Sha256Digest::of(b"abc"),
             size: 3,
         };
-        assert!(check("p", "u", &entry, b"abc").is_ok());
-        let err = check("main/binary-arm64/Packages.xz", "u", &entry, b"abd")
+        assert!(check_index("p", "u", &entry, b"abc").is_ok());
+        let err = check_index("main/binary-arm64/Packages.xz", "u", &entry, b"abd")
             .unwrap_err()
             .to_string();
         assert!(
@@ -277,7 +296,7 @@ mod tests {
             "{err}"
         );
         assert!(matches!(
-            check("p", "u", &entry, b"ab"),
+            check_index("p", "u", &entry, b"ab"),
             Err(ArchiveError::SizeMismatch {
                 expected: 3,
                 actual: 2,

@@ -7,4 +7,5 @@ pub mod packages;
 pub mod relation;
 pub mod release;
 pub mod resolve;
+pub mod sources;
 pub mod version;

@@ -29,6 +29,10 @@ pub async fn lock_kernel(
     opts: &KernelLockOptions,
 ) -> Result<KernelLock, KernelError> {
     let (recipe, recipe_sha256) = KernelRecipe::load(recipe_path)?;
+    if recipe.build.is_some() {
+        return super::source_lock::lock_build_source(recipe_path, recipe, recipe_sha256, opts)
+            .await;
+    }
     let recipe_dir = recipe_path.parent().unwrap_or(Path::new("."));
     let keyring = Keyring::load(&recipe.debian.keyring, recipe_dir).map_err(|source| {
         KernelError::Keyring {
@@ -115,6 +119,7 @@ pub async fn lock_kernel(
         recipe_sha256,
         releases,
         kernels,
+        source: None,
     })
 }
 

@@ -1,6 +1,10 @@
 //! The node kernel: a recipe naming Debian's cloud-kernel metapackage, a lock
 //! pinning the concrete kernel package it depends on, and a verified fetch
-//! that unpacks vmlinuz and the modules into the download cache.
+//! that unpacks vmlinuz and the modules into the download cache. Or a recipe
+//! that builds one (`[build]`): a Linux source pinned through Debian's signed
+//! `Sources` index (or an upstream tarball by sha256), a base configuration
+//! per architecture pinned by URL and sha256, and the kina profiles it must
+//! pass; [`build`] configures, checks and compiles it.
 //!
 //! It follows the node-image pipeline on purpose (recipe → lock → verified,
 //! content-addressed download): the kernel is as much a pinned input of a
@@ -10,9 +14,12 @@
 //! [`fetch_kernel`] unpacks.
 
 pub mod artifact;
+pub mod build;
 mod built;
 mod fetch;
+pub mod kconfig;
 mod lockgen;
+mod source_lock;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,20 +48,71 @@ pub struct KernelRecipe {
     #[serde(default)]
     pub description: String,
     pub architectures: Vec<Arch>,
+    /// The signed suites a Debian kernel (binary or source) comes from; a
+    /// recipe building an upstream tarball needs none.
+    #[serde(default)]
     pub debian: KernelDebianSpec,
     /// Per architecture, the metapackage that tracks the current kernel ABI
     /// (`linux-image-cloud-amd64`); the lock follows its `Depends` one level.
+    /// Absent in a recipe that builds its kernel (`[build]`).
+    #[serde(default)]
     pub metapackage: BTreeMap<Arch, String>,
+    /// A kernel kina compiles (`kina kernel build`) instead of Debian's binary.
+    #[serde(default)]
+    pub build: Option<KernelBuildSpec>,
+}
+
+/// `[build]`: what `kina kernel build` compiles, every input pinned.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelBuildSpec {
+    /// kina kernel profiles (`kernels/profiles`) the configuration must pass
+    /// before anything is compiled; every symbol they require is built in.
+    #[serde(default)]
+    pub profiles: Vec<String>,
+    pub source: KernelSourceSpec,
+    /// The base configuration per architecture, before kina's fragment.
+    pub config: BTreeMap<Arch, PinnedFile>,
+}
+
+/// Where the Linux source comes from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum KernelSourceSpec {
+    /// A Debian source package, found through the signed `Sources` index of
+    /// the recipe's `[debian]` suites; its orig tarball is what is built
+    /// (Debian's patches are not applied: the base config decides the kernel).
+    Debian {
+        /// `linux`.
+        package: String,
+        /// The exact Debian version to lock (`6.18.5-1~bpo13+1`). Without it
+        /// the lock takes the newest version the suites list.
+        #[serde(default)]
+        version: Option<String>,
+    },
+    /// An upstream release tarball pinned by its sha256.
+    Tarball(PinnedFile),
+}
+
+/// A file pinned by URL and sha256; the URL may be rewritten
+/// (`--url-rewrite`, `KINA_URL_REWRITE`), the content may not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedFile {
+    pub url: String,
+    pub sha256: Sha256Digest,
 }
 
 /// The `[debian]` table of an image recipe without its package list: the
 /// same archive, suite and keyring shapes, so mirrors resolve identically.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KernelDebianSpec {
     pub mirror: Option<String>,
     pub security_mirror: Option<String>,
+    #[serde(default)]
     pub sources: Vec<DebianSource>,
+    #[serde(default)]
     pub keyring: Vec<String>,
 }
 
@@ -96,14 +154,43 @@ impl KernelRecipe {
         if recipe.architectures.is_empty() {
             return Err(invalid("`architectures` is empty".into()));
         }
-        if let Some(arch) = recipe
-            .architectures
-            .iter()
-            .find(|a| !recipe.metapackage.contains_key(a))
-        {
-            return Err(invalid(format!(
-                "no [metapackage] entry for {arch}, which `architectures` lists"
-            )));
+        match &recipe.build {
+            None => {
+                if let Some(arch) = recipe
+                    .architectures
+                    .iter()
+                    .find(|a| !recipe.metapackage.contains_key(a))
+                {
+                    return Err(invalid(format!(
+                        "no [metapackage] entry for {arch}, which `architectures` lists"
+                    )));
+                }
+            }
+            Some(build) => {
+                if !recipe.metapackage.is_empty() {
+                    return Err(invalid(
+                        "it has both [metapackage] (Debian's binary kernel) and [build] (a kernel kina compiles); keep one"
+                            .into(),
+                    ));
+                }
+                if let Some(arch) = recipe
+                    .architectures
+                    .iter()
+                    .find(|a| !build.config.contains_key(a))
+                {
+                    return Err(invalid(format!(
+                        "no [build.config.{arch}] base configuration, and `architectures` lists {arch}"
+                    )));
+                }
+                if matches!(build.source, KernelSourceSpec::Debian { .. })
+                    && recipe.debian.sources.is_empty()
+                {
+                    return Err(invalid(
+                        "[build.source.debian] needs the suites to find it in: add [debian] sources and keyring"
+                            .into(),
+                    ));
+                }
+            }
         }
         Ok((recipe, Sha256Digest::of(bytes)))
     }
@@ -116,10 +203,51 @@ pub struct KernelLock {
     pub schema: u32,
     pub recipe: String,
     pub recipe_sha256: Sha256Digest,
-    #[serde(default, rename = "release")]
+    #[serde(default, rename = "release", skip_serializing_if = "Vec::is_empty")]
     pub releases: Vec<LockedRelease>,
-    #[serde(default, rename = "kernel")]
+    #[serde(default, rename = "kernel", skip_serializing_if = "Vec::is_empty")]
     pub kernels: Vec<LockedKernel>,
+    /// The Linux source of a `[build]` recipe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<LockedSource>,
+}
+
+/// The Linux source tarball a `[build]` recipe compiles, as locked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "from", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum LockedSource {
+    /// The orig tarball of a Debian source package, as the signed `Sources`
+    /// index of `suite` lists it (the suite's release is in `[[release]]`).
+    Debian {
+        package: String,
+        version: String,
+        archive: DebianArchive,
+        suite: String,
+        /// Path below the archive root (`pool/main/l/linux/linux_6.18.5.orig.tar.xz`).
+        filename: String,
+        size: u64,
+        sha256: Sha256Digest,
+    },
+    /// An upstream tarball, as the recipe pins it.
+    Tarball { url: String, sha256: Sha256Digest },
+}
+
+impl LockedSource {
+    pub fn sha256(&self) -> Sha256Digest {
+        match self {
+            Self::Debian { sha256, .. } | Self::Tarball { sha256, .. } => *sha256,
+        }
+    }
+
+    /// What the source is, for messages: `linux 6.18.5-1~bpo13+1 (orig tarball)`.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Debian {
+                package, version, ..
+            } => format!("{package} {version} (orig tarball)"),
+            Self::Tarball { url, .. } => url.rsplit('/').next().unwrap_or(url).to_string(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,6 +322,24 @@ impl KernelLock {
             return Err(KernelError::StaleLock {
                 lock: origin.to_path_buf(),
                 recipe: PathBuf::from(SHIPPED_RECIPE_NAME),
+            });
+        }
+        Ok(lock)
+    }
+
+    /// A lock carried as text (a built-in recipe's), checked to belong to
+    /// exactly `recipe_text`; `origin` and `recipe_origin` name them in errors.
+    pub fn from_text(
+        text: &str,
+        origin: &Path,
+        recipe_text: &str,
+        recipe_origin: &Path,
+    ) -> Result<Self, KernelError> {
+        let lock = Self::parse(text, origin)?;
+        if lock.recipe_sha256 != Sha256Digest::of(recipe_text.as_bytes()) {
+            return Err(KernelError::StaleLock {
+                lock: origin.to_path_buf(),
+                recipe: recipe_origin.to_path_buf(),
             });
         }
         Ok(lock)
@@ -323,6 +469,28 @@ pub enum KernelError {
     },
     #[error("a kernel task failed: {0}")]
     Join(String),
+    #[error(
+        "no source package {package}{version} in the Sources indexes of {suites}; check the recipe's [build.source.debian] and [debian] suites (or relock to a version the archive still lists)"
+    )]
+    NoSourcePackage {
+        package: String,
+        version: String,
+        suites: String,
+    },
+    #[error(
+        "source package {package} {version} lists no orig tarball (files: {files}); build from a package with an upstream tarball"
+    )]
+    NoOrigTarball {
+        package: String,
+        version: String,
+        files: String,
+    },
+    #[error("the kernel lock of {recipe} pins no Linux source; relock it")]
+    NoLockedSource { recipe: String },
+    #[error(
+        "kernel recipe {recipe} has no [build] section: it names Debian's binary kernel, which `kina kernel build` does not compile; boot it as is, or pass a recipe with [build]"
+    )]
+    NotABuildRecipe { recipe: String },
 }
 
 #[cfg(test)]

@@ -2,6 +2,25 @@
 
 use serde::Serialize;
 
+/// The kernel recipe built into kina that `kina kernel build` compiles
+/// (`kernels/cilium-kpr.toml`), and the profiles its `[build]` passes.
+pub const BUILD_RECIPE: &str = "cilium-kpr";
+const BUILD_RECIPE_PROFILES: &[&str] = &["kubernetes-base", "cilium", "cilium-kpr"];
+
+/// How to get a kernel that passes `profile`: the built-in build recipe
+/// when it covers the profile, else a copy of it naming the profile.
+pub fn build_way_out(profile: &str) -> String {
+    if BUILD_RECIPE_PROFILES.contains(&profile) {
+        format!(
+            "build one with `kina kernel build --recipe {BUILD_RECIPE}` (on Linux; a Mac pulls a kernel built from it with `kina kernel pull`)"
+        )
+    } else {
+        format!(
+            "build one with `kina kernel build --recipe FILE`, FILE a copy of the built-in {BUILD_RECIPE} recipe whose [build] profiles name {profile}"
+        )
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Presence {
@@ -144,8 +163,9 @@ impl Report {
             if p.verdict == Verdict::Fail {
                 let names: Vec<String> = p.missing().map(OptionResult::config_names).collect();
                 out.push_str(&format!(
-                    "  way out: use a kernel built with {}",
-                    names.join(", ")
+                    "  way out: use a kernel built with {}: {}",
+                    names.join(", "),
+                    build_way_out(&p.name)
                 ));
                 let others: Vec<&String> = passing_alternatives
                     .iter()

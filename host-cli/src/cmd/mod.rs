@@ -13,6 +13,7 @@ mod image_pull;
 mod image_push;
 mod image_recipe;
 mod image_rm;
+mod kernel_build;
 mod kernel_check;
 mod kernel_list;
 mod kernel_lock;
@@ -65,6 +66,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             mirrors,
             enforce_valid_until,
         }) => kernel_lock::run(recipe.as_deref(), &mirrors, enforce_valid_until).await,
+        Command::Kernel(KernelCommand::Build(args)) => kernel_build::run(*args, dirs, quiet).await,
         Command::Kernel(KernelCommand::Recipe { lock }) => image_recipe::print_kernel(lock),
         Command::Node(command) => node::run(command, dirs).await,
         Command::Up(args) | Command::Create(CreateCommand::Cluster(args)) => {

@@ -24,6 +24,12 @@ impl Phase for KernelPhase<'_> {
                 message: format!("cannot check the kernel: {e}"),
                 hint: "name known profiles in the node spec (kina kernel check lists them)".into(),
             })?;
+        let report_failed: Vec<String> = report
+            .profiles
+            .iter()
+            .filter(|p| p.verdict == Verdict::Fail)
+            .map(|p| p.name.clone())
+            .collect();
         let failed: Vec<String> = report
             .profiles
             .iter()
@@ -47,8 +53,16 @@ impl Phase for KernelPhase<'_> {
             Ok(summary)
         } else {
             Err(PhaseFailure {
-                message: format!("the kernel lacks what this node needs: {}", failed.join("; ")),
-                hint: "boot a kernel built with those options (kina's QEMU provider uses Debian's cloud kernel), or choose a network whose profile passes (`kina-init check-kernel --profile P`)".into(),
+                message: format!(
+                    "the kernel lacks what this node needs: {}",
+                    failed.join("; ")
+                ),
+                hint: format!(
+                    "boot a kernel built with those options ({}; kina's QEMU provider uses Debian's cloud kernel by default), or choose a network whose profile passes (`kina-init check-kernel --profile P`)",
+                    kina_contract::kernel::report::build_way_out(
+                        report_failed.first().map_or("cilium-kpr", String::as_str)
+                    )
+                ),
             })
         }
     }
