@@ -18,6 +18,8 @@ pub mod cmd;
 pub mod dirs;
 // Adds and removes `kina-<cluster>` in the user's kubeconfig.
 pub mod kubeconfig;
+// The kernel nodes boot: a Debian recipe's or one kina built.
+pub mod node_kernel;
 pub mod provider;
 // Image archives under the data directory, swept after an interrupted kina.
 pub mod scratch;
