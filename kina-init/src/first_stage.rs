@@ -6,6 +6,10 @@
 //! What it mounted for itself (/proc, /sys, /dev) is unmounted before the
 //! switch, so the second stage starts from nothing mounted and detects VM
 //! mode the same way with or without an initramfs.
+//!
+//! A kernel with everything built in boots with no initramfs and starts
+//! kina-init as `init=`; the host's accelerator probe then reaches kina-init
+//! there, which answers it the same way ([`answer_probe_as_init`]).
 
 use std::ffi::CString;
 use std::path::Path;
