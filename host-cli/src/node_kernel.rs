@@ -77,8 +77,8 @@ pub fn resolve(
     mirrors: &MirrorArgs,
 ) -> anyhow::Result<NodeKernel> {
     let debian = |recipe: PathBuf| -> anyhow::Result<NodeKernel> {
-        let (loaded, _) = KernelRecipe::load(&recipe)
-            .with_context(|| format!("{what} {}", recipe.display()))?;
+        let (loaded, _) =
+            KernelRecipe::load(&recipe).with_context(|| format!("{what} {}", recipe.display()))?;
         Ok(NodeKernel::Debian {
             mirrors: crate::cmd::node::kernel_mirrors(mirrors, &loaded)?,
             recipe,
@@ -88,7 +88,8 @@ pub fn resolve(
         KernelSource::BuiltIn => debian(crate::builtin::kernel_recipe_file(dirs)?),
         KernelSource::DebianRecipe(recipe) => debian(recipe),
         KernelSource::BuiltDir(dir) => {
-            let built = BuiltKernel::open(&dir).with_context(|| format!("{what} {}", dir.display()))?;
+            let built =
+                BuiltKernel::open(&dir).with_context(|| format!("{what} {}", dir.display()))?;
             kina_qemu::node_kernel::check_arch(&built, arch)
                 .map_err(|e| anyhow::anyhow!("{what} {}: {e}", dir.display()))?;
             Ok(NodeKernel::Built(built))
@@ -127,17 +128,10 @@ pub fn apple_kernel_image(kernel: &NodeKernel, dirs: &KinaDirs) -> anyhow::Resul
         built.meta.kernel_sha256.hex()
     ));
     if !target.is_file() {
-        let staging = tempfile::NamedTempFile::new_in(&dir)
-            .with_context(|| format!("creating a file in {}", dir.display()))?;
-        std::fs::copy(built.kernel_path(), staging.path()).with_context(|| {
-            format!(
-                "copying {} to {}",
-                built.kernel_path().display(),
-                staging.path().display()
-            )
-        })?;
-        staging
-            .persist(&target)
+        let bytes = std::fs::read(built.kernel_path())
+            .with_context(|| format!("reading {}", built.kernel_path().display()))?;
+        // Whole or not at all: parallel `kina up`s may write it side by side.
+        kina_builder::fsutil::write_atomic(&target, &bytes)
             .with_context(|| format!("writing {}", target.display()))?;
     }
     Ok(target)
@@ -181,22 +175,24 @@ mod tests {
             KernelSource::BuiltIn
         );
         assert_eq!(
-            classify(Some(&dir), "--kernel").unwrap(),
+            classify(Some(dir.as_path()), "--kernel").unwrap(),
             KernelSource::BuiltDir(dir.clone())
         );
         let recipe = tmp.path().join("kernel.toml");
         std::fs::write(&recipe, "").unwrap();
         assert_eq!(
-            classify(Some(&recipe), "--kernel").unwrap(),
+            classify(Some(recipe.as_path()), "--kernel").unwrap(),
             KernelSource::DebianRecipe(recipe)
         );
-        let err = classify(Some(tmp.path()), "kernel").unwrap_err().to_string();
+        let err = classify(Some(tmp.path()), "kernel")
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("kernel ") && err.contains("without kernel.json"),
             "{err}"
         );
         let missing = tmp.path().join("nope");
-        let err = classify(Some(&missing), "--kernel")
+        let err = classify(Some(missing.as_path()), "--kernel")
             .unwrap_err()
             .to_string();
         assert!(
@@ -211,20 +207,37 @@ mod tests {
         let dir = built(tmp.path(), Arch::Arm64);
         let dirs = KinaDirs::at(tmp.path().join("data"), tmp.path().join("cache"));
         let mirrors = MirrorArgs::default();
-        let kernel = resolve(Some(&dir), "--kernel", &dirs, Arch::Arm64, &mirrors).unwrap();
+        let kernel = resolve(
+            Some(dir.as_path()),
+            "--kernel",
+            &dirs,
+            Arch::Arm64,
+            &mirrors,
+        )
+        .unwrap();
         assert!(matches!(&kernel, NodeKernel::Built(b) if b.meta.release == "6.18.5"));
-        let err = resolve(Some(&dir), "--kernel", &dirs, Arch::Amd64, &mirrors)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("built for arm64, the node is amd64"),
-            "{err}"
-        );
+        let err = resolve(
+            Some(dir.as_path()),
+            "--kernel",
+            &dirs,
+            Arch::Amd64,
+            &mirrors,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("built for arm64, the node is amd64"), "{err}");
         // A changed boot image is refused by name before any node boots it.
         std::fs::write(dir.join("kernel"), b"other bytes").unwrap();
         let err = format!(
             "{:#}",
-            resolve(Some(&dir), "--kernel", &dirs, Arch::Arm64, &mirrors).unwrap_err()
+            resolve(
+                Some(dir.as_path()),
+                "--kernel",
+                &dirs,
+                Arch::Arm64,
+                &mirrors
+            )
+            .unwrap_err()
         );
         assert!(err.contains("was changed"), "{err}");
     }
@@ -236,7 +249,10 @@ mod tests {
         let dirs = KinaDirs::at(tmp.path().join("data"), tmp.path().join("cache"));
         let kernel = NodeKernel::Built(BuiltKernel::open(&dir).unwrap());
         let image = apple_kernel_image(&kernel, &dirs).unwrap();
-        assert!(image.starts_with(tmp.path().join("data/kernels")), "{image:?}");
+        assert!(
+            image.starts_with(tmp.path().join("data/kernels")),
+            "{image:?}"
+        );
         assert_eq!(std::fs::read(&image).unwrap(), b"kernel bytes");
         // Asking again finds the same file.
         assert_eq!(apple_kernel_image(&kernel, &dirs).unwrap(), image);

@@ -46,7 +46,12 @@ fn built_kernel(arch: &str) -> BuiltKernel {
         );
     };
     let built = BuiltKernel::open(Path::new(&dir)).unwrap_or_else(|e| panic!("{var}: {e}"));
-    assert_eq!(built.meta.arch.to_string(), arch, "{var}: {e:?}", e = built.meta);
+    assert_eq!(
+        built.meta.arch.to_string(),
+        arch,
+        "{var}: {e:?}",
+        e = built.meta
+    );
     built
 }
 
@@ -65,7 +70,7 @@ fn create_timed(
         .args(["node", "create", name, "--image", "kina.local/node:base"])
         .args(["--platform", arch, "--accel", "tcg", "--kernel"])
         .arg(kernel)
-        .args(profiles.iter().flat_map(|p| ["--profile", p]))
+        .args(profiles.iter().flat_map(|p| ["--profile", *p]))
         .args(["--wait", "ready", "--timeout", "900"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

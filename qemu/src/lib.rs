@@ -13,6 +13,6 @@ pub mod disk;
 pub mod exec;
 pub mod initramfs;
 pub mod node;
-pub mod node_kernel;
 mod node_error;
+pub mod node_kernel;
 pub mod vm;

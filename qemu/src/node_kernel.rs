@@ -11,7 +11,9 @@ use std::path::PathBuf;
 
 use kina_builder::fetch::cache::Cache;
 use kina_builder::fetch::mirror::DebianMirrors;
-use kina_builder::kernel::{BuiltKernel, KernelArtifacts, KernelLock, fetch_kernel, kernel_lock_path};
+use kina_builder::kernel::{
+    BuiltKernel, KernelArtifacts, KernelLock, fetch_kernel, kernel_lock_path,
+};
 use kina_builder::platform::Arch;
 use serde::{Deserialize, Serialize};
 

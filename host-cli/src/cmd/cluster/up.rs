@@ -79,7 +79,7 @@ fn named_kernel<'a>(
     config: &'a ClusterConfig,
 ) -> (Option<&'a std::path::Path>, &'static str) {
     match (&config.kina.kernel, &args.kernel) {
-        (Some(kernel), _) => (Some(kernel), "the Kina document's kernel"),
+        (Some(kernel), _) => (Some(kernel.as_path()), "the Kina document's kernel"),
         (None, given) => (given.as_deref(), "--kernel"),
     }
 }
