@@ -378,7 +378,7 @@ pub struct KernelBuildArgs {
 }
 
 /// The Debian archive to fetch kernels from (default: the host's apt sources).
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct MirrorArgs {
     /// Base URL of the Debian archive.
     #[arg(long, env = "KINA_DEBIAN_MIRROR")]
@@ -451,8 +451,10 @@ pub struct NodeCreateArgs {
     /// Node architecture: amd64 or arm64 (default: the host's).
     #[arg(long)]
     pub platform: Option<String>,
-    /// Kernel recipe file; its lockfile beside it pins the kernel.
-    /// Default: the one built into kina (`kina kernel recipe`).
+    /// The node's kernel: a kernel kina built (its directory, as `kina
+    /// kernel build` prints it), or a Debian kernel recipe file (its
+    /// lockfile beside it pins the kernel), or `debian-cloud`.
+    /// Default: the Debian recipe built into kina (`kina kernel recipe`).
     #[arg(long, env = "KINA_KERNEL")]
     pub kernel: Option<PathBuf>,
     #[command(flatten)]
@@ -531,8 +533,11 @@ pub struct UpArgs {
     /// Boot the nodes only up to this phase (e.g. network, containerd), for debugging.
     #[arg(long, value_name = "PHASE")]
     pub stop_after: Option<String>,
-    /// Kernel recipe file; its lockfile beside it pins the kernel (QEMU).
-    /// Default: the config's, else the one built into kina (`kina kernel recipe`).
+    /// The nodes' kernel: a kernel kina built (its directory, as `kina
+    /// kernel build` prints it; QEMU and Apple), or a Debian kernel recipe
+    /// file (QEMU; its lockfile beside it pins the kernel).
+    /// Default: the config's `kernel`, else the Debian recipe built into
+    /// kina on QEMU and Apple's default kernel on Apple.
     #[arg(long, env = "KINA_KERNEL")]
     pub kernel: Option<PathBuf>,
     #[command(flatten)]

@@ -22,6 +22,8 @@ pub mod embedded;
 pub mod kernel_store;
 // Adds and removes `kina-<cluster>` in the user's kubeconfig.
 pub mod kubeconfig;
+// The kernel nodes boot: a Debian recipe's or one kina built.
+pub mod node_kernel;
 pub mod provider;
 // Image archives under the data directory, swept after an interrupted kina.
 pub mod scratch;

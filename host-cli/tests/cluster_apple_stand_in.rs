@@ -193,6 +193,38 @@ nodes:
 - role: worker
 ";
 
+/// The bytes of the kernel the stand-in nodes are given: Apple's CLI is a
+/// stand-in here, so nothing boots it.
+const STAND_IN_KERNEL: &[u8] = b"a kernel image (never booted by the stand-in)";
+
+/// A kernel directory as `kina kernel build` writes it, around
+/// [`STAND_IN_KERNEL`].
+fn built_kernel_dir(env: &Path) -> PathBuf {
+    use kina_builder::digest::Sha256Digest;
+    use kina_builder::kernel::{BUILT_KERNEL_SCHEMA, BuiltKernel, BuiltKernelMeta, KernelFormat};
+    use kina_builder::platform::Arch;
+    let (kernel, config) = (env.join("bzImage"), env.join("kernel.config"));
+    let config_text = b"# CONFIG_MODULES is not set\nCONFIG_BPF_JIT=y\n";
+    std::fs::write(&kernel, STAND_IN_KERNEL).unwrap();
+    std::fs::write(&config, config_text).unwrap();
+    let meta = BuiltKernelMeta {
+        schema: BUILT_KERNEL_SCHEMA,
+        recipe: "cilium-kpr".into(),
+        arch: Arch::Amd64,
+        release: "6.18.5".into(),
+        format: KernelFormat::for_arch(Arch::Amd64),
+        kernel_sha256: Sha256Digest::of(STAND_IN_KERNEL),
+        config_sha256: Sha256Digest::of(config_text),
+        profiles: vec!["cilium-kpr".into()],
+        source_sha256: Sha256Digest::of(b"source"),
+        base_config_sha256: Sha256Digest::of(b"base config"),
+        toolchain: "gcc (Debian 14.2.0-19) 14.2.0".into(),
+    };
+    let dir = env.join("kernels/cilium-kpr-amd64");
+    BuiltKernel::install(&dir, &meta, &kernel, &config, b"{}").unwrap();
+    dir
+}
+
 /// The stand-in's directory and program (a test double for Apple's CLI).
 fn stand_in(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir.join("c")).unwrap();
@@ -330,8 +362,19 @@ fn stand_in_apple_cluster_is_created_its_specs_follow_restarts_and_it_is_deleted
     build_base_image(env, "amd64");
     let fake = env.join("apple");
     let program = stand_in(&fake);
+    // The nodes boot a kernel kina built (`kernel` in the Kina document):
+    // its file is copied into kina's data directory and that path is
+    // passed as `container create --kernel`.
+    let kernel_dir = built_kernel_dir(env);
     let config = env.join("two-nodes.yaml");
-    std::fs::write(&config, TWO_NODES).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{TWO_NODES}---\nkind: Kina\napiVersion: kina.dev/v1alpha1\nkernel: {}\n",
+            kernel_dir.display()
+        ),
+    )
+    .unwrap();
 
     // --- up: version gate, network, nodes, control plane first.
     run_ok(
@@ -378,6 +421,17 @@ fn stand_in_apple_cluster_is_created_its_specs_follow_restarts_and_it_is_deleted
             assert!(line.contains(must), "`{must}` missing in: {line}");
         }
         assert_eq!(create.last().unwrap(), "kina.local/node:base");
+        let kernel = create
+            .iter()
+            .position(|a| a == "--kernel")
+            .map(|i| PathBuf::from(&create[i + 1]))
+            .unwrap_or_else(|| panic!("no --kernel in: {line}"));
+        assert!(
+            kernel.starts_with(env.join("data/kernels")),
+            "{}",
+            kernel.display()
+        );
+        assert_eq!(std::fs::read(&kernel).unwrap(), STAND_IN_KERNEL);
     }
     // The image was not in Apple's store: exported from kina's and loaded,
     // before any node was created, and the export removed.

@@ -6,6 +6,10 @@
 //! What it mounted for itself (/proc, /sys, /dev) is unmounted before the
 //! switch, so the second stage starts from nothing mounted and detects VM
 //! mode the same way with or without an initramfs.
+//!
+//! A kernel with everything built in boots with no initramfs and starts
+//! kina-init as `init=`; the host's accelerator probe then reaches kina-init
+//! there, which answers it the same way ([`answer_probe_as_init`]).
 
 use std::ffi::CString;
 use std::path::Path;
@@ -174,6 +178,40 @@ fn switch_root(started: Instant) -> Result<std::convert::Infallible, String> {
     let program = CString::new(args.init.clone()).map_err(|e| format!("init path: {e}"))?;
     nix::unistd::execv(&program, std::slice::from_ref(&program))
         .map_err(|e| format!("starting {}: {e}", args.init))
+}
+
+/// The host's accelerator probe when kina-init is the kernel's `init=`
+/// straight from the root disk (a kernel with everything built in, booted
+/// with no initramfs): [`PROBE_ARG`] on the command line means say
+/// [`PROBE_OK`] and power off, as the first stage does. Anything else
+/// returns with nothing left mounted, so the boot that follows detects VM
+/// mode (no /proc) as it would have without this look.
+pub fn answer_probe_as_init() {
+    if std::process::id() != 1 {
+        return;
+    }
+    let mounted_proc = !Path::new("/proc/self").exists()
+        && mount(
+            Some("proc"),
+            "/proc",
+            Some("proc"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .is_ok();
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if cmdline.split_whitespace().any(|w| w == PROBE_ARG) {
+        eprintln!("kina-init: {PROBE_OK}");
+        let Err(e) = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
+        eprintln!("kina-init: power off after the probe: {e}");
+        // The host's probe kills the VM once it has read the line.
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    if mounted_proc {
+        let _ = umount2("/proc", MntFlags::MNT_DETACH);
+    }
 }
 
 #[cfg(test)]

@@ -364,6 +364,7 @@ fn boot() -> ExitCode {
         kina_init::first_stage::run();
         return ExitCode::from(1);
     }
+    kina_init::first_stage::answer_probe_as_init();
     kina_init::pid1::run()
 }
 

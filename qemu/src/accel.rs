@@ -2,10 +2,12 @@
 //!
 //! `/dev/kvm` being present and openable does not mean a guest boots: on
 //! some hosts (nested or patched hypervisors) KVM exists yet a standard
-//! kernel hangs under it. So kina boots the node's own kernel and initramfs
-//! once with `kina.probe` on the command line, which makes kina-init's first
-//! stage print a line and power off, and uses KVM only if that line shows
-//! up in time. The verdict is kept per host boot and kernel, so the probe's
+//! kernel hangs under it. So kina boots the node's own kernel once with
+//! `kina.probe` on the command line, which makes kina-init print a line and
+//! power off, and uses KVM only if that line shows up in time: a Debian
+//! kernel boots into its initramfs (kina-init's first stage answers); a
+//! kernel with everything built in mounts the node's disk read-only and
+//! starts kina-init from it as `init=`, the way the node itself boots. The verdict is kept per host boot and kernel, so the probe's
 //! cost is paid once.
 
 use std::io::Read;
@@ -16,7 +18,9 @@ use kina_builder::platform::Arch;
 use kina_contract::initramfs::{PROBE_ARG, PROBE_OK};
 use serde::{Deserialize, Serialize};
 
-use crate::vm::{Accel, NetAttach, VmConfig, VmError, console_device, spawn};
+use crate::vm::{
+    Accel, KINA_INIT_IN_IMAGE, NetAttach, RootDisk, VmConfig, VmError, console_device, spawn,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AccelChoice {
@@ -58,18 +62,29 @@ pub enum AccelError {
     ProbeSpawn(#[source] VmError),
 }
 
-/// What one KVM boot of the node's kernel showed.
-enum ProbeOutcome {
+/// What one boot of the node's kernel with the probe argument showed.
+#[derive(Debug)]
+pub enum ProbeOutcome {
     /// The first stage said it booted, after this long.
     Booted(Duration),
     /// Why the kernel is taken not to work under KVM here.
     Failed(String),
 }
 
+/// How the probed kernel reaches kina-init.
+#[derive(Clone, Copy, Debug)]
+pub enum ProbeBoot<'a> {
+    /// kina's initramfs, whose first stage answers the probe.
+    Initramfs(&'a Path),
+    /// The node's root disk (read-only), kina-init as `init=`: a kernel
+    /// with everything built in, booted with no initramfs.
+    RootDisk(&'a Path),
+}
+
 pub struct ProbeInputs<'a> {
     pub arch: Arch,
     pub kernel: &'a Path,
-    pub initramfs: &'a Path,
+    pub boot: ProbeBoot<'a>,
     /// Where the verdict is cached (per host boot and kernel).
     pub cache_dir: &'a Path,
     pub timeout: Duration,
@@ -133,7 +148,7 @@ pub fn choose(choice: AccelChoice, inputs: &ProbeInputs) -> Result<AccelDecision
             refuse(decision.reason)
         };
     }
-    let decision = match probe(inputs)? {
+    let decision = match probe(inputs, Accel::Kvm)? {
         ProbeOutcome::Booted(took) => AccelDecision {
             accel: "kvm".into(),
             reason: format!("KVM boot probe passed in {} ms", took.as_millis()),
@@ -153,23 +168,40 @@ pub fn choose(choice: AccelChoice, inputs: &ProbeInputs) -> Result<AccelDecision
     }
 }
 
-/// Boots the kernel under KVM with the probe argument. An error is a probe
-/// that could not be run at all, not a verdict on KVM.
-fn probe(inputs: &ProbeInputs) -> Result<ProbeOutcome, AccelError> {
+/// Boots the kernel under `accel` with the probe argument (KVM for the
+/// verdict; tests run the same boot under TCG to show the answer comes). An
+/// error is a probe that could not be run at all, not a verdict on KVM.
+pub fn probe(inputs: &ProbeInputs, accel: Accel) -> Result<ProbeOutcome, AccelError> {
     let work = tempfile::tempdir().map_err(AccelError::ProbeScratch)?;
     let console = work.path().join("console.log");
+    let console_arg = format!("console={}", console_device(inputs.arch));
+    let (initramfs, disk, cmdline) = match inputs.boot {
+        ProbeBoot::Initramfs(initramfs) => (
+            Some(initramfs.to_path_buf()),
+            None,
+            format!("{console_arg} {PROBE_ARG} panic=-1 quiet"),
+        ),
+        ProbeBoot::RootDisk(disk) => (
+            None,
+            Some(RootDisk {
+                path: disk.to_path_buf(),
+                read_only: true,
+            }),
+            format!(
+                "{console_arg} root=/dev/vda rootfstype=ext4 ro init={KINA_INIT_IN_IMAGE} \
+                 {PROBE_ARG} panic=-1 quiet"
+            ),
+        ),
+    };
     let cfg = VmConfig {
         arch: inputs.arch,
-        accel: Accel::Kvm,
+        accel,
         cpus: 1,
         memory_mib: 512,
         kernel: inputs.kernel.to_path_buf(),
-        initramfs: inputs.initramfs.to_path_buf(),
-        disk: None,
-        cmdline: format!(
-            "console={} {PROBE_ARG} panic=-1 quiet",
-            console_device(inputs.arch)
-        ),
+        initramfs,
+        disk,
+        cmdline,
         console_log: console.clone(),
         exec_socket: None,
         net: NetAttach::None,

@@ -1,4 +1,5 @@
-//! A QEMU node's life: create (kernel, disk, initramfs, accelerator), boot,
+//! A QEMU node's life: create (kernel, disk, initramfs if the kernel needs
+//! one, accelerator), boot,
 //! wait for a phase, exec, stop, remove. Everything a node owns lives in its
 //! directory under `$KINA_DATA_DIR/nodes/<name>`, so removing the directory
 //! after stopping the VM leaves nothing behind.
@@ -8,25 +9,22 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kina_builder::fetch::cache::Cache;
-use kina_builder::fetch::mirror::DebianMirrors;
 use kina_builder::platform::Arch;
 use kina_contract::exec::Request;
 use kina_contract::node_spec::{NODE_SPEC_PATH, NodeSpec};
 use kina_contract::status::{NodeStatus, PhaseState, STATUS_PATH};
 use serde::{Deserialize, Serialize};
 
-use crate::accel::{AccelChoice, ProbeInputs, choose};
+use crate::accel::{AccelChoice, ProbeBoot, ProbeInputs, choose};
 use crate::disk::{DiskExtras, build_stored_root_disk, read_from_disk};
 use crate::exec;
 use crate::initramfs::build_initramfs;
 pub use crate::node_error::NodeError;
+use crate::node_kernel::{NodeBoot, NodeKernel, kernel_files};
 use crate::vm::{
-    Accel, HostForward, NetAttach, Segment, VmConfig, VmError, command_line, node_cmdline,
+    Accel, HostForward, KINA_INIT_IN_IMAGE, NetAttach, RootDisk, Segment, VmConfig, VmError,
+    command_line, node_cmdline,
 };
-use kina_builder::kernel::{KernelLock, fetch_kernel, kernel_lock_path};
-
-/// Where kina-init sits on every node image.
-const KINA_INIT_IN_IMAGE: &str = "/usr/local/bin/kina-init";
 
 /// The files of one node.
 #[derive(Clone, Debug)]
@@ -73,6 +71,9 @@ pub struct NodeRecord {
     /// The cluster segment of a node in a multi-node cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<Segment>,
+    /// With kina's initramfs or straight into kina-init.
+    #[serde(default)]
+    pub boot: NodeBoot,
 }
 
 pub struct CreateOptions {
@@ -82,8 +83,7 @@ pub struct CreateOptions {
     /// caller resolves kina's directories; this crate reads no environment).
     pub image_store: PathBuf,
     pub arch: Arch,
-    pub kernel_recipe: PathBuf,
-    pub mirrors: DebianMirrors,
+    pub kernel: NodeKernel,
     pub cache: Cache,
     pub accel: AccelChoice,
     pub cpus: u32,
@@ -151,19 +151,20 @@ async fn create_in(paths: &NodePaths, opts: &CreateOptions) -> Result<NodeRecord
         });
     }
     std::fs::create_dir_all(&paths.dir).map_err(step(&opts.name, "node directory"))?;
-    let lock_path = kernel_lock_path(&opts.kernel_recipe);
-    let lock =
-        KernelLock::read(&lock_path, &opts.kernel_recipe).map_err(step(&opts.name, "kernel"))?;
-    let kernel = fetch_kernel(&lock, opts.arch, &opts.cache, &opts.mirrors)
+    let kernel = kernel_files(&opts.kernel, opts.arch, &opts.cache)
         .await
         .map_err(step(&opts.name, "kernel"))?;
 
     let spec_json = serde_json::to_vec_pretty(&opts.spec).map_err(step(&opts.name, "node spec"))?;
     // Where a Debian system keeps it: kina-init's kernel check reads it to
-    // tell "built as a module, not loaded yet" from "absent".
-    let config = std::fs::read(kernel.config()).map_err(step(&opts.name, "kernel"))?;
+    // tell "built as a module, not loaded yet" from "absent", and kubeadm's
+    // preflight reads it too (a built kernel has no modules at all).
+    let config = std::fs::read(&kernel.config).map_err(step(&opts.name, "kernel"))?;
     let extras = DiskExtras {
-        kernel_modules: Some((kernel.release.clone(), kernel.modules_dir.clone())),
+        kernel_modules: kernel
+            .debian
+            .as_ref()
+            .map(|k| (k.release.clone(), k.modules_dir.clone())),
         files: vec![
             // 0600: later spec versions carry the cluster's secrets.
             (PathBuf::from(NODE_SPEC_PATH), spec_json, 0o600),
@@ -189,19 +190,28 @@ async fn create_in(paths: &NodePaths, opts: &CreateOptions) -> Result<NodeRecord
             &paths.disk,
         )
         .map_err(step(&opts.name, "root disk"))?;
+        // A built kernel mounts the disk itself: no initramfs.
+        let Some(debian) = &kernel.debian else {
+            return Ok(());
+        };
         let kina_init = read_from_disk(&paths.disk, KINA_INIT_IN_IMAGE, &paths.dir)
             .map_err(step(&opts.name, "initramfs"))?;
-        build_initramfs(&kernel, &kina_init, &paths.initramfs)
+        build_initramfs(debian, &kina_init, &paths.initramfs)
+            .map(drop)
             .map_err(step(&opts.name, "initramfs"))
     })?;
 
+    let probe_boot = match kernel.boot {
+        NodeBoot::Initramfs => ProbeBoot::Initramfs(&paths.initramfs),
+        NodeBoot::Direct { .. } => ProbeBoot::RootDisk(&paths.disk),
+    };
     let decision = tokio::task::block_in_place(|| {
         choose(
             opts.accel,
             &ProbeInputs {
                 arch: opts.arch,
-                kernel: &kernel.vmlinuz,
-                initramfs: &paths.initramfs,
+                kernel: &kernel.image,
+                boot: probe_boot,
                 cache_dir: &data_dir_of(paths).join("qemu"),
                 timeout: Duration::from_secs(15),
             },
@@ -211,7 +221,7 @@ async fn create_in(paths: &NodePaths, opts: &CreateOptions) -> Result<NodeRecord
     // The kernel stays where the cache keeps it; the node points at a copy
     // so cache pruning never breaks a node.
     let vmlinuz = paths.dir.join("vmlinuz");
-    std::fs::copy(&kernel.vmlinuz, &vmlinuz).map_err(step(&opts.name, "kernel"))?;
+    std::fs::copy(&kernel.image, &vmlinuz).map_err(step(&opts.name, "kernel"))?;
     let record = NodeRecord {
         name: opts.name.clone(),
         image: opts.image.clone(),
@@ -223,6 +233,7 @@ async fn create_in(paths: &NodePaths, opts: &CreateOptions) -> Result<NodeRecord
         memory_mib: opts.memory_mib,
         host_forwards: opts.host_forwards.clone(),
         segment: opts.segment.clone(),
+        boot: kernel.boot.clone(),
     };
     let text = serde_json::to_vec_pretty(&record).map_err(step(&opts.name, "node record"))?;
     kina_builder::fsutil::write_atomic(&paths.record, &text)
@@ -251,9 +262,12 @@ fn vm_config(paths: &NodePaths, record: &NodeRecord) -> VmConfig {
         cpus: record.cpus,
         memory_mib: record.memory_mib,
         kernel: paths.dir.join("vmlinuz"),
-        initramfs: paths.initramfs.clone(),
-        disk: Some(paths.disk.clone()),
-        cmdline: node_cmdline(record.arch),
+        initramfs: (!record.boot.is_direct()).then(|| paths.initramfs.clone()),
+        disk: Some(RootDisk {
+            path: paths.disk.clone(),
+            read_only: false,
+        }),
+        cmdline: node_cmdline(record.arch, record.boot.is_direct()),
         console_log: paths.console_log.clone(),
         exec_socket: Some(paths.exec_socket.clone()),
         net: NetAttach::User {

@@ -102,9 +102,12 @@ pub struct VmConfig {
     pub cpus: u32,
     pub memory_mib: u32,
     pub kernel: PathBuf,
-    pub initramfs: PathBuf,
-    /// The root disk; `None` for the probe.
-    pub disk: Option<PathBuf>,
+    /// `None` for a kernel with everything built in, which mounts the root
+    /// disk itself and starts kina-init as `init=`.
+    pub initramfs: Option<PathBuf>,
+    /// The root disk; `None` for the probe of a kernel booted with an
+    /// initramfs.
+    pub disk: Option<RootDisk>,
     pub cmdline: String,
     pub console_log: PathBuf,
     /// The exec channel's socket; `None` for the probe.
@@ -113,6 +116,20 @@ pub struct VmConfig {
     /// The cluster segment, the guest's second NIC (eth1).
     pub segment: Option<Segment>,
 }
+
+/// The node's root disk as the VM sees it.
+#[derive(Clone, Debug)]
+pub struct RootDisk {
+    pub path: PathBuf,
+    /// The accelerator probe of a kernel booted with no initramfs boots the
+    /// node's own disk and must not change it.
+    pub read_only: bool,
+}
+
+/// Where kina-init sits on every node image: the initramfs's first stage
+/// hands over to it, and a kernel booted with no initramfs starts it as
+/// `init=`.
+pub const KINA_INIT_IN_IMAGE: &str = "/usr/local/bin/kina-init";
 
 /// The serial console device the kernel writes to on each architecture.
 pub fn console_device(arch: Arch) -> &'static str {
@@ -164,7 +181,9 @@ pub fn command_line(cfg: &VmConfig) -> (String, Vec<String>) {
         &format!("{}M", cfg.memory_mib),
     ]);
     push(&["-kernel", &cfg.kernel.display().to_string()]);
-    push(&["-initrd", &cfg.initramfs.display().to_string()]);
+    if let Some(initramfs) = &cfg.initramfs {
+        push(&["-initrd", &initramfs.display().to_string()]);
+    }
     push(&["-append", &cfg.cmdline]);
     push(&[
         "-chardev",
@@ -173,11 +192,16 @@ pub fn command_line(cfg: &VmConfig) -> (String, Vec<String>) {
         "chardev:console",
     ]);
     if let Some(disk) = &cfg.disk {
+        let access = if disk.read_only {
+            "readonly=on"
+        } else {
+            "discard=unmap"
+        };
         push(&[
             "-drive",
             &format!(
-                "file={},format=raw,if=none,id=root,discard=unmap",
-                disk.display()
+                "file={},format=raw,if=none,id=root,{access}",
+                disk.path.display()
             ),
             "-device",
             "virtio-blk-pci,drive=root",
@@ -219,10 +243,17 @@ pub fn command_line(cfg: &VmConfig) -> (String, Vec<String>) {
     (program.to_string(), a)
 }
 
-/// The kernel command line of a node booted from `/dev/vda`.
-pub fn node_cmdline(arch: Arch) -> String {
+/// The kernel command line of a node booted from `/dev/vda`. With an
+/// initramfs its first stage reads `root=` and mounts the disk; without
+/// one (`direct`) the kernel mounts it and starts kina-init as `init=`.
+pub fn node_cmdline(arch: Arch, direct: bool) -> String {
+    let init = if direct {
+        format!(" init={KINA_INIT_IN_IMAGE}")
+    } else {
+        String::new()
+    };
     format!(
-        "console={} root=/dev/vda rootfstype=ext4 rw panic=-1 quiet loglevel=4",
+        "console={} root=/dev/vda rootfstype=ext4 rw{init} panic=-1 quiet loglevel=4",
         console_device(arch)
     )
 }
@@ -273,9 +304,12 @@ mod tests {
             cpus: 2,
             memory_mib: 2048,
             kernel: "/k/vmlinuz".into(),
-            initramfs: "/k/initramfs".into(),
-            disk: Some("/n/disk.img".into()),
-            cmdline: node_cmdline(arch),
+            initramfs: Some("/k/initramfs".into()),
+            disk: Some(RootDisk {
+                path: "/n/disk.img".into(),
+                read_only: false,
+            }),
+            cmdline: node_cmdline(arch, false),
             console_log: "/n/console.log".into(),
             exec_socket: Some("/n/exec.sock".into()),
             net: NetAttach::User {
@@ -337,5 +371,32 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("console=ttyAMA0"), "{line}");
+    }
+
+    #[test]
+    fn a_kernel_with_everything_built_in_boots_without_an_initramfs_into_kina_init() {
+        let mut c = cfg(Arch::Arm64);
+        c.initramfs = None;
+        c.cmdline = node_cmdline(Arch::Arm64, true);
+        let (_, args) = command_line(&c);
+        let line = args.join(" ");
+        assert!(!line.contains("-initrd"), "{line}");
+        assert!(
+            line.contains(
+                "console=ttyAMA0 root=/dev/vda rootfstype=ext4 rw init=/usr/local/bin/kina-init "
+            ),
+            "{line}"
+        );
+        assert!(!node_cmdline(Arch::Amd64, false).contains("init="));
+        // The probe's view of the node's disk cannot change it.
+        c.disk = Some(RootDisk {
+            path: "/n/disk.img".into(),
+            read_only: true,
+        });
+        let line = command_line(&c).1.join(" ");
+        assert!(
+            line.contains("file=/n/disk.img,format=raw,if=none,id=root,readonly=on"),
+            "{line}"
+        );
     }
 }

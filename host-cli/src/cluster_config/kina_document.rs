@@ -23,14 +23,17 @@ pub struct KinaSettings {
     pub cpus: u32,
     /// Memory of every node without its own `nodes[i].memory`.
     pub memory: MemoryMib,
-    /// The kernel recipe nodes boot (relative to the directory kina runs
-    /// in); `None`: the command's default.
+    /// The kernel nodes boot, on either provider: a kernel kina built or
+    /// pulled (its directory), or a Debian kernel recipe file (QEMU only),
+    /// paths relative to the directory kina runs in; `crate::node_kernel`
+    /// tells them apart. `None`: the command's `--kernel`, else QEMU's
+    /// built-in Debian kernel and Apple's default kernel.
     pub kernel: Option<PathBuf>,
-    /// A kernel image Apple's `container run --kernel` boots instead of
-    /// Apple's default kernel (relative to the directory kina runs in), for
-    /// a CNI that kernel cannot carry (Cilium needs `CONFIG_BPF_JIT`).
-    /// QEMU nodes boot the kernel of a recipe (`kernel`) instead, whose
-    /// modules they also need.
+    /// Any other kernel image Apple's `container run --kernel` boots
+    /// instead of Apple's default kernel (relative to the directory kina
+    /// runs in), for a CNI that kernel cannot carry (Cilium needs
+    /// `CONFIG_BPF_JIT`). Not with `kernel`, which for Apple names the
+    /// same thing; QEMU nodes boot what `kernel` names instead.
     pub kernel_image: Option<PathBuf>,
     /// The kernel profiles every node must pass; `None`: the node spec's
     /// default (kubernetes-base and ptp).

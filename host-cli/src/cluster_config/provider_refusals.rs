@@ -1,6 +1,6 @@
 //! What a provider cannot honour in a config that is otherwise valid: a
-//! mount's propagation across a VM boundary, SCTP port forwarding, a kernel
-//! recipe on Apple's `container`, and so on.
+//! mount's propagation across a VM boundary, SCTP port forwarding, two
+//! kernels for Apple's `container`, and so on.
 //!
 //! These are refused before anything boots, naming the field and why,
 //! instead of being silently ignored. Each provider asks for its list
@@ -68,14 +68,17 @@ fn qemu_kernel_image_refusal(kina: &KinaSettings) -> Option<FieldError> {
     })
 }
 
-/// A kernel recipe on Apple's `container`, which boots a kernel image.
+/// Two kernels for Apple's `container --kernel`, which boots one image: a
+/// kina kernel (`kernel`, whose image kina passes) and `kernelImage`. What
+/// `kernel` names is told apart when it is opened (`crate::node_kernel`),
+/// which refuses a Debian kernel recipe there.
 fn apple_kernel_refusal(kina: &KinaSettings) -> Option<FieldError> {
-    kina.kernel.is_some().then(|| {
+    (kina.kernel.is_some() && kina.kernel_image.is_some()).then(|| {
         FieldError::kina(
             "kernel",
-            "a kernel recipe is for QEMU nodes: Apple's `container --kernel` takes a kernel \
-             image; name a kernel image built for Apple's VMs in `kernelImage`, or leave \
-             `kernel` out to boot Apple's default kernel, which kina-init checks at boot",
+            "`kernel` and `kernelImage` both name the kernel Apple's `container --kernel` \
+             boots; keep `kernel` for a kernel kina built or pulled, or `kernelImage` for \
+             any other kernel image built for Apple's VMs",
         )
     })
 }

@@ -1717,17 +1717,22 @@ fn a_search_domain_or_containerd_patch_that_cannot_work_is_refused_by_name() {
 }
 
 #[test]
-fn both_providers_run_several_nodes_and_a_kernel_recipe_is_qemus() {
+fn both_providers_run_several_nodes_and_apple_boots_one_kernel_image() {
     // Subnets colliding with QEMU's own networks: provider::qemu's tests.
     let c = parse(TWO_NODES);
     assert!(c.apple_refusals().is_empty());
     assert!(c.qemu_refusals().is_empty());
 
-    // A kernel recipe is QEMU's; Apple's --kernel takes an image.
+    // `kernel` is for both (what it names is judged when it is opened:
+    // crate::node_kernel); with `kernelImage` too, Apple has two kernels.
     let c = parse(&format!(
         "{TWO_NODES}---\nkind: Kina\napiVersion: kina.dev/v1alpha1\nkernel: kernels/debian-cloud.toml\n"
     ));
     assert!(c.qemu_refusals().is_empty());
+    assert!(c.apple_refusals().is_empty());
+    let c = parse(&format!(
+        "{TWO_NODES}---\nkind: Kina\napiVersion: kina.dev/v1alpha1\nkernel: kernels/cilium-kpr\nkernelImage: vmlinux\n"
+    ));
     let apple = c.apple_refusals();
     assert_eq!(apple.len(), 1, "{apple:?}");
     assert_eq!(apple[0].path, "kernel");

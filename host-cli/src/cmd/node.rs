@@ -127,9 +127,13 @@ fn parse_forward(text: &str) -> anyhow::Result<HostForward> {
 async fn create(args: NodeCreateArgs, dirs: &KinaDirs) -> anyhow::Result<()> {
     let arch = node_arch(args.platform.as_deref())?;
     let accel: AccelChoice = args.accel.parse()?;
-    let kernel_recipe = crate::builtin::kernel_recipe_or_builtin(args.kernel.as_deref(), dirs)?;
-    let (recipe, _) = KernelRecipe::load(&kernel_recipe)?;
-    let mirrors = kernel_mirrors(&args.mirrors, &recipe)?;
+    let kernel = crate::node_kernel::resolve(
+        args.kernel.as_deref(),
+        "--kernel",
+        dirs,
+        arch,
+        &args.mirrors,
+    )?;
     let forwards = args
         .forwards
         .iter()
@@ -159,7 +163,12 @@ async fn create(args: NodeCreateArgs, dirs: &KinaDirs) -> anyhow::Result<()> {
     }
     let cache = Cache::open(dirs.cache()).context("opening the download cache")?;
     let data = dirs.data();
-    eprintln!("Creating node {} ({arch}) from {}", args.name, args.image);
+    eprintln!(
+        "Creating node {} ({arch}) from {}, {}",
+        args.name,
+        args.image,
+        kernel.describe()
+    );
     let record = node::create(
         data,
         CreateOptions {
@@ -167,8 +176,7 @@ async fn create(args: NodeCreateArgs, dirs: &KinaDirs) -> anyhow::Result<()> {
             image: args.image.clone(),
             image_store: dirs.images(),
             arch,
-            kernel_recipe,
-            mirrors,
+            kernel,
             cache,
             accel,
             cpus: args.cpus,

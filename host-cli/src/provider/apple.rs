@@ -37,6 +37,7 @@ use super::{Provider, ProviderKind, SpecMaker};
 use crate::cluster::plan::{self, Addressing, ClusterPlan, NodeInterfaces, PlannedNode, Protocol};
 use crate::cluster_config::{ClusterConfig, FieldError};
 use crate::dirs::KinaDirs;
+use crate::node_kernel::NodeKernel;
 
 /// The node directory `/etc/kina` is bound from.
 const SPEC_DIR_IN_NODE: &str = "/etc/kina";
@@ -46,6 +47,9 @@ pub struct AppleProvider {
     dirs: KinaDirs,
     /// The CLI's version, once checked (`up`).
     version: Option<Version>,
+    /// The kernel `--kernel` / the Kina document's `kernel` names (`up`);
+    /// `None`: Apple's default kernel, or the document's `kernelImage`.
+    kernel: Option<NodeKernel>,
 }
 
 impl AppleProvider {
@@ -54,7 +58,15 @@ impl AppleProvider {
             cli: ContainerCli::from_env(),
             dirs,
             version: None,
+            kernel: None,
         }
+    }
+
+    /// The provider booting `kernel` (a kernel kina built) on every node
+    /// of a new cluster.
+    pub fn with_kernel(mut self, kernel: Option<NodeKernel>) -> Self {
+        self.kernel = kernel;
+        self
     }
 
     /// The provider with Apple's CLI checked to be one kina can drive.
@@ -222,7 +234,8 @@ fn check_ports_free(node: &PlannedNode) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The Kina document's `kernelImage`, checked as `container` checks
+/// The Kina document's `kernelImage` (or the copy of a kina-built kernel
+/// `prepare` put in its place), checked as `container` checks
 /// `--kernel` (made absolute, must exist: apple/container 1.2.2
 /// `Utility.swift:331-349`), but before anything is created, naming the
 /// field.
@@ -358,6 +371,18 @@ impl Provider for AppleProvider {
     /// read back, so a load Apple filed under another name fails here, not
     /// at `create` with the old build.
     async fn prepare(&self, plan: &mut ClusterPlan) -> anyhow::Result<()> {
+        if let Some(kernel) = &self.kernel {
+            if let Some(image) = &plan.kernel_image {
+                bail!(
+                    "the cluster names two kernels: the {} and kernelImage {}; keep one",
+                    kernel.describe(),
+                    image.display()
+                );
+            }
+            // The copy the record names, so every node (and every later
+            // `container run`) boots the same file.
+            plan.kernel_image = Some(crate::node_kernel::apple_kernel_image(kernel, &self.dirs)?);
+        }
         // A missing kernel image fails here, before the image load.
         kernel_image(plan)?;
         tokio::task::block_in_place(|| {

@@ -169,12 +169,15 @@ impl AnyProvider {
         kind: ProviderKind,
         dirs: &KinaDirs,
         qemu_nodes: impl FnOnce() -> anyhow::Result<qemu::NodeInputs>,
+        apple_kernel: impl FnOnce() -> anyhow::Result<Option<crate::node_kernel::NodeKernel>>,
     ) -> anyhow::Result<Self> {
         Ok(match kind {
             ProviderKind::Qemu => {
                 AnyProvider::Qemu(qemu::QemuProvider::new(dirs.clone(), Some(qemu_nodes()?)))
             }
-            ProviderKind::Apple => AnyProvider::Apple(apple::AppleProvider::checked(dirs.clone())?),
+            ProviderKind::Apple => AnyProvider::Apple(
+                apple::AppleProvider::checked(dirs.clone())?.with_kernel(apple_kernel()?),
+            ),
         })
     }
 }

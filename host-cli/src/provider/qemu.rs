@@ -5,20 +5,20 @@
 
 use std::io::Read;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use kina_builder::fetch::cache::Cache;
-use kina_builder::fetch::mirror::DebianMirrors;
 use kina_builder::kernel::{KernelLock, fetch_kernel, kernel_lock_path};
 use kina_builder::platform::Arch;
 use kina_contract::cidr::Ipv4Cidr;
 use kina_contract::node_spec::ClusterInterface;
 use kina_qemu::accel::AccelChoice;
 use kina_qemu::node::{self, CreateOptions, NodePaths};
+use kina_qemu::node_kernel::NodeKernel;
 use kina_qemu::vm::{ForwardProtocol, HostForward, Segment};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -110,8 +110,8 @@ pub fn mac_for(cluster: &str, index: usize) -> String {
 #[derive(Clone)]
 pub struct NodeInputs {
     pub arch: Arch,
-    pub kernel_recipe: PathBuf,
-    pub mirrors: DebianMirrors,
+    /// `crate::node_kernel::resolve`'s answer for `--kernel` / `kernel`.
+    pub kernel: NodeKernel,
     pub cache: Cache,
     pub accel: AccelChoice,
     pub disk_size: u64,
@@ -301,16 +301,24 @@ impl Provider for QemuProvider {
     }
 
     fn prepare_title(&self, _plan: &ClusterPlan) -> String {
-        "Ensuring the node kernel 🐧".to_string()
+        match self.nodes.as_ref().map(|n| &n.kernel) {
+            Some(NodeKernel::Built(built)) => format!(
+                "Ensuring the node kernel 🐧 (kina-built {}, {})",
+                built.meta.recipe, built.meta.release
+            ),
+            _ => "Ensuring the node kernel 🐧".to_string(),
+        }
     }
 
-    /// Fetches the cluster's kernel once, so the nodes made in parallel
-    /// find it in the cache instead of downloading it side by side.
+    /// Fetches the cluster's Debian kernel once, so the nodes made in
+    /// parallel find it in the cache instead of downloading it side by
+    /// side. A built kernel was opened and checked when it was named.
     async fn prepare(&self, _plan: &mut ClusterPlan) -> anyhow::Result<()> {
         let inputs = self.inputs()?;
-        let lock_path = kernel_lock_path(&inputs.kernel_recipe);
-        let lock = KernelLock::read(&lock_path, &inputs.kernel_recipe)?;
-        fetch_kernel(&lock, inputs.arch, &inputs.cache, &inputs.mirrors).await?;
+        if let NodeKernel::Debian { recipe, mirrors } = &inputs.kernel {
+            let lock = KernelLock::read(&kernel_lock_path(recipe), recipe)?;
+            fetch_kernel(&lock, inputs.arch, &inputs.cache, mirrors).await?;
+        }
         Ok(())
     }
 
@@ -327,8 +335,7 @@ impl Provider for QemuProvider {
                 image: plan.image.clone(),
                 image_store: self.dirs.images(),
                 arch: inputs.arch,
-                kernel_recipe: inputs.kernel_recipe.clone(),
-                mirrors: inputs.mirrors.clone(),
+                kernel: inputs.kernel.clone(),
                 cache: inputs.cache.clone(),
                 accel: inputs.accel,
                 cpus: node.cpus,

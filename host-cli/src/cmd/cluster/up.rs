@@ -3,7 +3,6 @@
 
 use anyhow::{Context, bail};
 use kina_builder::fetch::cache::Cache;
-use kina_builder::kernel::KernelRecipe;
 use kina_builder::platform::Arch;
 use kina_builder::store::ImageStore;
 use kina_contract::status::PhaseId;
@@ -15,7 +14,7 @@ use crate::cluster::kubeconfig::KubeconfigFiles;
 use crate::cluster::progress::Steps;
 use crate::cluster::up::{NodeImage, UpRequest, up_with_image};
 use crate::cluster_config::ClusterConfig;
-use crate::cmd::node::{kernel_mirrors, node_arch};
+use crate::cmd::node::node_arch;
 use crate::dirs::KinaDirs;
 use crate::provider::{AnyProvider, ProviderKind, qemu::NodeInputs};
 
@@ -205,6 +204,18 @@ fn cluster_image(config: &ClusterConfig, flag: &str) -> anyhow::Result<String> {
     }
 }
 
+/// The kernel the Kina document's `kernel`, else `--kernel`, names, and
+/// which of the two named it (for errors).
+fn named_kernel<'a>(
+    args: &'a UpArgs,
+    config: &'a ClusterConfig,
+) -> (Option<&'a std::path::Path>, &'static str) {
+    match (&config.kina.kernel, &args.kernel) {
+        (Some(kernel), _) => (Some(kernel.as_path()), "the Kina document's kernel"),
+        (None, given) => (given.as_deref(), "--kernel"),
+    }
+}
+
 /// What the QEMU provider needs for new nodes, from `up`'s flags.
 fn qemu_inputs(
     args: &UpArgs,
@@ -212,15 +223,10 @@ fn qemu_inputs(
     dirs: &KinaDirs,
     arch: Arch,
 ) -> anyhow::Result<NodeInputs> {
-    let kernel_recipe = crate::builtin::kernel_recipe_or_builtin(
-        config.kina.kernel.as_deref().or(args.kernel.as_deref()),
-        dirs,
-    )?;
-    let (recipe, _) = KernelRecipe::load(&kernel_recipe)?;
+    let (given, what) = named_kernel(args, config);
     Ok(NodeInputs {
         arch,
-        mirrors: kernel_mirrors(&args.mirrors, &recipe)?,
-        kernel_recipe,
+        kernel: crate::node_kernel::resolve(given, what, dirs, arch, &args.mirrors)?,
         cache: Cache::open(dirs.cache()).context("opening the download cache")?,
         accel: args.accel.parse()?,
         disk_size: args.disk_size << 30,
@@ -317,7 +323,20 @@ pub async fn run(args: UpArgs, dirs: &KinaDirs, quiet: bool) -> anyhow::Result<(
     crate::cluster_name::check(&name).map_err(anyhow::Error::msg)?;
     let kind = args.provider.unwrap_or_else(ProviderKind::host_default);
     let arch = node_arch(args.platform.as_deref())?;
-    let provider = AnyProvider::for_up(kind, dirs, || qemu_inputs(&args, &config, dirs, arch))?;
+    let provider = AnyProvider::for_up(
+        kind,
+        dirs,
+        || qemu_inputs(&args, &config, dirs, arch),
+        // Apple boots its own default kernel unless one is named.
+        || match named_kernel(&args, &config) {
+            (None, _) => Ok(None),
+            (given, what) => {
+                let kernel = crate::node_kernel::resolve(given, what, dirs, arch, &args.mirrors)?;
+                crate::node_kernel::built_for_apple(&kernel)?;
+                Ok(Some(kernel))
+            }
+        },
+    )?;
     if let Some(phase) = &args.stop_after {
         phase.parse::<PhaseId>().context("--stop-after")?;
     }
