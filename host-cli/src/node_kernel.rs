@@ -6,7 +6,16 @@
 //! - nothing, or `debian-cloud`: the Debian kernel recipe built into kina;
 //! - a directory holding `kernel.json`: a kernel kina built or pulled
 //!   (`kina_builder::kernel::BuiltKernel`), its digests checked on opening;
-//! - a file: a Debian kernel recipe, pinned by the lock beside it.
+//! - a file: a kernel recipe, pinned by the lock beside it — a Debian one
+//!   is fetched, a `[build]` one must have been built (`kina kernel build`);
+//! - the name of a kernel recipe built into kina that builds (`cilium-kpr`):
+//!   its newest build in the build cache;
+//! - anything else with a `/`: a registry reference, pulled unless the
+//!   kernel store already has it (`kina kernel pull`).
+//!
+//! `kina up` does not compile a kernel itself: a build takes minutes to an
+//! hour, and kind likewise keeps `kind build node-image` a separate step;
+//! the error says which command builds it.
 //!
 //! QEMU boots either kind; Apple's `container` boots only a built kernel's
 //! image ([`apple_kernel_image`]), since Debian's kernel needs its modules.
@@ -34,6 +43,11 @@ pub enum KernelSource {
     DebianRecipe(PathBuf),
     /// A built kernel's directory.
     BuiltDir(PathBuf),
+    /// A kernel recipe that builds (`[build]`), by its name: its build in
+    /// the build cache.
+    BuildRecipe(String),
+    /// A kernel pushed to a registry (`kina kernel push`).
+    Oci(String),
 }
 
 /// Tells what `given` names; `what` says where it came from (`--kernel`,
@@ -53,16 +67,34 @@ pub fn classify(given: Option<&Path>, what: &str) -> anyhow::Result<KernelSource
         );
     }
     if path.is_file() {
+        let (recipe, _) =
+            KernelRecipe::load(path).with_context(|| format!("{what} {}", path.display()))?;
+        if recipe.build.is_some() {
+            return Ok(KernelSource::BuildRecipe(recipe.name));
+        }
         return Ok(KernelSource::DebianRecipe(path.to_path_buf()));
     }
     if path == Path::new(KERNEL_RECIPE_NAME) {
         return Ok(KernelSource::BuiltIn);
     }
+    if let Some((name, _, _)) = crate::builtin::KERNEL_BUILD_RECIPES
+        .iter()
+        .find(|(name, _, _)| path == Path::new(name))
+    {
+        return Ok(KernelSource::BuildRecipe((*name).to_string()));
+    }
+    if let Some(reference) = path.to_str().filter(|r| r.contains('/')) {
+        return Ok(KernelSource::Oci(reference.to_string()));
+    }
     bail!(
         "{what} {}: no such file or directory; name a kernel recipe file, the directory of a \
-         kernel kina built (`kina kernel build` prints it), or `{KERNEL_RECIPE_NAME}` (the \
-         recipe built into kina)",
-        path.display()
+         kernel kina built (`kina kernel build` prints it), a registry reference \
+         (REGISTRY/REPO:TAG), or a recipe built into kina: `{KERNEL_RECIPE_NAME}`{}",
+        path.display(),
+        crate::builtin::KERNEL_BUILD_RECIPES
+            .iter()
+            .map(|(name, _, _)| format!(", `{name}`"))
+            .collect::<String>()
     )
 }
 
@@ -92,6 +124,34 @@ pub fn resolve(
                 BuiltKernel::open(&dir).with_context(|| format!("{what} {}", dir.display()))?;
             kina_qemu::node_kernel::check_arch(&built, arch)
                 .map_err(|e| anyhow::anyhow!("{what} {}: {e}", dir.display()))?;
+            Ok(NodeKernel::Built(built))
+        }
+        KernelSource::BuildRecipe(name) => {
+            let built = crate::kernel_store::built_kernels_of_recipe(dirs, &name)?
+                .into_iter()
+                .find(|k| k.meta.arch == arch)
+                .with_context(|| {
+                    format!(
+                        "{what} {name}: no {arch} build of kernel recipe {name} in {}; build it \
+                         first (`kina kernel build --recipe {name} --arch {arch}`, Linux) or pull \
+                         a published one and name its reference",
+                        crate::kernel_store::build_cache_dir(dirs).display()
+                    )
+                })?;
+            Ok(NodeKernel::Built(built))
+        }
+        KernelSource::Oci(reference) => {
+            let store = crate::kernel_store::KernelStore::open(dirs)?;
+            // `resolve` is called from the synchronous parts of `up` and
+            // `node create`, which run on tokio's multi-threaded runtime.
+            let built = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(store.resolve(
+                    &reference,
+                    arch,
+                    &kina_builder::oci::distribution::Options::default(),
+                ))
+            })
+            .with_context(|| format!("{what} {reference}"))?;
             Ok(NodeKernel::Built(built))
         }
     }
@@ -179,10 +239,24 @@ mod tests {
             KernelSource::BuiltDir(dir.clone())
         );
         let recipe = tmp.path().join("kernel.toml");
-        std::fs::write(&recipe, "").unwrap();
+        std::fs::write(&recipe, kina_builder::kernel::SHIPPED_RECIPE).unwrap();
         assert_eq!(
             classify(Some(recipe.as_path()), "--kernel").unwrap(),
             KernelSource::DebianRecipe(recipe)
+        );
+        assert_eq!(
+            classify(Some(Path::new("cilium-kpr")), "--kernel").unwrap(),
+            KernelSource::BuildRecipe("cilium-kpr".into())
+        );
+        let build_recipe = tmp.path().join("mine.toml");
+        std::fs::write(&build_recipe, crate::builtin::KERNEL_BUILD_RECIPES[0].1).unwrap();
+        assert_eq!(
+            classify(Some(build_recipe.as_path()), "--kernel").unwrap(),
+            KernelSource::BuildRecipe("cilium-kpr".into())
+        );
+        assert_eq!(
+            classify(Some(Path::new("localhost:5000/kina/kernel:v1")), "kernel").unwrap(),
+            KernelSource::Oci("localhost:5000/kina/kernel:v1".into())
         );
         let err = classify(Some(tmp.path()), "kernel")
             .unwrap_err()

@@ -11,11 +11,9 @@
 //! initramfs) too, and both times from QEMU's start to ready are printed:
 //! a measurement, not an assertion.
 //!
-//! The built kernel comes from `KINA_TEST_BUILT_KERNEL_AMD64` /
-//! `KINA_TEST_BUILT_KERNEL_ARM64`: a `BuiltKernel` directory
-//! (`kina_builder::kernel::BuiltKernel`), as `kina kernel build --recipe
-//! cilium-kpr --arch …` writes it. Without it the test fails, naming the
-//! variable.
+//! The built kernel comes from `kina kernel build --recipe cilium-kpr
+//! --arch …` on the user's cache (kernel_build.rs builds it first; cargo
+//! runs test binaries one after another).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -36,22 +34,25 @@ use kina_builder::platform::Arch;
 use kina_qemu::accel::{ProbeBoot, ProbeInputs, ProbeOutcome, probe};
 use kina_qemu::vm::Accel;
 
-/// The built kernel the test boots, or a failure naming what is missing.
+/// The built kernel the test boots: `kina kernel build --recipe cilium-kpr`
+/// for `arch`, on the user's cache, where kernel_build.rs's builds already
+/// are (a machine that built it once does not build it again).
 fn built_kernel(arch: &str) -> BuiltKernel {
-    let var = format!("KINA_TEST_BUILT_KERNEL_{}", arch.to_uppercase());
-    let Some(dir) = std::env::var_os(&var) else {
-        panic!(
-            "{var} is not set: it names the directory of a kernel kina built for {arch} \
-             (`kina kernel build --recipe cilium-kpr --arch {arch}` prints it)"
-        );
-    };
-    let built = BuiltKernel::open(Path::new(&dir)).unwrap_or_else(|e| panic!("{var}: {e}"));
-    assert_eq!(
-        built.meta.arch.to_string(),
-        arch,
-        "{var}: {e:?}",
-        e = built.meta
+    let data = tempfile::tempdir().unwrap();
+    let out = common::run_ok(
+        std::process::Command::new(env!("CARGO_BIN_EXE_kina"))
+            .env(
+                "KINA_CACHE_DIR",
+                kina_builder::fetch::cache::Cache::default_root(),
+            )
+            .env("KINA_DATA_DIR", data.path())
+            .args(["kernel", "build", "--recipe", "cilium-kpr", "--arch", arch]),
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let dir = stdout.lines().last().unwrap_or_default().trim().to_string();
+    let built = BuiltKernel::open(Path::new(&dir))
+        .unwrap_or_else(|e| panic!("kina kernel build printed {dir:?}: {e}"));
+    assert_eq!(built.meta.arch.to_string(), arch, "{:?}", built.meta);
     built
 }
 

@@ -279,8 +279,8 @@ pub async fn run(args: KernelBuildArgs, dirs: &KinaDirs, quiet: bool) -> anyhow:
     }
     .digest();
     let kernels_dir = dirs.cache().join("kernels");
-    let built_dir = kernels_dir.join("built").join(key.hex());
-    let lock_dir = kernels_dir.join("built");
+    let lock_dir = crate::kernel_store::build_cache_dir(dirs);
+    let built_dir = lock_dir.join(key.hex());
     std::fs::create_dir_all(&lock_dir)
         .with_context(|| format!("creating {}", lock_dir.display()))?;
     // One build per key at a time: a second waits here and finds it built.
