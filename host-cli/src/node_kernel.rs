@@ -10,8 +10,9 @@
 //!   is fetched, a `[build]` one must have been built (`kina kernel build`);
 //! - the name of a kernel recipe built into kina that builds (`cilium-kpr`):
 //!   its newest build in the build cache;
-//! - anything else with a `/`: a registry reference, pulled unless the
-//!   kernel store already has it (`kina kernel pull`).
+//! - a name starting with a registry host (`HOST.DOMAIN/`, `HOST:PORT/`,
+//!   `localhost/`): a registry reference, pulled unless the kernel store
+//!   already has it (`kina kernel pull`).
 //!
 //! `kina up` does not compile a kernel itself: a build takes minutes to an
 //! hour, and kind likewise keeps `kind build node-image` a separate step;
@@ -83,7 +84,10 @@ pub fn classify(given: Option<&Path>, what: &str) -> anyhow::Result<KernelSource
     {
         return Ok(KernelSource::BuildRecipe((*name).to_string()));
     }
-    if let Some(reference) = path.to_str().filter(|r| r.contains('/')) {
+    if let Some(reference) = path
+        .to_str()
+        .filter(|r| crate::cmd::cluster::up::names_registry(r))
+    {
         return Ok(KernelSource::Oci(reference.to_string()));
     }
     bail!(

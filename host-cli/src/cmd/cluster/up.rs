@@ -170,8 +170,10 @@ impl NodeImage for UpImage<'_> {
 /// `HOST:PORT/…`, `localhost/…`), the rule docker and containerd use to
 /// tell a registry from a repository path: only such a reference is pulled,
 /// so a mistyped local name is not sent to a default registry.
-fn names_registry(reference: &str) -> bool {
+pub(crate) fn names_registry(reference: &str) -> bool {
     match reference.split_once('/') {
+        // `./dir` and `../dir` are paths, whatever the rule says of dots.
+        Some((host, _)) if host.starts_with('.') => false,
         Some((host, _)) => host.contains(['.', ':']) || host == "localhost",
         None => false,
     }
