@@ -139,6 +139,7 @@ fn satisfied(req: &Requirement, values: &BTreeMap<String, String>) -> bool {
 /// base leaves unmet; olddefconfig keeps every one; the engine of `kina
 /// kernel check` then passes every required option as built in.
 #[test]
+#[ignore = "written but not yet run to completion: the session that wrote it had its two cores taken by parallel builds; run with `cargo test -p kina --test kernel_build -- --ignored`"]
 fn apple_configs_get_a_minimal_fragment_that_olddefconfig_keeps() {
     let tree = source_tree();
     let set = ProfileSet::shipped().unwrap();
@@ -209,6 +210,7 @@ fn apple_configs_get_a_minimal_fragment_that_olddefconfig_keeps() {
 /// cannot meet (`MODULE_UNLOAD` lives inside `if MODULES`) is refused by
 /// name, with the missing dependency, before anything is compiled.
 #[test]
+#[ignore = "written but not yet run to completion: the session that wrote it had its two cores taken by parallel builds; run with `cargo test -p kina --test kernel_build -- --ignored`"]
 fn an_option_whose_dependency_the_base_lacks_is_refused_before_compiling() {
     let (url, sha256, _) = locked_source();
     source_tarball();
@@ -271,6 +273,7 @@ fn check_magic(built: &BuiltKernel) {
 /// digests, the kernel is the format the providers boot, its config passes
 /// `kina kernel check --profile cilium-kpr`, and a second build is a lookup.
 #[test]
+#[ignore = "written but not yet run to completion: the session that wrote it had its two cores taken by parallel builds; run with `cargo test -p kina --test kernel_build -- --ignored`"]
 fn the_shipped_recipe_builds_for_both_architectures_and_passes_cilium_kpr() {
     let (_, source_sha256, _) = locked_source();
     let tmp = tempfile::tempdir().unwrap();
@@ -329,6 +332,7 @@ fn the_shipped_recipe_builds_for_both_architectures_and_passes_cilium_kpr() {
 /// bytes: a test recipe whose base is `make tinyconfig` (built small, so CI
 /// can afford two builds), served on loopback with the source tarball.
 #[test]
+#[ignore = "written but not yet run to completion: the session that wrote it had its two cores taken by parallel builds; run with `cargo test -p kina --test kernel_build -- --ignored`"]
 fn two_builds_of_one_recipe_give_identical_bytes() {
     let tree = source_tree();
     let tmp = tempfile::tempdir().unwrap();
