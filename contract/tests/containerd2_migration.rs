@@ -20,6 +20,14 @@ use std::process::Command;
 use kina_contract::containerd_config::{NodeRuntime, Snapshotter, config_text};
 use kina_contract::node_spec::NodeSpec;
 
+/// Kubernetes 1.34's pause image, named where kina names it.
+fn pause_3_10_1() -> String {
+    format!(
+        "{}:3.10.1",
+        kina_contract::containerd_config::sandbox::PAUSE_REPOSITORY
+    )
+}
+
 const CONTAINERD_2: &str = "debian-containerd-2.1.9-amd64";
 
 /// kind's local-registry recipe (kind `site/static/examples/kind-with-registry.sh`).
@@ -45,7 +53,7 @@ fn node() -> NodeRuntime {
     NodeRuntime {
         containerd_major: 2,
         snapshotter: Snapshotter::Native,
-        sandbox_image: "registry.k8s.io/pause:3.10.1".into(),
+        sandbox_image: pause_3_10_1(),
         cni_bin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
     }
 }
@@ -112,7 +120,7 @@ fn containerd_2_migrates_kinas_version_2_config_with_kinds_registry_patch() {
     assert_eq!(dump["version"].as_integer(), Some(3), "{dump}");
     assert_eq!(
         text(plugin(&dump, &[IMAGES, "pinned_images", "sandbox"])),
-        "registry.k8s.io/pause:3.10.1"
+        pause_3_10_1()
     );
     assert_eq!(
         text(plugin(&dump, &[IMAGES, "registry", "config_path"])),
@@ -164,7 +172,7 @@ fn without_the_patch_containerd_2_has_no_registry_config_path_and_its_own_defaul
     assert_ne!(config_path, "/etc/containerd/certs.d", "{dump_unpatched}");
     let defaults = dump(&binary, dir.path(), "version = 2\n");
     let sandbox = text(plugin(&defaults, &[IMAGES, "pinned_images", "sandbox"]));
-    assert_ne!(sandbox, "registry.k8s.io/pause:3.10.1", "{defaults}");
+    assert_ne!(sandbox, pause_3_10_1(), "{defaults}");
     assert_ne!(text(plugin(&defaults, &[IMAGES, "snapshotter"])), "native");
     let cni = &defaults["plugins"][RUNTIME]["cni"];
     assert_ne!(
