@@ -266,10 +266,7 @@ fn stand_in(dir: &Path) -> PathBuf {
 /// architecture, which the stand-in runs as the node's own (and says so
 /// when it is missing).
 fn host_kina_init() -> PathBuf {
-    common::workspace_root()
-        .join("target")
-        .join(format!("{}-unknown-linux-gnu", std::env::consts::ARCH))
-        .join("release/kina-init")
+    common::kina_init_path(&format!("{}-unknown-linux-gnu", std::env::consts::ARCH))
 }
 
 fn calls(dir: &Path) -> Vec<Vec<String>> {

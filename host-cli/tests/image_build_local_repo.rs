@@ -500,7 +500,7 @@ fn an_image_is_never_assembled_with_a_kina_init_for_another_architecture() {
     f.publish(None);
     let recipe = f.recipe(&["hello"]);
     f.lock(&recipe);
-    let amd64_init = workspace_root().join("target/x86_64-unknown-linux-gnu/release/kina-init");
+    let amd64_init = kina_init_path("x86_64-unknown-linux-gnu");
     let output = f.dir.path().join("out.tar");
     let mut build = f.build(&recipe, &output);
     build

@@ -269,7 +269,6 @@ fn an_amd64_node_boots_a_kina_built_kernel_with_no_initramfs_and_passes_cilium_k
 }
 
 #[test]
-#[ignore = "written but not yet run to completion: its kernel build did not finish in the session that wrote it (the amd64 twin passed); run with `cargo test -p kina --test kernel_boot_qemu -- --ignored`"]
 fn an_arm64_node_boots_a_kina_built_kernel_with_no_initramfs_and_passes_cilium_kpr() {
     boots_on_a_built_kernel("arm64");
 }

@@ -139,7 +139,6 @@ fn satisfied(req: &Requirement, values: &BTreeMap<String, String>) -> bool {
 /// base leaves unmet; olddefconfig keeps every one; the engine of `kina
 /// kernel check` then passes every required option as built in.
 #[test]
-#[ignore = "written but not yet run to completion: the session that wrote it had its two cores taken by parallel builds; run with `cargo test -p kina --test kernel_build -- --ignored`"]
 fn apple_configs_get_a_minimal_fragment_that_olddefconfig_keeps() {
     let tree = source_tree();
     let set = ProfileSet::shipped().unwrap();
@@ -210,7 +209,6 @@ fn apple_configs_get_a_minimal_fragment_that_olddefconfig_keeps() {
 /// cannot meet (`MODULE_UNLOAD` lives inside `if MODULES`) is refused by
 /// name, with the missing dependency, before anything is compiled.
 #[test]
-#[ignore = "written but not yet run to completion: the session that wrote it had its two cores taken by parallel builds; run with `cargo test -p kina --test kernel_build -- --ignored`"]
 fn an_option_whose_dependency_the_base_lacks_is_refused_before_compiling() {
     let (url, sha256, _) = locked_source();
     source_tarball();

@@ -17,17 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::{require_tool, run_ok, workspace_root};
+use common::{require_tool, run_ok, target_dir, workspace_root};
 use sha2::{Digest, Sha256};
-
-/// The target directory of this test build (`TARGET/debug/kina`).
-fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_kina"))
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .to_path_buf()
-}
 
 /// The folder `scripts/release` wrote, made once for every test here.
 fn release_dir() -> &'static Path {

@@ -17,16 +17,32 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Cargo's target directory of this test run (`CARGO_TARGET_DIR` or the
+/// workspace's `target/`), read off the `kina` cargo built for the test:
+/// `scripts/build-kina-init` writes into the same one.
+pub fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_kina"))
+        .parent()
+        .and_then(Path::parent)
+        .expect("cargo builds kina at TARGET_DIR/PROFILE/kina")
+        .to_path_buf()
+}
+
+/// The release kina-init `scripts/build-kina-init` builds for a Rust target
+/// triple such as `x86_64-unknown-linux-gnu`.
+pub fn kina_init_path(rust_target: &str) -> PathBuf {
+    target_dir().join(rust_target).join("release/kina-init")
+}
+
 /// The kina-init binaries `scripts/build-kina-init` produces; the tests need
 /// both and fail (not skip) when they are missing.
 pub fn kina_init_flags() -> Vec<String> {
-    let root = workspace_root();
     let mut flags = Vec::new();
     for (arch, target) in [
         ("amd64", "x86_64-unknown-linux-gnu"),
         ("arm64", "aarch64-unknown-linux-gnu"),
     ] {
-        let path = root.join("target").join(target).join("release/kina-init");
+        let path = kina_init_path(target);
         assert!(
             path.exists(),
             "{} is missing: run scripts/build-kina-init first (scripts/test does)",

@@ -11,6 +11,7 @@ pub mod identity;
 pub mod images;
 pub mod kernel;
 pub mod modules;
+pub mod modules_dep;
 pub mod mount;
 pub mod network;
 pub mod resolv_conf;
