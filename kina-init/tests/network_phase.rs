@@ -11,7 +11,11 @@ use std::process::Command;
 
 #[test]
 fn loopback_mtu_cni_config_and_peer_routes_are_set_idempotently() {
-    for tool in ["/usr/sbin/ip", "/usr/sbin/ethtool"] {
+    for tool in [
+        "/usr/sbin/ip",
+        "/usr/sbin/ethtool",
+        "/usr/sbin/iptables-restore",
+    ] {
         assert!(
             std::path::Path::new(tool).exists(),
             "{tool} is missing: run scripts/install-test-deps"
@@ -38,6 +42,7 @@ fn loopback_mtu_cni_config_and_peer_routes_are_set_idempotently() {
         "ip addr add 192.168.64.3/24 dev eth0",
         &run,
         &run,
+        "iptables -w -t nat -S",
         "ip -o link show lo",
         "ip -4 route show",
     ]
@@ -74,9 +79,30 @@ fn loopback_mtu_cni_config_and_peer_routes_are_set_idempotently() {
         "{stdout}"
     );
     assert_eq!(
-        stdout.matches("10.244.0.0/24").count(),
+        stdout.matches("10.244.0.0/24 via").count(),
         1,
         "routes are replaced, not duplicated: {stdout}"
+    );
+    // The masquerade transaction, run twice: the chain's rules replaced,
+    // the jump to it added once.
+    assert_eq!(
+        stdout
+            .matches("-A POSTROUTING -s 10.244.1.0/24 -j KINA-MASQ")
+            .count(),
+        1,
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("-A KINA-MASQ -j MASQUERADE").count(),
+        1,
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout
+            .matches("-A KINA-MASQ -d 10.244.0.0/24 -j RETURN")
+            .count(),
+        1,
+        "{stdout}"
     );
     let conf: serde_json::Value = serde_json::from_slice(
         &std::fs::read(dir.path().join("etc/cni/net.d/10-kina-ptp.conflist")).unwrap(),

@@ -106,7 +106,7 @@ fn a_missing_plugin_is_named_before_anything_is_attached() {
 #[test]
 fn a_pod_keeps_its_address_towards_peer_pods_and_is_masqueraded_leaving_the_cluster() {
     use kina_contract::node_spec::{NodeSpec, Peer};
-    use kina_init::boot::network::{masquerade_rules, unmasqueraded_destinations};
+    use kina_init::boot::network::{masquerade_restore_input, unmasqueraded_destinations};
 
     let dir = tempfile::tempdir().unwrap();
     let mut list: serde_json::Value =
@@ -121,10 +121,7 @@ fn a_pod_keeps_its_address_towards_peer_pods_and_is_masqueraded_leaving_the_clus
         address: "192.168.77.3".into(),
         pod_cidr: "10.244.8.0/24".into(),
     }];
-    let rules: String = masquerade_rules(&spec.pod_cidr, &unmasqueraded_destinations(&spec))
-        .iter()
-        .map(|r| format!("{}\n", r.join(" ")))
-        .collect();
+    let rules = masquerade_restore_input(&spec.pod_cidr, &unmasqueraded_destinations(&spec), false);
     let rules_file = dir.path().join("rules");
     std::fs::write(&rules_file, rules).unwrap();
 
@@ -146,7 +143,7 @@ ip -n segment route add 10.244.7.0/24 via 192.168.77.2
 ip route add 10.244.8.0/24 via 192.168.77.3
 ip route add default via 192.168.77.3
 echo 1 > /proc/sys/net/ipv4/ip_forward
-while read -r rule; do iptables $rule; done < "$2"
+iptables-restore -w --noflush < "$2"
 for dst in 10.244.8.5 192.168.77.3 198.51.100.7; do
   for src in 10.244.7.0/24 192.168.77.2; do
     ip netns exec segment iptables -A INPUT -p icmp --icmp-type echo-request -s $src -d $dst -j ACCEPT

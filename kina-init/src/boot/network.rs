@@ -372,33 +372,35 @@ impl NetworkPhase {
 /// sender's pod address, as kindnet's masquerade agent arranges in kind.
 /// The ptp plugin's own `ipMasq` is off: its per-pod rule would masquerade
 /// everything outside this node's pod CIDR after these rules returned.
-/// Kept in a chain of its own so a second run (kina-init restarted)
-/// replaces rather than duplicates them.
-pub fn masquerade_rules(pod_cidr: &str, kept: &[String]) -> Vec<Vec<String>> {
-    let mut rules = vec![
-        vec!["-t", "nat", "-N", MASQ_CHAIN],
-        vec!["-t", "nat", "-F", MASQ_CHAIN],
+///
+/// Written as one `iptables-restore --noflush` transaction (one process
+/// instead of one per rule, which cost most of the phase under TCG; and
+/// atomic): the chain of its own is declared, which creates it or, when a
+/// second run (kina-init restarted, peers changed) finds it, flushes it
+/// (`iptables-restore(8)`), so its rules are replaced rather than
+/// duplicated. The POSTROUTING jump is added unless `hooked` says it is
+/// already there (`iptables -C` answers that; restore has no check).
+pub fn masquerade_restore_input(pod_cidr: &str, kept: &[String], hooked: bool) -> String {
+    let mut lines = vec![
+        "*nat".to_string(),
+        format!(":{MASQ_CHAIN} - [0:0]"),
+        format!("-F {MASQ_CHAIN}"),
     ];
     for net in kept {
-        rules.push(vec![
-            "-t", "nat", "-A", MASQ_CHAIN, "-d", net, "-j", "RETURN",
-        ]);
+        lines.push(format!("-A {MASQ_CHAIN} -d {net} -j RETURN"));
     }
-    rules.push(vec!["-t", "nat", "-A", MASQ_CHAIN, "-j", "MASQUERADE"]);
-    rules.push(vec![
-        "-t",
-        "nat",
-        "-A",
-        "POSTROUTING",
-        "-s",
-        pod_cidr,
-        "-j",
-        MASQ_CHAIN,
-    ]);
-    rules
-        .into_iter()
-        .map(|r| r.into_iter().map(str::to_string).collect())
-        .collect()
+    lines.push(format!("-A {MASQ_CHAIN} -j MASQUERADE"));
+    if !hooked {
+        lines.push(format!("-A {}", masquerade_jump(pod_cidr).join(" ")));
+    }
+    lines.push("COMMIT".into());
+    lines.join("\n") + "\n"
+}
+
+/// The nat POSTROUTING rule that sends this node's pods' traffic through
+/// the chain.
+fn masquerade_jump(pod_cidr: &str) -> [&str; 5] {
+    ["POSTROUTING", "-s", pod_cidr, "-j", MASQ_CHAIN]
 }
 
 const MASQ_CHAIN: &str = "KINA-MASQ";
@@ -437,31 +439,29 @@ pub fn sync_masquerade(spec: &NodeSpec) -> Result<(), String> {
 }
 
 fn masquerade(pod_cidr: &str, kept: &[String]) -> Result<(), PhaseFailure> {
-    let iptables = |args: &[String]| -> Result<std::process::Output, PhaseFailure> {
-        crate::children::output(Command::new("iptables").args(args)).map_err(|e| PhaseFailure {
-            message: format!("cannot run iptables: {e}"),
-            hint: "the node image needs iptables (recipes/base.toml installs it)".into(),
-        })
+    let cannot_run = |tool: &str, e: std::io::Error| PhaseFailure {
+        message: format!("cannot run {tool}: {e}"),
+        hint: "the node image needs iptables (recipes/base.toml installs it)".into(),
     };
-    for rule in masquerade_rules(pod_cidr, kept) {
-        let is_new_chain = rule.get(2).is_some_and(|a| a == "-N");
-        let is_jump = rule.get(3).is_some_and(|c| c == "POSTROUTING");
-        if is_jump {
-            // -C: already in place from an earlier run.
-            let mut check = rule.clone();
-            check[2] = "-C".into();
-            if iptables(&check)?.status.success() {
-                continue;
-            }
-        }
-        let out = iptables(&rule)?;
-        if !out.status.success() && !is_new_chain {
-            return Err(fail(format!(
-                "iptables {}: {}",
-                rule.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
+    let hooked = crate::children::output(
+        Command::new("iptables")
+            .args(["-w", "-t", "nat", "-C"])
+            .args(masquerade_jump(pod_cidr)),
+    )
+    .map_err(|e| cannot_run("iptables", e))?
+    .status
+    .success();
+    let input = masquerade_restore_input(pod_cidr, kept, hooked);
+    let out = crate::children::output_with_input(
+        Command::new("iptables-restore").args(["-w", "--noflush"]),
+        input.as_bytes(),
+    )
+    .map_err(|e| cannot_run("iptables-restore", e))?;
+    if !out.status.success() {
+        return Err(fail(format!(
+            "iptables-restore --noflush refused the masquerade rules: {}\nrules:\n{input}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     Ok(())
 }
@@ -473,19 +473,16 @@ mod tests {
     #[test]
     fn masquerading_keeps_what_it_is_given_and_is_hooked_once() {
         let kept = ["10.244.1.0/24".to_string(), "10.244.0.0/24".to_string()];
-        let rules = masquerade_rules("10.244.1.0/24", &kept);
-        let text: Vec<String> = rules.iter().map(|r| r.join(" ")).collect();
         assert_eq!(
-            text,
-            [
-                "-t nat -N KINA-MASQ",
-                "-t nat -F KINA-MASQ",
-                "-t nat -A KINA-MASQ -d 10.244.1.0/24 -j RETURN",
-                "-t nat -A KINA-MASQ -d 10.244.0.0/24 -j RETURN",
-                "-t nat -A KINA-MASQ -j MASQUERADE",
-                "-t nat -A POSTROUTING -s 10.244.1.0/24 -j KINA-MASQ",
-            ]
+            masquerade_restore_input("10.244.1.0/24", &kept, false),
+            "*nat\n:KINA-MASQ - [0:0]\n-F KINA-MASQ\n\
+             -A KINA-MASQ -d 10.244.1.0/24 -j RETURN\n\
+             -A KINA-MASQ -d 10.244.0.0/24 -j RETURN\n\
+             -A KINA-MASQ -j MASQUERADE\n\
+             -A POSTROUTING -s 10.244.1.0/24 -j KINA-MASQ\nCOMMIT\n"
         );
+        let again = masquerade_restore_input("10.244.1.0/24", &kept, true);
+        assert!(!again.contains("POSTROUTING"), "{again}");
     }
 
     fn peer(name: &str, address: &str, pod_cidr: &str) -> Peer {
