@@ -16,6 +16,7 @@ pub mod mount;
 pub mod network;
 pub mod resolv_conf;
 pub mod sysctls;
+pub mod tso;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

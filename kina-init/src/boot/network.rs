@@ -9,8 +9,9 @@
 //!
 //! TCP between Apple VMs stalls when segments are forwarded into a veth with
 //! TSO on, so it is turned off on the uplink. Links and routes go through
-//! rtnetlink; TSO through `ethtool` from the node image (its ioctl would need
-//! unsafe code kina-init does not carry).
+//! rtnetlink, TSO through ethtool's netlink family (`tso.rs`); only a kernel
+//! without ethtool netlink falls back to the `ethtool` program (its ioctl
+//! would need unsafe code kina-init does not carry).
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -26,6 +27,7 @@ use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
 use super::cni_config::{CNI_CONF_FILE, ptp_conflist};
 use super::resolv_conf::with_search;
+use super::tso::{TsoError, TsoOutcome};
 use super::{BootContext, Phase, PhaseFailure};
 
 /// The node's first interface: QEMU's user network or Apple's vmnet.
@@ -267,30 +269,11 @@ impl Phase for NetworkPhase {
         })?;
 
         let node_link = ctx.spec.node_link(&self.uplink).to_string();
-        let tso = match crate::children::output(
-            Command::new("ethtool").args(["-K", &node_link, "tso", "off"]),
-        ) {
-            Ok(out) if out.status.success() => "TSO off".to_string(),
-            Ok(out) => {
-                let err = String::from_utf8_lossy(&out.stderr);
-                if err.contains("not supported")
-                    || err.contains("Cannot change")
-                    || err.contains("fixed")
-                {
-                    "TSO not offered by the device".to_string()
-                } else {
-                    return Err(fail(format!(
-                        "ethtool -K {node_link} tso off: {}",
-                        err.trim()
-                    )));
-                }
-            }
-            Err(e) => {
-                return Err(PhaseFailure {
-                    message: format!("cannot run ethtool: {e}"),
-                    hint: "the node image needs ethtool (recipes/base.toml installs it)".into(),
-                });
-            }
+        let tso = match super::tso::tso_off(&node_link) {
+            Ok(TsoOutcome::Off) => "TSO off".to_string(),
+            Ok(TsoOutcome::Fixed) => "TSO fixed on by the device".to_string(),
+            Err(TsoError::Unavailable(why)) => ethtool_tso_off(&node_link, &why)?,
+            Err(TsoError::Failed(message)) => return Err(fail(message)),
         };
 
         self.write_cni_config(&ctx.spec, mtu)?;
@@ -362,6 +345,27 @@ impl NetworkPhase {
         })?;
         std::fs::write(&self.resolv_conf, text)
             .map_err(|e| fail(format!("writing {}: {e}", self.resolv_conf.display())))
+    }
+}
+
+/// TSO off with the `ethtool` program, for a kernel without ethtool netlink
+/// (`why`), where only its ioctl can.
+fn ethtool_tso_off(link: &str, why: &str) -> Result<String, PhaseFailure> {
+    match crate::children::output(Command::new("ethtool").args(["-K", link, "tso", "off"])) {
+        Ok(out) if out.status.success() => Ok("TSO off (ethtool)".to_string()),
+        Ok(out) => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            if err.contains("not supported") || err.contains("Cannot change") || err.contains("fixed")
+            {
+                Ok("TSO not offered by the device".to_string())
+            } else {
+                Err(fail(format!("ethtool -K {link} tso off: {}", err.trim())))
+            }
+        }
+        Err(e) => Err(PhaseFailure {
+            message: format!("cannot run ethtool ({why}): {e}"),
+            hint: "the node image needs ethtool (recipes/base.toml installs it) when the kernel has no ethtool netlink".into(),
+        }),
     }
 }
 
