@@ -67,7 +67,6 @@ fn unpack(arch: &str, dir: &Path) -> PathBuf {
 }
 
 #[test]
-#[ignore = "not yet run to completion: its two release builds take 10-15 min on an idle 2-core machine and could not finish where it was written; run with `cargo test -p kina --test release -- --ignored`"]
 fn archives_unpack_to_a_kina_that_reports_the_kina_init_it_carries_and_checksums_verify() {
     let dir = release_dir();
     // sha256sum, an independent reader, checks every listed file.
@@ -254,7 +253,6 @@ fn qemu_processes_of(dir: &Path) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "not yet run to completion: its two release builds take 10-15 min on an idle 2-core machine and could not finish where it was written; run with `cargo test -p kina --test release -- --ignored`"]
 fn an_installed_kina_builds_checks_and_boots_from_an_empty_home() {
     let qemu = match host_arch() {
         "arm64" => "qemu-system-aarch64",
