@@ -113,8 +113,18 @@ fn archives_unpack_to_a_kina_that_reports_the_kina_init_it_carries_and_checksums
     for arch in ["amd64", "arm64"] {
         let kina = unpack(arch, unpacked.path());
         let mut cmd = if arch == "arm64" {
+            // kina links glibc dynamically (as cargo builds it for a
+            // gnu target): the user-mode emulator takes Debian's arm64
+            // loader and libraries from the cross sysroot
+            // (libc6-arm64-cross, which gcc-aarch64-linux-gnu brings).
+            let sysroot = Path::new("/usr/aarch64-linux-gnu");
+            assert!(
+                sysroot.join("lib/ld-linux-aarch64.so.1").exists(),
+                "{}/lib/ld-linux-aarch64.so.1 is missing: run scripts/install-test-deps (libc6-arm64-cross)",
+                sysroot.display()
+            );
             let mut c = Command::new(require_tool("qemu-aarch64-static"));
-            c.arg(&kina);
+            c.arg("-L").arg(sysroot).arg(&kina);
             c
         } else {
             Command::new(&kina)
