@@ -129,6 +129,26 @@ impl Drop for RemoveOnDrop {
     }
 }
 
+/// Removes the build directories of this key that a killed build left
+/// (`KEY16-PID`, not removed on SIGKILL or power loss). Called under the
+/// key's lock, so none of them belongs to a running build.
+fn remove_stale_build_dirs(work: &Path, key16: &str, ours: &Path) {
+    let Ok(entries) = std::fs::read_dir(work) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let stale = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.strip_prefix(key16))
+            .is_some_and(|rest| rest.starts_with('-'));
+        if stale && path != ours {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
 fn files_list(files: &[PathBuf]) -> String {
     files
         .iter()
@@ -447,6 +467,7 @@ async fn build_kernel(
         &inputs.key.hex()[..16],
         std::process::id()
     )));
+    remove_stale_build_dirs(&work, &inputs.key.hex()[..16], &objdir.0);
     std::fs::create_dir_all(&objdir.0)
         .with_context(|| format!("creating the build directory {}", objdir.0.display()))?;
     let log = logs.join(format!(
@@ -564,4 +585,30 @@ async fn build_kernel(
     drop(objdir);
     let _ = std::fs::remove_file(&log);
     Ok(built)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_killed_builds_directory_of_the_same_key_is_removed_and_nothing_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let work = tmp.path();
+        for name in [
+            "0123456789abcdef-111",
+            "0123456789abcdef-222",
+            "fedcba9876543210-333",
+        ] {
+            std::fs::create_dir_all(work.join(name).join("obj")).unwrap();
+        }
+        let ours = work.join("0123456789abcdef-222");
+        remove_stale_build_dirs(work, "0123456789abcdef", &ours);
+        assert!(!work.join("0123456789abcdef-111").exists());
+        assert!(ours.exists(), "the running build's own directory stays");
+        assert!(
+            work.join("fedcba9876543210-333").exists(),
+            "another key's stays"
+        );
+    }
 }
