@@ -9,9 +9,11 @@
 //!
 //! TCP between Apple VMs stalls when segments are forwarded into a veth with
 //! TSO on, so it is turned off on the uplink. Links and routes go through
-//! rtnetlink, TSO through ethtool's netlink family (`tso.rs`); only a kernel
-//! without ethtool netlink falls back to the `ethtool` program (its ioctl
-//! would need unsafe code kina-init does not carry).
+//! rtnetlink, TSO through ethtool's netlink family (`tso.rs`). A kernel
+//! without ethtool netlink — Apple's containerization configs leave
+//! `CONFIG_ETHTOOL_NETLINK` unset, and so kina's cilium-kpr kernels built
+//! from them — gets the `ethtool` program from the node image instead, which
+//! uses the ioctl (that would need unsafe code kina-init does not carry).
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
