@@ -57,19 +57,12 @@ impl ModulesPhase {
             .exists()
     }
 
-    /// Loads `module` and what it depends on with `finit_module`; the name
-    /// of every module it loaded. `Err` holds why it could not, for the
-    /// `modprobe` fallback to answer.
-    fn load_in_process(
-        &self,
-        dep: &ModulesDep,
-        dir: &Path,
-        module: &str,
-    ) -> Result<Vec<String>, String> {
+    /// Loads `module` and what it depends on with `finit_module`. `Err`
+    /// holds why it could not, for the `modprobe` fallback to answer.
+    fn load_in_process(&self, dep: &ModulesDep, dir: &Path, module: &str) -> Result<(), String> {
         let files = dep
             .load_order(module)
             .ok_or_else(|| format!("{module} is not in modules.dep"))?;
-        let mut loaded = Vec::new();
         for file in files {
             let name = modules_dep::module_name(file).unwrap_or_else(|| module.to_string());
             if self.loaded(&name) {
@@ -84,11 +77,11 @@ impl ModulesPhase {
             };
             match finit_module(&fd, c"", flags) {
                 // Loaded meanwhile (the kernel's own request_module, say).
-                Ok(()) | Err(Errno::EEXIST) => loaded.push(name),
+                Ok(()) | Err(Errno::EEXIST) => {}
                 Err(e) => return Err(format!("finit_module({}): {e}", path.display())),
             }
         }
-        Ok(loaded)
+        Ok(())
     }
 
     /// modprobe for what could not be loaded in-process: one run for all
