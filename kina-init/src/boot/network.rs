@@ -380,8 +380,8 @@ fn ethtool_tso_off(link: &str, why: &str) -> Result<String, PhaseFailure> {
 /// everything outside this node's pod CIDR after these rules returned.
 ///
 /// Written as one `iptables-restore --noflush` transaction (one process
-/// instead of one per rule, which cost most of the phase under TCG; and
-/// atomic): the chain of its own is declared, which creates it or, when a
+/// instead of one per rule, each slow to start under TCG; and atomic): the
+/// chain of its own is declared, which creates it or, when a
 /// second run (kina-init restarted, peers changed) finds it, flushes it
 /// (`iptables-restore(8)`), so its rules are replaced rather than
 /// duplicated. The POSTROUTING jump is added unless `hooked` says it is
