@@ -228,9 +228,11 @@ where
                 _ => {}
             }
             if len == 0 {
-                break;
+                return Err((0, "a netlink reply of length 0".into()));
             }
-            offset += len;
+            // Messages in one datagram start at 4-byte boundaries
+            // (NLMSG_ALIGN); the length does not count the padding.
+            offset += (len + 3) & !3;
         }
     }
 }
