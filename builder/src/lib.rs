@@ -10,6 +10,7 @@ pub mod civil_time;
 pub mod deb;
 pub mod debian;
 pub mod digest;
+pub mod digest_memo;
 pub mod fetch;
 pub mod fsutil;
 pub mod kernel;

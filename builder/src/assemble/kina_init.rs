@@ -141,6 +141,7 @@ pub fn identity(
     loaded: &LoadedRecipe,
     override_path: Option<&PathBuf>,
     arch: Arch,
+    memo: &crate::digest_memo::DigestMemo,
 ) -> Result<Sha256Digest, KinaInitError> {
     let local = match (override_path, &loaded.recipe.kina_init) {
         (Some(path), _) => path.clone(),
@@ -152,5 +153,10 @@ pub fn identity(
                 .ok_or(KinaInitError::NotPinned { arch });
         }
     };
-    Ok(Sha256Digest::of(&read_local(&local, arch)?))
+    memo.digest(&local)
+        .map_err(|source| KinaInitError::Missing {
+            arch,
+            path: local.clone(),
+            source,
+        })
 }

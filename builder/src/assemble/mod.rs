@@ -452,7 +452,10 @@ pub async fn build_to_store(
     store: &crate::store::ImageStore,
 ) -> Result<StoredBuild, BuildError> {
     let epoch = options.source_date_epoch.unwrap_or(lock.source_date_epoch);
-    let key = build_key(loaded, lock, options, epoch)?;
+    // The digests of local kina-init files, remembered beside the store's
+    // build records so a no-op rebuild only stats them.
+    let memo = crate::digest_memo::DigestMemo::new(store.root().join("file-digests"));
+    let key = build_key(loaded, lock, options, epoch, &memo)?;
     let entry = |digest: Sha256Digest, size: u64| crate::oci_layout::LayoutEntry {
         media_type: crate::store::INDEX_MEDIA_TYPE.to_string(),
         digest,
@@ -492,6 +495,7 @@ fn build_key(
     lock: &Lock,
     options: &BuildOptions,
     epoch: u64,
+    memo: &crate::digest_memo::DigestMemo,
 ) -> Result<Sha256Digest, BuildError> {
     let mut text = format!(
         "kina {}\nrecipe {}\nreference {}\nepoch {epoch}\ncompression {:?}\n",
@@ -502,7 +506,7 @@ fn build_key(
     );
     text.push_str(&lock.to_toml()?);
     for &arch in &options.platforms {
-        let init = kina_init::identity(loaded, options.kina_init_overrides.get(&arch), arch)?;
+        let init = kina_init::identity(loaded, options.kina_init_overrides.get(&arch), arch, memo)?;
         text.push_str(&format!("platform {arch} kina-init {init}\n"));
     }
     Ok(Sha256Digest::of(text.as_bytes()))
