@@ -137,29 +137,15 @@ pub async fn fetch_suite(
     for component in components {
         for &arch in arches {
             let dir = format!("{component}/binary-{}", arch.debian());
-            let Some((path, entry)) = INDEX_NAMES.iter().find_map(|name| {
-                let path = format!("{dir}/{name}");
-                release.sha256.get(&path).map(|e| (path, e.clone()))
-            }) else {
+            let Some(ListedIndex { path, entry, text }) =
+                fetch_listed_index(client, &release, &dists, &dir, &INDEX_NAMES).await?
+            else {
                 return Err(ArchiveError::NoIndex {
                     inrelease_url,
                     component: component.clone(),
                     arch,
                 });
             };
-            let url = if release.acquire_by_hash {
-                format!("{dists}/{dir}/by-hash/SHA256/{}", entry.sha256.hex())
-            } else {
-                format!("{dists}/{path}")
-            };
-            let bytes = get_index(client, &url).await?;
-            check_index(&path, &url, &entry, &bytes)?;
-            let text =
-                decompress_index(&path, &bytes).map_err(|problem| ArchiveError::Decompress {
-                    path: path.clone(),
-                    url: url.clone(),
-                    problem,
-                })?;
             packages.push(PackagesIndex {
                 component: component.clone(),
                 arch,
@@ -203,6 +189,44 @@ pub(crate) async fn get_index(
         });
     }
     Ok(response.bytes().await.map_err(http)?.to_vec())
+}
+
+/// An index a verified Release lists, fetched, checked and decompressed.
+pub(crate) struct ListedIndex {
+    pub path: String,
+    pub entry: ReleaseEntry,
+    pub text: String,
+}
+
+/// The first of `names` (apt's order of preference) that `release` lists
+/// under `dir`: fetched by hash when the archive offers it, checked against
+/// its Release entry and decompressed. `None` when the Release lists none.
+pub(crate) async fn fetch_listed_index(
+    client: &reqwest::Client,
+    release: &VerifiedRelease,
+    dists: &str,
+    dir: &str,
+    names: &[&str],
+) -> Result<Option<ListedIndex>, ArchiveError> {
+    let Some((path, entry)) = names.iter().find_map(|name| {
+        let path = format!("{dir}/{name}");
+        release.sha256.get(&path).map(|e| (path, e.clone()))
+    }) else {
+        return Ok(None);
+    };
+    let url = if release.acquire_by_hash {
+        format!("{dists}/{dir}/by-hash/SHA256/{}", entry.sha256.hex())
+    } else {
+        format!("{dists}/{path}")
+    };
+    let bytes = get_index(client, &url).await?;
+    check_index(&path, &url, &entry, &bytes)?;
+    let text = decompress_index(&path, &bytes).map_err(|problem| ArchiveError::Decompress {
+        path: path.clone(),
+        url,
+        problem,
+    })?;
+    Ok(Some(ListedIndex { path, entry, text }))
 }
 
 /// Checks a fetched index against its signed Release entry.

@@ -8,7 +8,7 @@
 //! `Checksums-Sha256` of its paragraph. A kernel recipe pins the `linux`
 //! source package this way, so its orig tarball is as trusted as any `.deb`.
 
-use super::archive::{ArchiveError, check_index, decompress_index, get_index};
+use super::archive::{ArchiveError, ListedIndex, fetch_listed_index};
 use super::control::{Paragraph, parse_paragraphs};
 use super::release::VerifiedRelease;
 use super::version::Version;
@@ -147,27 +147,14 @@ pub async fn fetch_sources_index(
 ) -> Result<String, ArchiveError> {
     let dists = format!("{}/dists/{suite}", archive_url.trim_end_matches('/'));
     let dir = format!("{component}/source");
-    let Some((path, entry)) = INDEX_NAMES.iter().find_map(|name| {
-        let path = format!("{dir}/{name}");
-        release.sha256.get(&path).map(|e| (path, e.clone()))
-    }) else {
+    let listed = fetch_listed_index(client, release, &dists, &dir, &INDEX_NAMES).await?;
+    let Some(ListedIndex { text, .. }) = listed else {
         return Err(ArchiveError::NoSourcesIndex {
             inrelease_url: format!("{dists}/InRelease"),
             component: component.to_string(),
         });
     };
-    let url = if release.acquire_by_hash {
-        format!("{dists}/{dir}/by-hash/SHA256/{}", entry.sha256.hex())
-    } else {
-        format!("{dists}/{path}")
-    };
-    let bytes = get_index(client, &url).await?;
-    check_index(&path, &url, &entry, &bytes)?;
-    decompress_index(&path, &bytes).map_err(|problem| ArchiveError::Decompress {
-        path,
-        url,
-        problem,
-    })
+    Ok(text)
 }
 
 #[cfg(test)]
