@@ -88,6 +88,19 @@ fn package_files(skip: &[&str]) -> Vec<(String, Vec<u8>)> {
             "usr/share/info/tools.info.gz".into(),
             b"\x1f\x8binfo".to_vec(),
         ),
+        // Shaped like libc6's converters and their configuration.
+        (
+            "usr/lib/x86_64-linux-gnu/gconv/ISO8859-2.so".into(),
+            b"\x7fELF gconv".to_vec(),
+        ),
+        (
+            "usr/lib/x86_64-linux-gnu/gconv/gconv-modules".into(),
+            b"include gconv-modules.d/*.conf\n".to_vec(),
+        ),
+        (
+            "usr/lib/x86_64-linux-gnu/gconv/gconv-modules.d/gconv-modules-extra.conf".into(),
+            b"module ISO-8859-2// INTERNAL ISO8859-2 1\n".to_vec(),
+        ),
     ];
     for plugin in CNI_PLUGINS {
         files.push((format!("usr/lib/cni/{plugin}"), plugin.as_bytes().to_vec()));
@@ -302,12 +315,13 @@ fn the_image_leaves_out_what_dpkg_path_exclude_leaves_out_and_dpkg_verify_agrees
         "usr/share/man/man8/node-tools.8.gz",
         "usr/share/locale/de",
         "usr/share/info/tools.info.gz",
+        "usr/bin/ctr",
+        "usr/lib/x86_64-linux-gnu/gconv/ISO8859-2.so",
     ] {
         assert!(!tree.contains(gone), "/{gone} is in the image");
     }
     for kept in [
         "usr/bin/containerd-shim-runc-v2",
-        "usr/bin/ctr",
         "usr/bin/shim-link",
         "usr/lib/cni/ptp",
         "usr/lib/cni/host-local",
@@ -316,6 +330,8 @@ fn the_image_leaves_out_what_dpkg_path_exclude_leaves_out_and_dpkg_verify_agrees
         "usr/lib/cni/bridge",
         "usr/share/doc/node-tools/copyright",
         "usr/share/locale/locale.alias",
+        "usr/lib/x86_64-linux-gnu/gconv/gconv-modules",
+        "usr/lib/x86_64-linux-gnu/gconv/gconv-modules.d/gconv-modules-extra.conf",
     ] {
         assert!(tree.contains(kept), "/{kept} was left out");
     }
@@ -331,6 +347,8 @@ fn the_image_leaves_out_what_dpkg_path_exclude_leaves_out_and_dpkg_verify_agrees
     let shims = &built.left_out["containerd-old-shims"];
     assert_eq!((shims.paths, shims.bytes), (2, 8000));
     assert_eq!(built.left_out["unused-cni-plugins"].paths, 11);
+    assert_eq!(built.left_out["ctr"].paths, 1);
+    assert_eq!(built.left_out["gconv"].paths, 1);
 }
 
 #[test]

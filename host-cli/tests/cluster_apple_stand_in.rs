@@ -8,7 +8,7 @@
 //! node, as vmnet may), `inspect`/`list` answer in the 1.x JSON shape of
 //! kina-apple's own tests (written from Apple's source, not captured), and
 //! `exec` answers the two commands kina runs (reading kina-init's status,
-//! which the test prepares, and `ctr images import`, whose input it keeps).
+//! which the test prepares, and `kina-init images import`, whose input it keeps).
 //! What this shows is the sequence kina drives and how it keeps the node
 //! specs in line with the addresses, not how Apple's program behaves.
 //! The node image is real: the base image built from Debian's archive,
@@ -164,7 +164,8 @@ exec)
   fi
   case "$*" in
     "cat /run/kina/status.json") cat "$dir/c/$n/status.json" ;;
-    "ctr --namespace k8s.io images import --digests -") cat > "$dir/c/$n/imported.tar"; echo "unpacking kina.local/test:tiny...done" ;;
+    # kina-init's own import (image_import); its answer line as render() words it.
+    "kina-init images import -") cat > "$dir/c/$n/imported.tar"; echo "imported kina.local/test:tiny (sha256:0000000000000000000000000000000000000000000000000000000000000000), unpacked into overlayfs: 1 of 1 layer(s) applied" ;;
     "kina-init replace-spec")
       # The node's own kina-init (the real binary, run here) writing its
       # /etc/kina/node.json, which is the shared host directory: what it
@@ -514,7 +515,7 @@ fn stand_in_apple_cluster_is_created_its_specs_follow_restarts_and_it_is_deleted
             .all(|n| n["phase"] == "ready" && n["running"] == true)
     );
 
-    // --- load image-archive streams the archive into each node's ctr.
+    // --- load image-archive streams the archive into each node's kina-init import.
     let archive = env.join("tiny.tar");
     {
         let mut builder = tar::Builder::new(std::fs::File::create(&archive).unwrap());

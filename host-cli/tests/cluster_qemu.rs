@@ -285,22 +285,53 @@ fn a_two_node_qemu_cluster_comes_up_carries_pod_traffic_and_goes_without_a_trace
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("not-an-image.tar"), "{stderr}");
-    run_ok(
+    let loaded = run_ok(
         kina(env)
             .args(["load", "image-archive", "--name", CLUSTER])
             .arg(&archive),
     );
+    let said = String::from_utf8_lossy(&loaded.stderr);
     for node in [CONTROL_PLANE, WORKER] {
-        let images = exec_ok(
+        assert!(
+            said.contains(&format!(
+                "{node}: imported kina.local/test:tiny ({manifest}), unpacked into overlayfs: 1 of 1 layer(s) applied"
+            )),
+            "{said}"
+        );
+        // The kubelet's view (the CRI), and the file the host put in the
+        // layer, unpacked; the import's lease is gone by now, and its
+        // release ran containerd's garbage collector, so what remains is
+        // held by the image's own labels.
+        let images = exec_ok(env, node, &["kina-init", "cri", "images"]);
+        assert!(images.contains("kina.local/test:tiny"), "{node}: {images}");
+        let unpacked = exec_ok(
             env,
             node,
-            &["ctr", "--namespace", "k8s.io", "images", "list"],
+            &[
+                "sh",
+                "-c",
+                "cat /var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/*/fs/hello.txt",
+            ],
         );
-        assert!(
-            images.contains("kina.local/test:tiny") && images.contains(&manifest),
-            "{node}: {images}"
-        );
+        assert_eq!(unpacked, "hello from the host\n", "{node}");
     }
+    // A second load finds the layer unpacked already.
+    let again = run_ok(
+        kina(env)
+            .args([
+                "load",
+                "image-archive",
+                "--name",
+                CLUSTER,
+                "--nodes",
+                WORKER,
+            ])
+            .arg(&archive),
+    );
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("0 of 1 layer(s) applied"),
+        "{again:?}"
+    );
 
     // --- export logs: per node status, console, containerd log, kernel report.
     let logs = env.join("logs");

@@ -168,7 +168,10 @@ fn an_amd64_base_image_boots_to_ready_in_qemu_and_behaves_as_a_node() {
     assert_eq!(delays, ["250 ms", "500 ms", "1000 ms"], "{text}");
     // "started" is the process; its socket answers a moment later.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !exec(env, "n1", &["ctr", "version"], b"").status.success() {
+    while !exec(env, "n1", &["kina-init", "cri", "images"], b"")
+        .status
+        .success()
+    {
         assert!(
             Instant::now() < deadline,
             "containerd does not answer after its restarts:\n{}",
@@ -323,9 +326,25 @@ fn an_amd64_base_image_boots_to_ready_in_qemu_and_behaves_as_a_node() {
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(images, "imported 1 preloaded image(s)");
-    let listed = exec_ok(env, "n1", &["ctr", "-n", "k8s.io", "images", "ls", "-q"]);
+    assert_eq!(
+        images,
+        "imported 1 preloaded image(s) (1 layer(s) unpacked)"
+    );
+    // What the kubelet sees, through the CRI; and the layer unpacked into
+    // the CRI's snapshotter, kept after the import's lease went (its
+    // release ran containerd's garbage collector).
+    let listed = exec_ok(env, "n1", &["kina-init", "cri", "images"]);
     assert!(listed.contains("kina.local/preload-test:1"), "{listed}");
+    let unpacked = exec_ok(
+        env,
+        "n1",
+        &[
+            "sh",
+            "-c",
+            "cat /var/lib/containerd/io.containerd.snapshotter.v1.*/snapshots/*/fs/hello.txt",
+        ],
+    );
+    assert_eq!(unpacked, "hello\n", "the preloaded layer's file, unpacked");
     assert_eq!(
         exec_ok(env, "n1", &["cat", "/etc/machine-id"]),
         id_before,

@@ -11,19 +11,13 @@
 //! containerd's unix socket.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::{Image, ImageSpec, ImageStatusRequest, ListImagesRequest, PullImageRequest};
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
-/// Where containerd serves the CRI (and its own API) in a node.
-pub const SOCKET: &str = "/run/containerd/containerd.sock";
-
-/// How long connecting to the socket may take; a pull itself is bounded by
-/// containerd's own `image_pull_progress_timeout`.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::containerd_socket;
+pub use crate::containerd_socket::SOCKET;
 
 /// An image as the CRI reports it: what `crictl inspecti` shows.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -84,30 +78,7 @@ pub struct CriClient {
 impl CriClient {
     /// Connects to the CRI at `socket`.
     pub fn connect(socket: &Path) -> Result<Self, CriError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| CriError(format!("starting a runtime for the CRI client: {e}")))?;
-        let path = socket.to_path_buf();
-        // The URI is required by tonic but unused: the connector below
-        // dials the socket whatever it says.
-        let endpoint = Endpoint::from_static("http://[::1]").connect_timeout(CONNECT_TIMEOUT);
-        let channel = runtime
-            .block_on(endpoint.connect_with_connector(tower::service_fn(move |_: Uri| {
-                let path = path.clone();
-                async move {
-                    tokio::net::UnixStream::connect(path)
-                        .await
-                        .map(TokioIo::new)
-                }
-            })))
-            .map_err(|e| {
-                CriError(format!(
-                    "cannot connect to the CRI at {}: {} (is containerd running? `kina-init status` shows the containerd phase)",
-                    socket.display(),
-                    error_chain(&e)
-                ))
-            })?;
+        let (runtime, channel) = containerd_socket::connect(socket).map_err(CriError)?;
         Ok(Self {
             runtime,
             client: ImageServiceClient::new(channel),
@@ -176,22 +147,6 @@ impl CriClient {
             status.code()
         ))
     }
-}
-
-/// `e` and its sources, `: `-separated (tonic's transport error says
-/// little on its own), each source once: some already print theirs.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// One line per name of `image` (tags, else digests, else `<none>`), as

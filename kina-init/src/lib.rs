@@ -6,11 +6,15 @@ pub mod boot;
 #[cfg(target_os = "linux")]
 pub mod children;
 #[cfg(target_os = "linux")]
+pub mod containerd_socket;
+#[cfg(target_os = "linux")]
 pub mod cri;
 #[cfg(target_os = "linux")]
 pub mod exec_server;
 #[cfg(target_os = "linux")]
 pub mod first_stage;
+#[cfg(target_os = "linux")]
+pub mod image_import;
 #[cfg(target_os = "linux")]
 pub mod kernel_probe;
 #[cfg(target_os = "linux")]

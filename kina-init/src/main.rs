@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: kina-init (no arguments: boot the node) | --version | check-kernel [--profile PROFILE]... [--json] | status [--json] [--file PATH] | replace-spec [--file PATH] < SPEC | phase mount|network|sysctls|kubernetes [--root DIR] [--spec FILE] | pod-network-check [--conf FILE] [--json] | pod attach|detach NAME [--conf FILE] | cri pull IMAGE|images [--socket PATH] [--json]";
+const USAGE: &str = "usage: kina-init (no arguments: boot the node) | --version | check-kernel [--profile PROFILE]... [--json] | status [--json] [--file PATH] | replace-spec [--file PATH] < SPEC | phase mount|network|sysctls|kubernetes [--root DIR] [--spec FILE] | pod-network-check [--conf FILE] [--json] | pod attach|detach NAME [--conf FILE] | cri pull IMAGE|images [--socket PATH] [--json] | images import [--socket PATH] [--namespace NS] [--snapshotter NAME] -|ARCHIVE";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         Some("pod-network-check") => pod_network_check(&args[1..]),
         Some("pod") => scratch_pod(&args[1..]),
         Some("cri") => cri(&args[1..]),
+        Some("images") => images(&args[1..]),
         Some(other) => {
             eprintln!("kina-init: unknown argument `{other}`\n{USAGE}");
             ExitCode::from(2)
@@ -337,6 +338,82 @@ fn cri(args: &[String]) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `kina-init images import -|ARCHIVE`: an OCI image archive into
+/// containerd, as `ctr images import` puts it there (`kina_init::image_import`),
+/// into the k8s.io namespace and the CRI's snapshotter unless told
+/// otherwise. `kina load` streams archives to it over the exec channel.
+#[cfg(target_os = "linux")]
+fn images(args: &[String]) -> ExitCode {
+    use kina_contract::containerd_config::{CONFIG_PATH, cri_snapshotter};
+    use kina_init::image_import::{Importer, render};
+    let Some("import") = args.first().map(String::as_str) else {
+        eprintln!("kina-init images: name `import -` or `import ARCHIVE`\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    // The operands: what is neither an option nor an option's value.
+    let takes_value = ["--socket", "--namespace", "--snapshotter"];
+    let mut operands = Vec::new();
+    let mut rest = args[1..].iter();
+    while let Some(arg) = rest.next() {
+        if takes_value.contains(&arg.as_str()) {
+            rest.next();
+        } else {
+            operands.push(arg.clone());
+        }
+    }
+    let source = match operands.as_slice() {
+        [source] => source.clone(),
+        _ => {
+            eprintln!(
+                "kina-init images import: name one archive, or - for standard input\n{USAGE}"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let socket = std::path::Path::new(
+        option(args, "--socket").unwrap_or(kina_init::containerd_socket::SOCKET),
+    );
+    let namespace = option(args, "--namespace").unwrap_or("k8s.io");
+    let result = (|| {
+        let snapshotter = match option(args, "--snapshotter") {
+            Some(name) => name.to_string(),
+            None => {
+                let config = std::fs::read_to_string(CONFIG_PATH)
+                    .map_err(|e| format!("reading {CONFIG_PATH} for the CRI's snapshotter (or pass --snapshotter): {e}"))?;
+                cri_snapshotter(&config)?
+            }
+        };
+        let mut importer =
+            Importer::connect(socket, namespace, &snapshotter).map_err(|e| e.to_string())?;
+        let imported = if source == "-" {
+            importer.import_archive(std::io::stdin().lock())
+        } else {
+            let file =
+                std::fs::File::open(&source).map_err(|e| format!("opening {source}: {e}"))?;
+            importer.import_archive(std::io::BufReader::new(file))
+        }
+        .map_err(|e| e.to_string())?;
+        importer.finish().map_err(|e| e.to_string())?;
+        Ok::<_, String>(render(&imported, &snapshotter))
+    })();
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kina-init images import: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn images(_args: &[String]) -> ExitCode {
+    eprintln!("kina-init images runs inside a Linux node");
+    ExitCode::from(2)
 }
 
 #[cfg(not(target_os = "linux"))]

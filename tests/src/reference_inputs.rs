@@ -95,6 +95,20 @@ pub const REFERENCE_INPUTS: &[ReferenceInput] = &[
             member: "boot/config-6.1.0-56-cloud-arm64",
         },
     },
+    // containerd 1.7 as the base image installs it (trixie's, the .deb
+    // recipes/base.lock pins), for reading its major version from the
+    // binary without running it (kina-init `boot/go_buildinfo.rs`).
+    ReferenceInput {
+        name: "debian-containerd-1.7.24-amd64",
+        sha256: "9912cdfff923738916167fcecdfb09a5c908b5e26aaabc5fa9268b37988dd0ba",
+        origin: Origin::DebianPackage {
+            archive: DebianArchive::Debian,
+            filename: "pool/main/c/containerd/containerd_1.7.24~ds1-6+deb13u1_amd64.deb",
+            sha256: "ed708deb96fe476a3bce4efa5c0538dfbcf717ab9a7c7944ba7260342c25899c",
+            size: 32_784_720,
+            member: "usr/bin/containerd",
+        },
+    },
     // containerd 2.x as Debian builds it (sid's 2.1.9+ds1-5; trixie and
     // its backports have 1.7 only), to check that the version 2 config
     // kina writes survives 2.x's migration. sid drops superseded versions

@@ -68,6 +68,42 @@ pub fn containerd_major(version_output: &str) -> Option<u32> {
     })
 }
 
+/// The snapshotter the CRI unpacks images into, read from a configuration
+/// as written ([`config_text`], patches applied): version 2's
+/// `plugins."io.containerd.grpc.v1.cri".containerd.snapshotter`, or
+/// version 3's `plugins."io.containerd.cri.v1.images".snapshotter`, else
+/// containerd's default, overlayfs. An import into any other snapshotter
+/// would be invisible to the kubelet.
+pub fn cri_snapshotter(config: &str) -> Result<String, String> {
+    let table: toml::Table = config
+        .parse()
+        .map_err(|e| format!("containerd's configuration is not TOML: {e}"))?;
+    let at = |path: &[&str]| {
+        path.iter()
+            .try_fold(None::<&toml::Value>, |value, key| {
+                let next = match value {
+                    None => table.get(*key),
+                    Some(v) => v.get(*key),
+                };
+                next.map(Some).ok_or(())
+            })
+            .ok()
+            .flatten()
+            .and_then(toml::Value::as_str)
+    };
+    let configured = at(&[
+        "plugins",
+        "io.containerd.grpc.v1.cri",
+        "containerd",
+        "snapshotter",
+    ])
+    .or_else(|| at(&["plugins", "io.containerd.cri.v1.images", "snapshotter"]))
+    .filter(|s| !s.is_empty());
+    Ok(configured
+        .unwrap_or(Snapshotter::Overlayfs.name())
+        .to_string())
+}
+
 /// The CNI plugin directories kina-init looks in, upstream's first (the
 /// Kubernetes recipes install there), then Debian's.
 pub const CNI_BIN_DIRS: [&str; 2] = ["/opt/cni/bin", "/usr/lib/cni"];

@@ -352,3 +352,23 @@ fn the_dry_run_assumes_what_the_recipes_install() {
     let err = dry_run_text(&spec(&["[x"], vec![]), 2, None).unwrap_err();
     assert!(err.starts_with("containerdConfigPatches[0]"), "{err}");
 }
+
+#[test]
+fn the_cri_snapshotter_is_read_from_either_config_version() {
+    assert_eq!(cri_snapshotter(&base_config(&node(1))).unwrap(), "native");
+    let mut overlay = node(2);
+    overlay.snapshotter = Snapshotter::Overlayfs;
+    assert_eq!(
+        cri_snapshotter(&base_config(&overlay)).unwrap(),
+        "overlayfs"
+    );
+    assert_eq!(
+        cri_snapshotter(
+            "version = 3\n[plugins.'io.containerd.cri.v1.images']\n  snapshotter = \"native\"\n"
+        )
+        .unwrap(),
+        "native"
+    );
+    assert_eq!(cri_snapshotter("version = 2\n").unwrap(), "overlayfs");
+    assert!(cri_snapshotter("not toml [").is_err());
+}

@@ -40,10 +40,8 @@ const COMMANDS: &[(&str, &[&str])] = &[
     ("dmesg.txt", &["dmesg"]),
     ("ip-addr.txt", &["ip", "address"]),
     ("ip-route.txt", &["ip", "route"]),
-    (
-        "images.txt",
-        &["ctr", "--namespace", "k8s.io", "images", "list"],
-    ),
+    // What the kubelet sees, through the CRI (nodes carry no ctr).
+    ("images.txt", &["kina-init", "cri", "images"]),
 ];
 /// kina-init's log directory on a node.
 const NODE_LOG_DIR: &str = "/var/log/kina";

@@ -12,11 +12,11 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
 use kina_contract::containerd_config::sandbox::{pause_from_kubeadm_images, pause_image};
 use kina_contract::containerd_config::{
-    CONFIG_PATH, NodeRuntime, Snapshotter, cni_bin_dirs, config_text, containerd_major,
+    CONFIG_PATH, NodeRuntime, Snapshotter, cni_bin_dirs, config_text,
 };
 use kina_contract::status::PhaseId;
 
-use super::{BootContext, Phase, PhaseFailure};
+use super::{BootContext, Phase, PhaseFailure, go_buildinfo};
 use crate::children;
 use crate::supervise::{ServiceSpec, Supervisor};
 
@@ -72,7 +72,37 @@ pub fn sandbox_image(root: &Path) -> Result<(String, String), PhaseFailure> {
     }
 }
 
-pub const SOCKET: &str = "/run/containerd/containerd.sock";
+pub use crate::containerd_socket::SOCKET;
+
+/// containerd's major version and how it was learnt: from the import path
+/// its `.go.buildinfo` records (`go_buildinfo`), without starting it; from
+/// `containerd --version` when that cannot be read (a binary from before
+/// Go 1.18, or not containerd's own build).
+fn containerd_version(root: &Path) -> Result<(u32, String), PhaseFailure> {
+    let binary = ["usr/local/bin/containerd", "usr/bin/containerd"]
+        .iter()
+        .map(|p| root.join(p))
+        .find(|p| p.is_file());
+    let recorded = binary.as_deref().map(go_buildinfo::main_package);
+    if let Some(Ok(package)) = &recorded
+        && let Some(major) = go_buildinfo::containerd_major_of_package(package)
+    {
+        return Ok((major, format!("containerd {major}.x ({package})")));
+    }
+    let version = children::output(Command::new("containerd").arg("--version")).map_err(|e| {
+        PhaseFailure {
+            message: format!("cannot run containerd: {e}"),
+            hint: "the node image needs containerd (recipes/base.toml installs Debian's)".into(),
+        }
+    })?;
+    let text = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    let major =
+        kina_contract::containerd_config::containerd_major(&text).ok_or_else(|| PhaseFailure {
+            message: format!("cannot read containerd's version from `{text}`"),
+            hint: "install a containerd 1.7 or 2.x in the node image".into(),
+        })?;
+    Ok((major, text))
+}
 
 /// crictl's configuration, so `crictl ps` in a node talks to containerd
 /// without flags or its warnings about guessing endpoints, as in kind's
@@ -140,19 +170,7 @@ impl Phase for ContainerdPhase {
     }
 
     fn run(&mut self, ctx: &mut BootContext) -> Result<String, PhaseFailure> {
-        let version =
-            children::output(Command::new("containerd").arg("--version")).map_err(|e| {
-                PhaseFailure {
-                    message: format!("cannot run containerd: {e}"),
-                    hint: "the node image needs containerd (recipes/base.toml installs Debian's)"
-                        .into(),
-                }
-            })?;
-        let version_text = String::from_utf8_lossy(&version.stdout).trim().to_string();
-        let major = containerd_major(&version_text).ok_or_else(|| PhaseFailure {
-            message: format!("cannot read containerd's version from `{version_text}`"),
-            hint: "install a containerd 1.7 or 2.x in the node image".into(),
-        })?;
+        let (major, version_text) = containerd_version(&self.root)?;
         let state = self.root.join("var/lib/containerd");
         std::fs::create_dir_all(&state).map_err(|e| PhaseFailure {
             message: format!("creating {}: {e}", state.display()),

@@ -1,18 +1,18 @@
 //! The images phase: the control-plane images the node image carries (an
 //! OCI layout at /var/lib/kina/images, written by `kina image build`) go
-//! into containerd's k8s.io namespace on first boot, so kubeadm finds them
+//! into containerd's k8s.io namespace on first boot through containerd's API
+//! (`image_import`), unpacked for the CRI, so kubeadm finds them
 //! without a registry. A copy of the imported index marks the work done:
 //! later boots skip it, and a node image with other images imports again.
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
 
-use super::containerd::SOCKET;
+use kina_contract::containerd_config::{CONFIG_PATH, cri_snapshotter};
 use kina_contract::status::PhaseId;
 
 use super::{BootContext, Phase, PhaseFailure};
-use crate::children;
+use crate::containerd_socket::SOCKET;
+use crate::image_import::{Imported, Importer};
 
 pub struct ImagesPhase {
     pub root: PathBuf,
@@ -52,63 +52,32 @@ impl Phase for ImagesPhase {
         if std::fs::read(&marker).is_ok_and(|m| m == index) {
             return Ok(format!("{count} preloaded image(s) already imported"));
         }
-        let mut child = children::spawn(
-            Command::new("ctr")
-                .args([
-                    "--address",
-                    SOCKET,
-                    "--namespace",
-                    "k8s.io",
-                    "images",
-                    "import",
-                    "-",
-                ])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped()),
-        )
-        .map_err(|e| PhaseFailure {
-            message: format!("cannot run ctr: {e}"),
-            hint: "the node image needs containerd's ctr".into(),
+        let imported = import_layout(&self.root, &layout).map_err(|e| PhaseFailure {
+            message: format!("importing {}: {e}", layout.display()),
+            hint: "read /var/log/kina/containerd.log; the node image's preloaded images may be damaged: rebuild it".into(),
         })?;
-        let pid = child.id();
-        // ctr reads an OCI archive; the layout is streamed to it as one.
-        let streamed = child.stdin.take().map(|stdin| {
-            let mut archive = tar::Builder::new(stdin);
-            archive.mode(tar::HeaderMode::Deterministic);
-            archive.follow_symlinks(false);
-            archive
-                .append_dir_all(".", &layout)
-                .and_then(|()| archive.into_inner())
-                .and_then(|mut s| s.flush())
-        });
-        let out = child.wait_with_output();
-        children::release(pid);
-        let out = out.map_err(|e| PhaseFailure {
-            message: format!("waiting for ctr images import: {e}"),
-            hint: "see the console log".into(),
-        })?;
-        if !out.status.success() {
-            return Err(PhaseFailure {
-                message: format!(
-                    "ctr images import of {} failed ({}): {}",
-                    layout.display(),
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-                hint: "read /var/log/kina/containerd.log; the node image's preloaded images may be damaged: rebuild it".into(),
-            });
-        }
-        if let Some(Err(e)) = streamed {
-            return Err(PhaseFailure {
-                message: format!("streaming {} to ctr: {e}", layout.display()),
-                hint: "the node's disk may be damaged; rebuild the node".into(),
-            });
-        }
         std::fs::write(&marker, &index).map_err(|e| PhaseFailure {
             message: format!("writing {}: {e}", marker.display()),
             hint: "the node's /var must be writable".into(),
         })?;
-        Ok(format!("imported {count} preloaded image(s)"))
+        let applied: usize = imported.iter().map(|i| i.layers_applied).sum();
+        Ok(format!(
+            "imported {count} preloaded image(s) ({applied} layer(s) unpacked)"
+        ))
     }
+}
+
+/// The layout into the k8s.io namespace, unpacked into the snapshotter the
+/// CRI was configured with (the containerd phase wrote that file).
+fn import_layout(root: &Path, layout: &Path) -> Result<Vec<Imported>, String> {
+    let config_path = root.join(CONFIG_PATH.trim_start_matches('/'));
+    let config = std::fs::read_to_string(&config_path)
+        .map_err(|e| format!("reading {}: {e}", config_path.display()))?;
+    let snapshotter = cri_snapshotter(&config)?;
+    let socket = root.join(SOCKET.trim_start_matches('/'));
+    let mut importer =
+        Importer::connect(&socket, "k8s.io", &snapshotter).map_err(|e| e.to_string())?;
+    let imported = importer.import_layout(layout).map_err(|e| e.to_string())?;
+    importer.finish().map_err(|e| e.to_string())?;
+    Ok(imported)
 }

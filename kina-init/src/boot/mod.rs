@@ -7,6 +7,7 @@
 pub mod cgroups;
 pub mod cni_config;
 pub mod containerd;
+pub mod go_buildinfo;
 pub mod identity;
 pub mod images;
 pub mod kernel;

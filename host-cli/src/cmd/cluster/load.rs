@@ -1,6 +1,7 @@
 //! `kina load image-archive` and `kina load image`: images into the
 //! nodes' containerd, streamed through the provider's exec into
-//! `ctr images import`.
+//! `kina-init images import -`, which imports and unpacks them as
+//! `ctr images import` does (nodes carry no `ctr`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,8 +39,9 @@ fn chosen_nodes<'a>(plan: &'a ClusterPlan, only: &[String]) -> anyhow::Result<Ve
         .collect())
 }
 
-/// Checks that `path` is an image archive ctr can import (an OCI layout or
-/// a `docker save` tar) before any node sees it.
+/// Checks that `path` is an OCI image archive (an OCI layout in a tar, as
+/// `kina image export`, `skopeo copy oci-archive:` and `docker save` since
+/// Docker 25 write it) before any node sees it.
 fn check_archive(path: &Path) -> anyhow::Result<()> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("opening image archive {}", path.display()))?;
@@ -47,20 +49,30 @@ fn check_archive(path: &Path) -> anyhow::Result<()> {
     let entries = archive
         .entries()
         .with_context(|| format!("{} is not a tar archive", path.display()))?;
+    let mut docker_only = false;
     for entry in entries {
         let entry =
             entry.with_context(|| format!("{} is not a readable tar archive", path.display()))?;
         let name = entry
             .path()
             .map(|p| p.to_string_lossy().trim_start_matches("./").to_string());
-        if let Ok(name) = name
-            && (name == "index.json" || name == "manifest.json")
-        {
-            return Ok(());
+        match name.as_deref() {
+            Ok("index.json") => return Ok(()),
+            Ok("manifest.json") => docker_only = true,
+            _ => {}
         }
     }
+    if docker_only {
+        bail!(
+            "{} is a `docker save` archive from before Docker 25 (manifest.json without index.json): \
+             save the image with Docker 25 or later, or convert it with \
+             `skopeo copy docker-archive:{} oci-archive:NEW.tar`",
+            path.display(),
+            path.display()
+        )
+    }
     bail!(
-        "{} is not an image archive: it has neither index.json (OCI) nor manifest.json (docker save)",
+        "{} is not an image archive: it has no index.json (an OCI layout in a tar)",
         path.display()
     )
 }
@@ -83,15 +95,7 @@ pub fn archives(
             let out = provider
                 .exec(
                     node_name,
-                    &[
-                        "ctr",
-                        "--namespace",
-                        "k8s.io",
-                        "images",
-                        "import",
-                        "--digests",
-                        "-",
-                    ],
+                    &["kina-init", "images", "import", "-"],
                     &mut file,
                     Duration::from_secs(600),
                 )
