@@ -10,6 +10,7 @@
 
 mod extract;
 mod layers;
+mod shared_base;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use kina_builder::platform::Arch;
 
 pub(crate) use extract::read_from_disk;
 pub use layers::resolve_in_root;
+pub use shared_base::node_root_disk;
 
 /// Sparse files cost only what is written; 8 GiB leaves room for the
 /// Kubernetes images a node pulls.

@@ -16,7 +16,7 @@ use kina_contract::status::{NodeStatus, PhaseState, STATUS_PATH};
 use serde::{Deserialize, Serialize};
 
 use crate::accel::{AccelChoice, ProbeBoot, ProbeInputs, choose};
-use crate::disk::{DiskExtras, build_stored_root_disk, read_from_disk};
+use crate::disk::{DiskExtras, node_root_disk, read_from_disk};
 use crate::exec;
 use crate::initramfs::build_initramfs;
 pub use crate::node_error::NodeError;
@@ -165,28 +165,29 @@ async fn create_in(paths: &NodePaths, opts: &CreateOptions) -> Result<NodeRecord
             .debian
             .as_ref()
             .map(|k| (k.release.clone(), k.modules_dir.clone())),
-        files: vec![
-            // 0600: later spec versions carry the cluster's secrets.
-            (PathBuf::from(NODE_SPEC_PATH), spec_json, 0o600),
-            (
-                PathBuf::from(format!("/boot/config-{}", kernel.release)),
-                config,
-                0o644,
-            ),
-        ]
-        .into_iter()
-        .chain(opts.extra_files.iter().cloned())
-        .collect(),
+        files: vec![(
+            PathBuf::from(format!("/boot/config-{}", kernel.release)),
+            config,
+            0o644,
+        )],
         size_bytes: opts.disk_size,
     };
+    // The node's own files go into its clone of the shared base disk.
+    let node_files: Vec<(PathBuf, Vec<u8>, u32)> =
+        // 0600: later spec versions carry the cluster's secrets.
+        std::iter::once((PathBuf::from(NODE_SPEC_PATH), spec_json, 0o600))
+            .chain(opts.extra_files.iter().cloned())
+            .collect();
     // Seconds of CPU and disk work: off the async workers, so the nodes of
     // a cluster are made side by side and the runtime stays responsive.
     tokio::task::block_in_place(|| {
-        build_stored_root_disk(
+        node_root_disk(
             &opts.image_store,
             &opts.image,
             opts.arch,
             &extras,
+            &node_files,
+            &data_dir_of(paths).join("disks"),
             &paths.disk,
         )
         .map_err(step(&opts.name, "root disk"))?;
