@@ -130,10 +130,12 @@ pub fn kina_init_files(
         let Some(local) = local_path(loaded, arch) else {
             continue;
         };
-        // A development `kina` built with CARGO_TARGET_DIR elsewhere finds
-        // the kina-init `scripts/build-kina-init` put beside it.
+        // A development `kina` built with CARGO_TARGET_DIR elsewhere takes
+        // the kina-init `scripts/build-kina-init` put beside it, from the
+        // same build, over a `./target` an earlier build may have left
+        // stale (benches once built images with one).
         let local = match (builtin, beside_this_kina(arch)) {
-            (true, Some(beside)) if !local.exists() && beside.exists() => beside,
+            (true, Some(beside)) if beside.exists() => beside,
             _ => local,
         };
         let embedded = kina_init(arch);

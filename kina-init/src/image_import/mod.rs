@@ -7,8 +7,8 @@
 //! collector's labels tie index to manifests to config and layers, and the
 //! image for this node's platform is unpacked into the snapshotter the CRI
 //! uses. Everything happens under a lease, so a collection running
-//! meanwhile takes nothing, and a killed import leaves nothing that lasts
-//! past the lease's expiry.
+//! meanwhile takes nothing; a failed import releases it, and a killed one
+//! leaves nothing that lasts past its expiry (a day).
 //!
 //! Used by the images phase (the layout a node image preloads) and by
 //! `kina-init images import` (`kina load`, over the node's exec channel).
@@ -75,8 +75,8 @@ fn status_error(what: &str, status: &tonic::Status) -> ImportError {
     ))
 }
 
-/// A connection to containerd holding an import lease; [`Importer::finish`]
-/// releases it (an importer dropped without it leaves the lease to expire).
+/// A connection to containerd holding an import lease, which
+/// [`Importer::finish`] releases once the images hold what they need.
 pub struct Importer {
     runtime: tokio::runtime::Runtime,
     channel: Channel,
@@ -145,9 +145,9 @@ impl Importer {
         Ok(request)
     }
 
-    /// Imports an OCI archive (a tar of an OCI layout, as `kina image
-    /// export`, `docker save` since Docker 25 and `skopeo copy oci-archive:`
-    /// write it), read once from `input`.
+    /// Imports an OCI archive (a tar of an OCI layout, as `kina load image`
+    /// exports one and `docker save` since Docker 25 and `skopeo copy
+    /// oci-archive:` write them), read once from `input`.
     pub fn import_archive(&mut self, input: impl Read) -> Result<Vec<Imported>, ImportError> {
         let mut archive = tar::Archive::new(input);
         let mut index = None;
@@ -474,20 +474,38 @@ impl Importer {
     /// returns, so what the import recorded is held by its images' labels
     /// alone from here on, and a missing label shows now, not later.
     /// Returns how many blobs were written and how many were there.
-    pub fn finish(self) -> Result<(usize, usize), ImportError> {
+    pub fn finish(mut self) -> Result<(usize, usize), ImportError> {
+        let released = self.release_lease(true);
+        self.lease.clear();
+        released.map(|()| (self.blobs_written, self.blobs_present))
+    }
+
+    fn release_lease(&self, sync: bool) -> Result<(), ImportError> {
         let request = self.request(DeleteRequest {
             id: self.lease.clone(),
-            sync: true,
+            sync,
         })?;
         let mut client = LeasesClient::new(self.channel.clone());
         self.runtime
             .block_on(client.delete(request))
-            .map_err(|s| status_error(&format!("release lease {}", self.lease), &s))?;
-        Ok((self.blobs_written, self.blobs_present))
+            .map(drop)
+            .map_err(|s| status_error(&format!("release lease {}", self.lease), &s))
     }
 
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+}
+
+/// A failed import gives its lease back too, as containerd's client does
+/// (its `WithLease` done function runs on every return): what it wrote and
+/// no image holds is then the collector's. Should that fail as well, the
+/// lease still expires within a day.
+impl Drop for Importer {
+    fn drop(&mut self) {
+        if !self.lease.is_empty() {
+            let _ = self.release_lease(false);
+        }
     }
 }
 

@@ -40,7 +40,7 @@ fn chosen_nodes<'a>(plan: &'a ClusterPlan, only: &[String]) -> anyhow::Result<Ve
 }
 
 /// Checks that `path` is an OCI image archive (an OCI layout in a tar, as
-/// `kina image export`, `skopeo copy oci-archive:` and `docker save` since
+/// `kina load image` exports one, `skopeo copy oci-archive:` and `docker save` since
 /// Docker 25 write it) before any node sees it.
 fn check_archive(path: &Path) -> anyhow::Result<()> {
     let file = std::fs::File::open(path)
@@ -128,4 +128,53 @@ pub fn images(
     }
     let paths: Vec<PathBuf> = exported.iter().map(|a| a.path().to_path_buf()).collect();
     archives(dirs, name, &paths, only)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn archive_with(dir: &Path, name: &str, members: &[&str]) -> PathBuf {
+        let path = dir.join(name);
+        let mut builder = tar::Builder::new(std::fs::File::create(&path).unwrap());
+        for member in members {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(2);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, member, &b"{}"[..])
+                .unwrap();
+        }
+        builder.finish().unwrap();
+        path
+    }
+
+    #[test]
+    fn only_oci_archives_reach_the_nodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let oci = archive_with(dir.path(), "oci.tar", &["oci-layout", "./index.json"]);
+        check_archive(&oci).unwrap();
+        // Docker 25 and later write both files: that is an OCI archive.
+        let docker25 = archive_with(dir.path(), "d25.tar", &["manifest.json", "index.json"]);
+        check_archive(&docker25).unwrap();
+
+        let old = archive_with(dir.path(), "old.tar", &["manifest.json", "abc/layer.tar"]);
+        let err = format!("{:#}", check_archive(&old).unwrap_err());
+        assert!(
+            err.contains("old.tar")
+                && err.contains("before Docker 25")
+                && err.contains("skopeo copy docker-archive:"),
+            "{err}"
+        );
+        let neither = archive_with(dir.path(), "neither.tar", &["hello.txt"]);
+        let err = format!("{:#}", check_archive(&neither).unwrap_err());
+        assert!(
+            err.contains("neither.tar") && err.contains("no index.json"),
+            "{err}"
+        );
+        let text = dir.path().join("text.tar");
+        std::fs::write(&text, b"plain text, not a tar").unwrap();
+        assert!(check_archive(&text).is_err());
+    }
 }
