@@ -1,4 +1,5 @@
-//! Filesystem writes that never leave a partial file behind.
+//! Filesystem writes that never leave a partial file behind, and the lock
+//! files that keep two kina processes from making the same thing at once.
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -32,4 +33,17 @@ pub fn make_shareable(file: &std::fs::File) -> io::Result<()> {
 pub fn make_dir_shareable(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+}
+
+/// Blocks until this process holds the exclusive lock of `path` (created
+/// when missing, never truncated). It is released when the file is dropped
+/// or the process dies, so a killed kina never leaves one held.
+pub fn lock_file(path: &Path) -> io::Result<std::fs::File> {
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    file.lock()?;
+    Ok(file)
 }

@@ -69,21 +69,7 @@ impl ImageStore {
 
     fn lock(&self) -> Result<File, StoreError> {
         let path = self.root.join(".lock");
-        let io = |source| StoreError::Io {
-            path: path.clone(),
-            source,
-        };
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io)?;
-        file.lock().map_err(|source| StoreError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        Ok(file)
+        crate::fsutil::lock_file(&path).map_err(|source| StoreError::Io { path, source })
     }
 
     pub fn list(&self) -> Result<Vec<LayoutEntry>, StoreError> {

@@ -112,14 +112,7 @@ impl Cache {
     /// lock is released when the returned file is dropped (or the process dies).
     pub fn lock(&self, digest: &Sha256Digest) -> Result<File, CacheError> {
         let path = self.root.join("locks").join(digest.hex());
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        file.lock().map_err(io_err(&path))?;
-        Ok(file)
+        crate::fsutil::lock_file(&path).map_err(io_err(&path))
     }
 }
 

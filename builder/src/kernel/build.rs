@@ -92,13 +92,7 @@ pub fn unpack_source(
         return Ok(tree);
     }
     let lock_path = sources.join(format!(".{}.lock", sha256.hex()));
-    let lock = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io_err(&lock_path))?;
-    lock.lock().map_err(io_err(&lock_path))?;
+    let _lock = crate::fsutil::lock_file(&lock_path).map_err(io_err(&lock_path))?;
     if let Some(tree) = open_tree(&root)? {
         return Ok(tree);
     }

@@ -45,15 +45,9 @@ pub fn node_root_disk(
     let key = base_key(&manifest_digest, extras);
     let base = bases.join(format!("{key}.img"));
     let lock_path = bases.join(format!("{key}.lock"));
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io_err(&lock_path))?;
     // One builder per base; the nodes of a cluster made side by side wait
     // here for the first, then clone what it made.
-    lock.lock().map_err(io_err(&lock_path))?;
+    let lock = kina_builder::fsutil::lock_file(&lock_path).map_err(io_err(&lock_path))?;
     let info = if base.is_file() {
         DiskInfo {
             path: base.clone(),
