@@ -120,7 +120,8 @@ pub fn cni_bin_dirs(root: &std::path::Path) -> Vec<&'static str> {
 /// What a node found out about itself that the configuration depends on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeRuntime {
-    /// From [`containerd_major`].
+    /// From the import path containerd's binary records (kina-init
+    /// `boot/go_buildinfo.rs`), else [`containerd_major`] of its `--version`.
     pub containerd_major: u32,
     pub snapshotter: Snapshotter,
     /// A full image reference, e.g. `registry.k8s.io/pause:3.10.1`.
