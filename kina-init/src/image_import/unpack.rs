@@ -133,6 +133,7 @@ fn apply_layer(
         })?
         .into_inner()
         .mounts;
+    // Ok(false): another unpack of the same layers committed it first.
     let result = (|| {
         let apply = importer.request(ApplyRequest {
             diff: Some(WireDescriptor {
@@ -166,13 +167,12 @@ fn apply_layer(
             labels,
         })?;
         match importer.runtime.block_on(snapshots.commit(commit)) {
-            Ok(_) => Ok(()),
-            // Another unpack of the same layers got there first.
-            Err(s) if s.code() == tonic::Code::AlreadyExists => Err(ImportError(String::new())),
+            Ok(_) => Ok(true),
+            Err(s) if s.code() == tonic::Code::AlreadyExists => Ok(false),
             Err(s) => Err(status_error(&format!("commit snapshot {chain_id}"), &s)),
         }
     })();
-    if result.is_err() {
+    if !matches!(result, Ok(true)) {
         let remove = importer.request(RemoveSnapshotRequest {
             snapshotter: importer.snapshotter.clone(),
             key,
@@ -181,8 +181,5 @@ fn apply_layer(
         // leaves it until the lease expires.
         let _ = importer.runtime.block_on(snapshots.remove(remove));
     }
-    match result {
-        Err(ImportError(message)) if message.is_empty() => Ok(()),
-        other => other,
-    }
+    result.map(drop)
 }

@@ -23,7 +23,7 @@ use nix::unistd::{Whence, lseek};
 use sha2::{Digest as _, Sha256};
 
 use super::{DiskError, DiskExtras, DiskInfo, build_stored_root_disk, io_err};
-use crate::disk::extract::read_from_disk;
+use crate::disk::extract::{DiskReadError, read_from_disk};
 
 /// How many bases are kept besides the one in use (the least recently
 /// used go first): enough for a few images and kernels side by side.
@@ -225,7 +225,12 @@ fn write_node_files(
         })?;
     for (path, contents, _) in files {
         let text = path.to_string_lossy();
-        let back = read_from_disk(disk, &text, scratch).map_err(|e| DiskError::Extra {
+        let back = match read_from_disk(disk, &text, scratch) {
+            // debugfs dumps an empty file as nothing, which reads as "empty".
+            Err(DiskReadError::Empty { .. }) if contents.is_empty() => Ok(Vec::new()),
+            other => other,
+        };
+        let back = back.map_err(|e| DiskError::Extra {
             path: path.clone(),
             problem: format!(
                 "not written into the node's disk: {e} (debugfs said: {})",
@@ -371,6 +376,7 @@ mod tests {
                 0o600,
             ),
             (PathBuf::from("/etc/hostname"), b"node-a\n".to_vec(), 0o644),
+            (PathBuf::from("/etc/kina/empty"), Vec::new(), 0o644),
         ];
         write_node_files(&disk, &files, scratch.path()).unwrap();
         let check = tempfile::tempdir().unwrap();
