@@ -5,8 +5,8 @@
 //! import path of its main package in its `.go.buildinfo` section (Go
 //! `src/debug/buildinfo/buildinfo.go`), and containerd's major is in that
 //! path the way Go's semantic import versioning puts it there:
-//! `github.com/containerd/containerd/v2/cmd/containerd` for 2.x,
-//! `github.com/containerd/containerd/cmd/containerd` for 1.x (Debian's
+//! `HOST/containerd/containerd/v2/cmd/containerd` for 2.x,
+//! `HOST/containerd/containerd/cmd/containerd` for 1.x (Debian's
 //! 1.7, built in GOPATH mode, records the path and no module line).
 //!
 //! The ELF side is the `object` crate's, reading the section headers and
@@ -85,20 +85,25 @@ fn read_string<'a>(data: &mut &'a [u8]) -> Option<&'a [u8]> {
     Some(string)
 }
 
-/// containerd's major version from its main package's import path: a
-/// `/vN` element after the module root, else 1; `None` for a program that
-/// is not containerd's.
+/// containerd's major version from its main package's import path
+/// (`HOST/containerd/containerd[/vN]/…`, the host being where the
+/// repository lives): a `vN` element after the module root, else 1 when the
+/// path goes on to `cmd/`; `None` for a program that is not containerd's.
 pub fn containerd_major_of_package(package: &str) -> Option<u32> {
-    let rest = package.strip_prefix("github.com/containerd/containerd")?;
-    if rest.is_empty() || rest.starts_with("/cmd/") {
-        return Some(1);
+    let parts: Vec<&str> = package.split('/').collect();
+    if parts.get(1..3) != Some(&["containerd", "containerd"][..]) {
+        return None;
     }
-    let version = rest.strip_prefix("/v")?;
-    let digits: String = version.chars().take_while(char::is_ascii_digit).collect();
-    let after = &version[digits.len()..];
-    (!digits.is_empty() && (after.is_empty() || after.starts_with('/')))
-        .then(|| digits.parse().ok())
-        .flatten()
+    match parts.get(3).copied() {
+        None | Some("cmd") => Some(1),
+        Some(element) => {
+            let digits = element.strip_prefix('v')?;
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            digits.parse().ok()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -135,24 +140,25 @@ mod tests {
 
     #[test]
     fn the_main_package_is_read_from_the_inline_module_information() {
-        // Lines as bookworm's containerd 1.6.20 records them (GOPATH mode).
+        // Lines as bookworm's containerd 1.6.20 records them (GOPATH mode),
+        // with a stand-in host; tests/containerd_buildinfo.rs reads real binaries.
         let debian = section(
-            "path\tgithub.com/containerd/containerd/cmd/containerd\nbuild\t-compiler=gc\nbuild\tCGO_ENABLED=1\n",
+            "path\texample.org/containerd/containerd/cmd/containerd\nbuild\t-compiler=gc\nbuild\tCGO_ENABLED=1\n",
         );
         assert_eq!(
             main_package_of(&debian).as_deref(),
-            Some("github.com/containerd/containerd/cmd/containerd")
+            Some("example.org/containerd/containerd/cmd/containerd")
         );
         // A module build, with a long module list (a multi-byte length).
         let deps: String = (0..200)
             .map(|i| format!("dep\texample.org/m{i}\tv1.0.0\th1:abc=\n"))
             .collect();
         let upstream = section(&format!(
-            "path\tgithub.com/containerd/containerd/v2/cmd/containerd\nmod\tgithub.com/containerd/containerd/v2\tv2.3.4\t\n{deps}"
+            "path\texample.org/containerd/containerd/v2/cmd/containerd\nmod\texample.org/containerd/containerd/v2\tv2.3.4\t\n{deps}"
         ));
         assert_eq!(
             main_package_of(&upstream).as_deref(),
-            Some("github.com/containerd/containerd/v2/cmd/containerd")
+            Some("example.org/containerd/containerd/v2/cmd/containerd")
         );
         let mut old = upstream.clone();
         old[15] = 0; // Go before 1.18: pointers, not inline strings
@@ -165,23 +171,23 @@ mod tests {
     fn the_major_is_the_import_paths_version_element() {
         let major = containerd_major_of_package;
         assert_eq!(
-            major("github.com/containerd/containerd/cmd/containerd"),
+            major("example.org/containerd/containerd/cmd/containerd"),
             Some(1)
         );
         assert_eq!(
-            major("github.com/containerd/containerd/v2/cmd/containerd"),
+            major("example.org/containerd/containerd/v2/cmd/containerd"),
             Some(2)
         );
         assert_eq!(
-            major("github.com/containerd/containerd/v3/cmd/containerd"),
+            major("example.org/containerd/containerd/v3/cmd/containerd"),
             Some(3)
         );
         assert_eq!(
-            major("github.com/containerd/containerd/vx/cmd/containerd"),
+            major("example.org/containerd/containerd/vx/cmd/containerd"),
             None
         );
-        assert_eq!(major("github.com/containerd/containerd2/cmd/x"), None);
-        assert_eq!(major("github.com/other/tool/v2/cmd/tool"), None);
+        assert_eq!(major("example.org/containerd/containerd2/cmd/x"), None);
+        assert_eq!(major("example.org/other/tool/v2/cmd/tool"), None);
     }
 
     #[test]
