@@ -22,7 +22,7 @@ mod write;
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use containerd_client::services::v1::content_client::ContentClient;
 use containerd_client::services::v1::images_client::ImagesClient;
@@ -48,8 +48,6 @@ pub struct Imported {
     pub name: String,
     /// The entry's digest: the image's target.
     pub digest: String,
-    /// The chain ID of the unpacked snapshot.
-    pub chain_id: String,
     /// Of the image's layers, how many were unpacked by this import (the
     /// rest were there already).
     pub layers_applied: usize,
@@ -83,7 +81,6 @@ pub struct Importer {
     namespace: String,
     snapshotter: String,
     lease: String,
-    socket: PathBuf,
     /// Small blobs seen in this import's input, by digest.
     documents: HashMap<String, Vec<u8>>,
     blobs_written: usize,
@@ -111,7 +108,6 @@ impl Importer {
             namespace: namespace.to_string(),
             snapshotter: snapshotter.to_string(),
             lease: String::new(),
-            socket: socket.to_path_buf(),
             documents: HashMap::new(),
             blobs_written: 0,
             blobs_present: 0,
@@ -353,11 +349,10 @@ impl Importer {
                 .unwrap_or_else(|| oci::digest_name(&date, &entry.digest));
             let manifest = self.label_down(entry, architecture, &name)?;
             self.put_image(&name, entry)?;
-            let (chain_id, layers_applied, layers) = unpack::unpack(self, &name, &manifest)?;
+            let (layers_applied, layers) = unpack::unpack(self, &name, &manifest)?;
             imported.push(Imported {
                 name,
                 digest: entry.digest.clone(),
-                chain_id,
                 layers_applied,
                 layers,
             });
@@ -490,10 +485,6 @@ impl Importer {
             .block_on(client.delete(request))
             .map(drop)
             .map_err(|s| status_error(&format!("release lease {}", self.lease), &s))
-    }
-
-    pub fn socket(&self) -> &Path {
-        &self.socket
     }
 }
 

@@ -20,13 +20,13 @@ use containerd_client::types::Descriptor as WireDescriptor;
 use super::oci::{self, Config, Document};
 use super::{ImportError, Importer, status_error};
 
-/// Unpacks `manifest` of image `name`: the top chain ID, how many layers
-/// this call applied and how many the image has.
+/// Unpacks `manifest` of image `name`: how many layers this call applied
+/// and how many the image has.
 pub fn unpack(
     importer: &Importer,
     name: &str,
     manifest: &Document,
-) -> Result<(String, usize, usize), ImportError> {
+) -> Result<(usize, usize), ImportError> {
     let config_descriptor = manifest
         .config
         .as_ref()
@@ -68,8 +68,7 @@ pub fn unpack(
         }
         parent = chain_id.clone();
     }
-    let top = chain.last().cloned().unwrap_or_default();
-    if !top.is_empty() {
+    if let Some(top) = chain.last() {
         importer.label_blob(
             &config_descriptor.digest,
             vec![(
@@ -78,7 +77,7 @@ pub fn unpack(
             )],
         )?;
     }
-    Ok((top, applied, layers.len()))
+    Ok((applied, layers.len()))
 }
 
 fn snapshot_exists(importer: &Importer, chain_id: &str) -> Result<bool, ImportError> {
