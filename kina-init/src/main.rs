@@ -76,7 +76,7 @@ fn check_kernel(args: &[String]) -> ExitCode {
     if profiles.is_empty() {
         profiles.push("kubernetes-base".into());
     }
-    let (report, took) = match check_running_kernel(&profiles, &LiveProbes) {
+    let (report, took) = match check_running_kernel(&profiles, &LiveProbes::SCRATCH) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("kina-init check-kernel: {e}");

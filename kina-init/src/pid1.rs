@@ -51,7 +51,10 @@ const TICK: Duration = Duration::from_millis(250);
 /// and needs no wiring from the signalfd loop to this thread.
 const PEER_CHECK: Duration = Duration::from_millis(250);
 
-static PROBES: LiveProbes = LiveProbes;
+/// The kernel check's probes by how kina-init runs: the kernel's init owns
+/// its VM's network namespace, a container's PID 1 does not.
+static VM_PROBES: LiveProbes = LiveProbes::OWN_NAMESPACE;
+static CONTAINER_PROBES: LiveProbes = LiveProbes::SCRATCH;
 
 /// Stands in for a phase that cannot run because the node spec is
 /// unreadable: the boot stops there with the spec's error.
@@ -199,7 +202,11 @@ fn describe(event: &ServiceEvent) -> String {
 
 fn boot(mode: Mode, supervisor: Arc<Mutex<Supervisor>>) {
     let spec = load_spec(Path::new(NODE_SPEC_PATH));
-    let mut phases = phases(mode, supervisor, &PROBES);
+    let probes = match mode {
+        Mode::Vm => &VM_PROBES,
+        Mode::Container => &CONTAINER_PROBES,
+    };
+    let mut phases = phases(mode, supervisor, probes);
     let spec = match spec {
         Ok(spec) => spec,
         Err(error) => {

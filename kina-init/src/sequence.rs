@@ -115,6 +115,7 @@ pub fn phases(
             uplink: DEFAULT_UPLINK.into(),
             cni_conf_dir: root.join("etc/cni/net.d"),
             resolv_conf: root.join("etc/resolv.conf"),
+            fresh_netfilter: mode == Mode::Vm,
         }),
         Box::new(ContainerdPhase {
             root: root.clone(),
@@ -155,6 +156,8 @@ pub fn by_hand(id: PhaseId, root: Option<PathBuf>) -> std::io::Result<Option<Box
             uplink: DEFAULT_UPLINK.into(),
             cni_conf_dir: node_root().join("etc/cni/net.d"),
             resolv_conf: node_root().join("etc/resolv.conf"),
+            // By hand, on a node that has booted: its rules may be there.
+            fresh_netfilter: false,
         }),
         // Runs kubeadm with the spec's settings; on a node of a base image
         // it says which binaries the image lacks.
@@ -189,7 +192,7 @@ mod tests {
 
     #[test]
     fn the_sequence_runs_every_phase_once_in_status_order() {
-        static PROBES: LiveProbes = LiveProbes;
+        static PROBES: LiveProbes = LiveProbes::SCRATCH;
         let supervisor = Arc::new(Mutex::new(Supervisor::new(Backoff::default())));
         for mode in [Mode::Vm, Mode::Container] {
             let ids: Vec<PhaseId> = phases(mode, supervisor.clone(), &PROBES)

@@ -22,7 +22,7 @@ fn every_conclusive_probe_agrees_with_the_running_kernels_config() {
         .expect("this kernel exposes no config (/proc/config.gz or /boot/config-$(uname -r)); the comparison needs one");
     let set = ProfileSet::shipped().unwrap();
     let profiles: Vec<String> = PROFILES.iter().map(|s| s.to_string()).collect();
-    let (live, _) = check_running_kernel(&profiles, &LiveProbes).unwrap();
+    let (live, _) = check_running_kernel(&profiles, &LiveProbes::SCRATCH).unwrap();
     let offline = check(&set, &profiles, Some(&config), None).unwrap();
     let mut conclusive = 0;
     for (lp, op) in live.profiles.iter().zip(&offline.profiles) {
@@ -88,5 +88,33 @@ fn without_privileges_probes_fall_back_to_the_config_and_say_so() {
     assert!(
         evidence.starts_with("config:") && evidence.contains("probe could not verify"),
         "an unprivileged veth probe must fall back to the config, labelled: {evidence}"
+    );
+}
+
+#[test]
+fn a_link_probe_in_the_callers_namespace_deletes_its_link_again() {
+    // The thread moves to a namespace of its own first, so the probe's
+    // "own namespace" is this test's and not the machine's.
+    let (report, links) = std::thread::spawn(|| {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .expect("unshare(CLONE_NEWNET): the test runs as root, as CI does");
+        // The link itself, even where a loaded veth module would answer.
+        let outcome = kina_init::kernel_probe::add_link_probe(
+            "veth",
+            kina_init::kernel_probe::LinkProbeNamespace::Own,
+        );
+        // The thread's own view of its namespace's links.
+        let links = std::fs::read_to_string("/proc/thread-self/net/dev").unwrap();
+        (outcome, links)
+    })
+    .join()
+    .unwrap();
+    assert!(
+        matches!(&report, kina_contract::kernel::ProbeOutcome::Present(what) if !what.contains("failed")),
+        "{report:?}"
+    );
+    assert!(
+        links.contains("lo:") && !links.contains(kina_init::kernel_probe::PROBE_LINK),
+        "the probe's link is still there:\n{links}"
     );
 }

@@ -1,6 +1,6 @@
 //! Kernel `.config` files, plain or gzip-compressed (`/proc/config.gz`).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
@@ -14,7 +14,11 @@ pub enum Tristate {
 
 #[derive(Clone, Debug, Default)]
 pub struct KernelConfig {
-    values: BTreeMap<String, String>,
+    /// Only the options set to `y` or `m`: every other value reads as
+    /// unset, so keeping the rest (two thirds of a distribution's config)
+    /// would only cost the boot's kernel check, which parses it under
+    /// emulation.
+    values: HashMap<String, Tristate>,
     /// Where the config came from, for evidence labels.
     pub source: String,
 }
@@ -55,22 +59,27 @@ impl KernelConfig {
         } else {
             String::from_utf8(bytes.to_vec()).map_err(|_| invalid("not UTF-8 text".into()))?
         };
-        let mut values = BTreeMap::new();
+        let mut values = HashMap::new();
+        let mut options = 0usize;
         for line in text.lines() {
             let line = line.trim();
-            if let Some(rest) = line.strip_prefix("# CONFIG_") {
-                if let Some(name) = rest.strip_suffix(" is not set") {
-                    values.insert(name.to_string(), "n".to_string());
-                }
+            if line.starts_with("# CONFIG_") && line.ends_with(" is not set") {
+                options += 1;
                 continue;
             }
             if let Some(rest) = line.strip_prefix("CONFIG_")
                 && let Some((name, value)) = rest.split_once('=')
             {
-                values.insert(name.to_string(), value.to_string());
+                options += 1;
+                let state = match value {
+                    "y" => Tristate::Builtin,
+                    "m" => Tristate::Module,
+                    _ => continue,
+                };
+                values.insert(name.to_string(), state);
             }
         }
-        if values.is_empty() {
+        if options == 0 {
             return Err(invalid("no CONFIG_ lines".into()));
         }
         Ok(Self {
@@ -82,11 +91,7 @@ impl KernelConfig {
     /// `y` is built in, `m` a module; anything else (unset, `n`, or a
     /// string or number value) counts as unset, as kubeadm's validator does.
     pub fn get(&self, symbol: &str) -> Tristate {
-        match self.values.get(symbol).map(String::as_str) {
-            Some("y") => Tristate::Builtin,
-            Some("m") => Tristate::Module,
-            _ => Tristate::Unset,
-        }
+        self.values.get(symbol).copied().unwrap_or(Tristate::Unset)
     }
 
     /// Apple's kernels (kata builds) have no module support at all: there is

@@ -43,6 +43,12 @@ pub struct NetworkPhase {
     pub cni_conf_dir: PathBuf,
     /// Written when the spec names nameservers.
     pub resolv_conf: PathBuf,
+    /// Whether the nat table is known to hold no rule of kina's yet: the
+    /// VM's kernel started this kina-init as its init, and nothing set
+    /// rules before it. The `iptables -C` that looks for the POSTROUTING
+    /// jump is then left out, a process start (slow under TCG) that could
+    /// only answer no.
+    pub fresh_netfilter: bool,
 }
 
 fn fail(message: String) -> PhaseFailure {
@@ -297,7 +303,7 @@ impl Phase for NetworkPhase {
             }
             None => String::new(),
         };
-        masquerade_for(&ctx.spec)?;
+        masquerade_for(&ctx.spec, self.fresh_netfilter)?;
         if ctx.spec.disable_default_cni {
             let _ = ctx.status.update(|s| s.pod_network = PodNetwork::UserCni);
             return Ok(format!(
@@ -431,32 +437,34 @@ pub fn unmasqueraded_destinations(spec: &NodeSpec) -> Vec<String> {
 
 /// Masquerading for `spec`: what leaves the cluster only; nothing when
 /// the pod network is the user's CNI's, which masquerades as it chooses.
-fn masquerade_for(spec: &NodeSpec) -> Result<(), PhaseFailure> {
+/// `fresh`: see [`NetworkPhase::fresh_netfilter`].
+fn masquerade_for(spec: &NodeSpec, fresh: bool) -> Result<(), PhaseFailure> {
     if spec.disable_default_cni {
         return Ok(());
     }
-    masquerade(&spec.pod_cidr, &unmasqueraded_destinations(spec))
+    masquerade(&spec.pod_cidr, &unmasqueraded_destinations(spec), fresh)
 }
 
 /// Rebuilds the masquerading rules when the spec's peers changed (a peer
 /// that was not known at boot, or one at a new address, must be kept too).
 pub fn sync_masquerade(spec: &NodeSpec) -> Result<(), String> {
-    masquerade_for(spec).map_err(|f| f.message)
+    masquerade_for(spec, false).map_err(|f| f.message)
 }
 
-fn masquerade(pod_cidr: &str, kept: &[String]) -> Result<(), PhaseFailure> {
+fn masquerade(pod_cidr: &str, kept: &[String], fresh: bool) -> Result<(), PhaseFailure> {
     let cannot_run = |tool: &str, e: std::io::Error| PhaseFailure {
         message: format!("cannot run {tool}: {e}"),
         hint: "the node image needs iptables (recipes/base.toml installs it)".into(),
     };
-    let hooked = crate::children::output(
-        Command::new("iptables")
-            .args(["-w", "-t", "nat", "-C"])
-            .args(masquerade_jump(pod_cidr)),
-    )
-    .map_err(|e| cannot_run("iptables", e))?
-    .status
-    .success();
+    let hooked = !fresh
+        && crate::children::output(
+            Command::new("iptables")
+                .args(["-w", "-t", "nat", "-C"])
+                .args(masquerade_jump(pod_cidr)),
+        )
+        .map_err(|e| cannot_run("iptables", e))?
+        .status
+        .success();
     let input = masquerade_restore_input(pod_cidr, kept, hooked);
     let out = crate::children::output_with_input(
         Command::new("iptables-restore").args(["-w", "--noflush"]),
