@@ -91,6 +91,17 @@ fn both_containerd_lines_get_a_version_2_config_with_cgroupfs_the_snapshotter_an
             sub(&[CRI, "cni", "conf_dir"]).unwrap().as_str(),
             Some("/etc/cni/net.d")
         );
+        // 1.7's aufs snapshotter starts a modprobe that cannot succeed;
+        // 2.x has no such plugin.
+        let disabled = doc.get("disabled_plugins").cloned();
+        if major >= 2 {
+            assert_eq!(disabled, None);
+        } else {
+            assert_eq!(
+                disabled,
+                Some(toml::Value::Array(vec![AUFS_SNAPSHOTTER.into()]))
+            );
+        }
         if major >= 2 {
             // containerd 2.x copies `bin_dirs` to the runtime plugin.
             assert_eq!(
