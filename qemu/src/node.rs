@@ -253,13 +253,14 @@ fn data_dir_of(paths: &NodePaths) -> PathBuf {
 }
 
 fn vm_config(paths: &NodePaths, record: &NodeRecord) -> VmConfig {
+    let accel = if record.accel == "kvm" {
+        Accel::Kvm
+    } else {
+        Accel::Tcg
+    };
     VmConfig {
         arch: record.arch,
-        accel: if record.accel == "kvm" {
-            Accel::Kvm
-        } else {
-            Accel::Tcg
-        },
+        accel,
         cpus: record.cpus,
         memory_mib: record.memory_mib,
         kernel: paths.dir.join("vmlinuz"),
@@ -268,7 +269,7 @@ fn vm_config(paths: &NodePaths, record: &NodeRecord) -> VmConfig {
             path: paths.disk.clone(),
             read_only: false,
         }),
-        cmdline: node_cmdline(record.arch, record.boot.is_direct()),
+        cmdline: node_cmdline(record.arch, record.boot.is_direct(), accel),
         console_log: paths.console_log.clone(),
         exec_socket: Some(paths.exec_socket.clone()),
         net: NetAttach::User {
