@@ -247,13 +247,15 @@ pub fn command_line(cfg: &VmConfig) -> (String, Vec<String>) {
 /// initramfs its first stage reads `root=` and mounts the disk; without
 /// one (`direct`) the kernel mounts it and starts kina-init as `init=`.
 ///
-/// Under TCG the CPU is emulated and executes nothing speculatively, so the
-/// kernel's defences against speculative-execution leaks (Meltdown's page
-/// table isolation, which reloads CR3 and so flushes TCG's software TLB at
-/// every system call, retpolines, buffer clearing) guard against nothing
-/// there and only cost time: `mitigations=off` took 0.5–0.8 s off a
-/// 7 s boot to containerd ready. Under KVM the guest runs on the real CPU,
-/// and the kernel keeps its defaults.
+/// Under TCG the guest's CPU is emulated: its loads are checked against the
+/// guest's page tables in software before they happen, and it has no
+/// out-of-order execution of its own, which is what the kernel's
+/// speculative-execution defences are built against (Meltdown's page table
+/// isolation, which reloads CR3 and so flushes TCG's software TLB at every
+/// system call; retpolines; buffer clearing). There they only cost time:
+/// `mitigations=off` took 0.5–0.8 s off a 7 s boot to containerd ready.
+/// Under KVM the guest runs on the real CPU, and the kernel keeps its
+/// defaults.
 pub fn node_cmdline(arch: Arch, direct: bool, accel: Accel) -> String {
     let init = if direct {
         format!(" init={KINA_INIT_IN_IMAGE}")
