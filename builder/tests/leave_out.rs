@@ -171,7 +171,8 @@ fn inputs(deb: Vec<u8>, filters: PathFilters) -> PlatformInputs {
     };
     PlatformInputs {
         arch: Arch::Amd64,
-        debs: vec![(locked, deb)],
+        debs: vec![(locked, deb.into())],
+        decoded: None,
         artifacts: Vec::new(),
         images: Tree::new(),
         kina_init: b"\x7fELF kina-init".to_vec(),

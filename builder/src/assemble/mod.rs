@@ -13,6 +13,7 @@ pub mod stages;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::deb::decoded::{DecodedDebs, DecodedError};
 use crate::digest::Sha256Digest;
 use crate::fetch::http::{FetchError, FetchItem, Fetcher};
 use crate::fetch::mirror::DebianMirrors;
@@ -26,6 +27,7 @@ use crate::platform::Arch;
 use crate::recipe::LoadedRecipe;
 use crate::sbom::{SbomComponent, spdx_document};
 
+use stages::DebSource;
 pub use stages::KINA_INIT_PATH;
 
 pub struct BuildOptions {
@@ -87,6 +89,10 @@ pub enum BuildError {
     Index(#[from] crate::oci::image::ImageError),
     #[error("a build thread failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Decoded(#[from] DecodedError),
+    #[error("fewer verified inputs than requested; this is a kina bug")]
+    Inputs,
 }
 
 /// Builds every requested platform of `recipe` from `lock` into `blobs`.
@@ -168,8 +174,29 @@ async fn gather_inputs(
 ) -> Result<GatheredInputs, BuildError> {
     let packages: Vec<_> = lock.packages_for(arch).cloned().collect();
     let artifacts: Vec<_> = lock.artifacts_for(arch).cloned().collect();
+    // A package with a decoded entry and its `.deb` in the download cache
+    // is not read here: the entry serves, and the `.deb` stays the fallback.
+    let decoded = DecodedDebs::open(fetcher.cache().root())?;
+    let cached: Vec<Option<PathBuf>> = {
+        let decoded = decoded.clone();
+        let cache = fetcher.cache().clone();
+        let digests: Vec<_> = packages.iter().map(|p| p.sha256).collect();
+        tokio::task::spawn_blocking(move || {
+            digests
+                .iter()
+                .map(|digest| {
+                    let deb = cache.blob_path(digest);
+                    (decoded.has(digest) && deb.is_file()).then_some(deb)
+                })
+                .collect()
+        })
+        .await?
+    };
     let mut items = Vec::new();
-    for p in &packages {
+    for (p, cached) in packages.iter().zip(&cached) {
+        if cached.is_some() {
+            continue;
+        }
         items.push(FetchItem {
             url: deb_url(&options.mirrors, p.archive, &p.filename),
             sha256: p.sha256,
@@ -188,9 +215,13 @@ async fn gather_inputs(
     let mut contents = read_verified(fetcher, &items).await?.into_iter();
     let mut debs = Vec::new();
     let mut components = Vec::new();
-    for (p, bytes) in packages.iter().zip(contents.by_ref()) {
+    for (p, cached) in packages.iter().zip(cached) {
         components.push(SbomComponent::deb(p));
-        debs.push((p.clone(), bytes));
+        let source = match cached {
+            Some(path) => DebSource::Cached(path),
+            None => DebSource::Bytes(contents.next().ok_or(BuildError::Inputs)?),
+        };
+        debs.push((p.clone(), source));
     }
     let mut artifact_inputs = Vec::new();
     for (a, bytes) in artifacts.iter().zip(contents) {
@@ -240,6 +271,7 @@ async fn gather_inputs(
         stage: stages::PlatformInputs {
             arch,
             debs,
+            decoded: Some(decoded),
             artifacts: artifact_inputs,
             images,
             kina_init: init.bytes,
