@@ -249,9 +249,10 @@ fn build_stages(
                 arch,
                 message: "the package decoder stopped; this is a kina bug".into(),
             })?;
-            let deb = deb.map_err(|e| package_err(&locked.name, e))?;
+            let mut deb = deb.map_err(|e| package_err(&locked.name, e))?;
+            let data_tar = bytes::Bytes::from(std::mem::take(&mut deb.data_tar));
             let files = unpacker
-                .unpack(&mut rootfs, &deb, &origin)
+                .unpack_shared(&mut rootfs, &deb, data_tar, &origin)
                 .map_err(|e| package_err(&locked.name, e.to_string()))?;
             let Lower::Copy(lower_tree) = &lower else {
                 return Err(effects_err(
