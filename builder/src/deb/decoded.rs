@@ -216,6 +216,9 @@ mod tests {
         }
     }
 
+    /// A way an entry's bytes can be damaged on disk.
+    type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+
     fn stored() -> (tempfile::TempDir, DecodedDebs, Sha256Digest) {
         let dir = tempfile::tempdir().unwrap();
         let cache = DecodedDebs::open(dir.path()).unwrap();
@@ -238,7 +241,7 @@ mod tests {
     /// removed, and nothing of it returned.
     #[test]
     fn a_damaged_entry_is_never_used_and_is_removed() {
-        let damages: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+        let damages: Vec<(&str, Damage)> = vec![
             (
                 "a flipped bit in data.tar",
                 Box::new(|b| b[HEADER_LEN + 40] ^= 1),
