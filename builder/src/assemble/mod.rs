@@ -13,7 +13,7 @@ pub mod stages;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::deb::decoded::{DecodedDebs, DecodedError};
+use crate::deb::decoded::DecodedDebs;
 use crate::digest::Sha256Digest;
 use crate::fetch::http::{FetchError, FetchItem, Fetcher};
 use crate::fetch::mirror::DebianMirrors;
@@ -89,8 +89,6 @@ pub enum BuildError {
     Index(#[from] crate::oci::image::ImageError),
     #[error("a build thread failed: {0}")]
     Join(#[from] tokio::task::JoinError),
-    #[error(transparent)]
-    Decoded(#[from] DecodedError),
     #[error("fewer verified inputs than requested; this is a kina bug")]
     Inputs,
 }
@@ -176,7 +174,11 @@ async fn gather_inputs(
     let artifacts: Vec<_> = lock.artifacts_for(arch).cloned().collect();
     // A package with a decoded entry and its `.deb` in the download cache
     // is not read here: the entry serves, and the `.deb` stays the fallback.
-    let decoded = DecodedDebs::open(fetcher.cache().root())?;
+    // Without it (a read-only cache directory, say) packages are decoded
+    // from their `.deb`s, as they were before it existed.
+    let decoded = DecodedDebs::open(fetcher.cache().root())
+        .inspect_err(|e| tracing::warn!("{e}; every package is decoded from its .deb"))
+        .ok();
     let cached: Vec<Option<PathBuf>> = {
         let decoded = decoded.clone();
         let cache = fetcher.cache().clone();
@@ -186,7 +188,8 @@ async fn gather_inputs(
                 .iter()
                 .map(|digest| {
                     let deb = cache.blob_path(digest);
-                    (decoded.has(digest) && deb.is_file()).then_some(deb)
+                    let usable = decoded.as_ref().is_some_and(|d| d.has(digest));
+                    (usable && deb.is_file()).then_some(deb)
                 })
                 .collect()
         })
@@ -271,7 +274,7 @@ async fn gather_inputs(
         stage: stages::PlatformInputs {
             arch,
             debs,
-            decoded: Some(decoded),
+            decoded,
             artifacts: artifact_inputs,
             images,
             kina_init: init.bytes,
