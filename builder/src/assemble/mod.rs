@@ -172,10 +172,11 @@ async fn gather_inputs(
 ) -> Result<GatheredInputs, BuildError> {
     let packages: Vec<_> = lock.packages_for(arch).cloned().collect();
     let artifacts: Vec<_> = lock.artifacts_for(arch).cloned().collect();
-    // A package with a decoded entry and its `.deb` in the download cache
-    // is not read here: the entry serves, and the `.deb` stays the fallback.
-    // Without it (a read-only cache directory, say) packages are decoded
-    // from their `.deb`s, as they were before it existed.
+    // A package with a decoded entry is not read into memory: the entry
+    // serves. Its `.deb` is still verified (hashed as it is read, never held
+    // whole), so the download cache stays whole: a corrupt `.deb` is
+    // removed and fetched again, as without the decoded cache, and stays
+    // the fallback for an entry that turns out damaged.
     let decoded = DecodedDebs::open(fetcher.cache().root())
         .inspect_err(|e| tracing::warn!("{e}; every package is decoded from its .deb"))
         .ok();
@@ -187,13 +188,15 @@ async fn gather_inputs(
             digests
                 .iter()
                 .map(|digest| {
-                    let deb = cache.blob_path(digest);
-                    let usable = decoded.as_ref().is_some_and(|d| d.has(digest));
-                    (usable && deb.is_file()).then_some(deb)
+                    if !decoded.as_ref().is_some_and(|d| d.has(digest)) {
+                        return Ok(None);
+                    }
+                    cache.get(digest)
                 })
-                .collect()
+                .collect::<Result<Vec<_>, _>>()
         })
         .await?
+        .map_err(FetchError::from)?
     };
     let mut items = Vec::new();
     for (p, cached) in packages.iter().zip(&cached) {

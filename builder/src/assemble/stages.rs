@@ -42,9 +42,10 @@ pub struct PlatformInputs {
 pub enum DebSource {
     /// The `.deb` itself, already verified against the lock.
     Bytes(Vec<u8>),
-    /// The `.deb`'s path in the download cache, when the decoded-package
-    /// cache holds an entry for it: the `.deb` is read (and verified against
-    /// the lock) only if that entry turns out not to be usable.
+    /// The `.deb`'s path in the download cache (verified when the build
+    /// gathered its inputs), when the decoded-package cache holds an entry
+    /// for it: the `.deb` is read again (and verified again) only if that
+    /// entry turns out not to be usable.
     Cached(PathBuf),
 }
 
