@@ -171,7 +171,8 @@ fn inputs(deb: Vec<u8>, filters: PathFilters) -> PlatformInputs {
     };
     PlatformInputs {
         arch: Arch::Amd64,
-        debs: vec![(locked, deb)],
+        debs: vec![(locked, deb.into())],
+        decoded: None,
         artifacts: Vec::new(),
         images: Tree::new(),
         kina_init: b"\x7fELF kina-init".to_vec(),
@@ -292,7 +293,7 @@ fn the_image_leaves_out_what_dpkg_path_exclude_leaves_out_and_dpkg_verify_agrees
     else {
         panic!("no .list for {PACKAGE}");
     };
-    let list = String::from_utf8(list.clone()).unwrap();
+    let list = String::from_utf8(list.to_vec()).unwrap();
     let set = |text: &str| text.lines().map(str::to_string).collect::<BTreeSet<_>>();
     assert_eq!(set(&list), set(&dpkg_list));
     for listed in [

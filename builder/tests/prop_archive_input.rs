@@ -504,7 +504,7 @@ proptest! {
                 _ => unreachable!(),
             };
             let got = tree.get(&canonical(n)).map(|node| node.kind.clone());
-            prop_assert_eq!(got, Some(NodeKind::File(want)), "entry {} ({:?})", i, data);
+            prop_assert_eq!(got, Some(NodeKind::File(want.into())), "entry {} ({:?})", i, data);
         }
         prop_assert!(matches!(tree.get("bin").map(|n| &n.kind), Some(NodeKind::Symlink(_))));
         assert_contained(&tree)?;

@@ -13,6 +13,7 @@ pub mod stages;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::deb::decoded::DecodedDebs;
 use crate::digest::Sha256Digest;
 use crate::fetch::http::{FetchError, FetchItem, Fetcher};
 use crate::fetch::mirror::DebianMirrors;
@@ -26,6 +27,7 @@ use crate::platform::Arch;
 use crate::recipe::LoadedRecipe;
 use crate::sbom::{SbomComponent, spdx_document};
 
+use stages::DebSource;
 pub use stages::KINA_INIT_PATH;
 
 pub struct BuildOptions {
@@ -87,6 +89,8 @@ pub enum BuildError {
     Index(#[from] crate::oci::image::ImageError),
     #[error("a build thread failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("fewer verified inputs than requested; this is a kina bug")]
+    Inputs,
 }
 
 /// Builds every requested platform of `recipe` from `lock` into `blobs`.
@@ -168,8 +172,37 @@ async fn gather_inputs(
 ) -> Result<GatheredInputs, BuildError> {
     let packages: Vec<_> = lock.packages_for(arch).cloned().collect();
     let artifacts: Vec<_> = lock.artifacts_for(arch).cloned().collect();
+    // A package with a decoded entry is not read into memory: the entry
+    // serves. Its `.deb` is still verified (hashed as it is read, never held
+    // whole), so the download cache stays whole: a corrupt `.deb` is
+    // removed and fetched again, as without the decoded cache, and stays
+    // the fallback for an entry that turns out damaged.
+    let decoded = DecodedDebs::open(fetcher.cache().root())
+        .inspect_err(|e| tracing::warn!("{e}; every package is decoded from its .deb"))
+        .ok();
+    let cached: Vec<Option<PathBuf>> = {
+        let decoded = decoded.clone();
+        let cache = fetcher.cache().clone();
+        let digests: Vec<_> = packages.iter().map(|p| p.sha256).collect();
+        tokio::task::spawn_blocking(move || {
+            digests
+                .iter()
+                .map(|digest| {
+                    if !decoded.as_ref().is_some_and(|d| d.has(digest)) {
+                        return Ok(None);
+                    }
+                    cache.get(digest)
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?
+        .map_err(FetchError::from)?
+    };
     let mut items = Vec::new();
-    for p in &packages {
+    for (p, cached) in packages.iter().zip(&cached) {
+        if cached.is_some() {
+            continue;
+        }
         items.push(FetchItem {
             url: deb_url(&options.mirrors, p.archive, &p.filename),
             sha256: p.sha256,
@@ -188,9 +221,13 @@ async fn gather_inputs(
     let mut contents = read_verified(fetcher, &items).await?.into_iter();
     let mut debs = Vec::new();
     let mut components = Vec::new();
-    for (p, bytes) in packages.iter().zip(contents.by_ref()) {
+    for (p, cached) in packages.iter().zip(cached) {
         components.push(SbomComponent::deb(p));
-        debs.push((p.clone(), bytes));
+        let source = match cached {
+            Some(path) => DebSource::Cached(path),
+            None => DebSource::Bytes(contents.next().ok_or(BuildError::Inputs)?),
+        };
+        debs.push((p.clone(), source));
     }
     let mut artifact_inputs = Vec::new();
     for (a, bytes) in artifacts.iter().zip(contents) {
@@ -240,6 +277,7 @@ async fn gather_inputs(
         stage: stages::PlatformInputs {
             arch,
             debs,
+            decoded,
             artifacts: artifact_inputs,
             images,
             kina_init: init.bytes,

@@ -5,7 +5,9 @@
 //! lower stages do not depend on anything above them: a new Kubernetes patch
 //! release reuses the `debian-base` and `runtime` layers byte for byte.
 
-use crate::deb::reader::{DebError, DebPackage, read_deb};
+use crate::deb::decoded::DecodedDebs;
+use crate::deb::reader::{DebPackage, read_deb_members};
+use crate::digest::Sha256Digest;
 use crate::lock::{LayerName, LockedArtifact, LockedPackage};
 use crate::platform::Arch;
 use crate::rootfs::dpkg_db::{InstalledPackage, write_dpkg_database};
@@ -15,6 +17,7 @@ use crate::rootfs::unpack::Unpacker;
 use crate::rootfs::{accounts, alternatives, ca_bundle};
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 use super::artifact::{ensure_parents, install_artifact};
 use super::path_filter::{DPKG_CFG_PATH, FilterId, PathFilters};
@@ -22,7 +25,9 @@ use super::path_filter::{DPKG_CFG_PATH, FilterId, PathFilters};
 /// Everything one platform's root filesystem is made from, already verified.
 pub struct PlatformInputs {
     pub arch: Arch,
-    pub debs: Vec<(LockedPackage, Vec<u8>)>,
+    pub debs: Vec<(LockedPackage, DebSource)>,
+    /// Where decoded packages are looked up first and stored after decoding.
+    pub decoded: Option<DecodedDebs>,
     pub artifacts: Vec<(LockedArtifact, Vec<u8>)>,
     /// The preloaded-images OCI layout, already laid out as a tree.
     pub images: Tree,
@@ -31,6 +36,23 @@ pub struct PlatformInputs {
     pub extra_files: Vec<(String, Vec<u8>)>,
     /// The recipe's `leave_out` groups, applied to every package.
     pub filters: PathFilters,
+}
+
+/// Where a package's contents come from.
+pub enum DebSource {
+    /// The `.deb` itself, already verified against the lock.
+    Bytes(Vec<u8>),
+    /// The `.deb`'s path in the download cache (verified when the build
+    /// gathered its inputs), when the decoded-package cache holds an entry
+    /// for it: the `.deb` is read again (and verified again) only if that
+    /// entry turns out not to be usable.
+    Cached(PathBuf),
+}
+
+impl From<Vec<u8>> for DebSource {
+    fn from(bytes: Vec<u8>) -> Self {
+        DebSource::Bytes(bytes)
+    }
 }
 
 /// The layers of one platform and what the path filters left out of them.
@@ -97,25 +119,25 @@ pub enum StageError {
 pub const KINA_INIT_PATH: &str = "usr/local/bin/kina-init";
 
 /// A package read from its `.deb` (control and decompressed `data.tar`).
-type Decoded<'a> = (&'a LockedPackage, String, Result<DebPackage, DebError>);
+type Decoded<'a> = (&'a LockedPackage, String, Result<DebPackage, String>);
 
 /// Builds every stage and returns the non-empty layers, bottom to top.
 pub fn build_layers(inputs: &PlatformInputs, epoch: u64) -> Result<BuiltLayers, StageError> {
     // Decompressing the next packages' data.tar (xz, mostly) runs on its own
     // thread, ahead of the unpacking, which must go in order.
-    let order: Vec<&(LockedPackage, Vec<u8>)> = LayerName::ALL
+    let order: Vec<&(LockedPackage, DebSource)> = LayerName::ALL
         .iter()
         .flat_map(|layer| inputs.debs.iter().filter(move |(p, _)| p.layer == *layer))
         .collect();
     std::thread::scope(|scope| {
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Decoded>(DECODE_AHEAD);
         scope.spawn(move || {
-            for (locked, bytes) in order {
+            for (locked, source) in order {
                 let origin = format!(
                     "{} {} ({})",
                     locked.name, locked.version, locked.architecture
                 );
-                let deb = read_deb(bytes, &origin);
+                let deb = decode(locked, source, inputs.decoded.as_ref(), &origin);
                 if sender.send((locked, origin, deb)).is_err() {
                     return; // the stages stopped on an error
                 }
@@ -123,6 +145,50 @@ pub fn build_layers(inputs: &PlatformInputs, epoch: u64) -> Result<BuiltLayers, 
         });
         build_stages(inputs, epoch, &receiver)
     })
+}
+
+/// The package `locked` from its decoded-cache entry, else from its `.deb`
+/// (and then stored in the decoded cache for the next build).
+fn decode(
+    locked: &LockedPackage,
+    source: &DebSource,
+    decoded: Option<&DecodedDebs>,
+    origin: &str,
+) -> Result<DebPackage, String> {
+    if let Some(cache) = decoded {
+        match cache.get(&locked.sha256) {
+            Ok(Some(members)) => {
+                return DebPackage::from_members(members, origin).map_err(|e| e.to_string());
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("{e}; decoding {origin} from its .deb"),
+        }
+    }
+    let read;
+    let bytes = match source {
+        DebSource::Bytes(bytes) => bytes.as_slice(),
+        DebSource::Cached(path) => {
+            read = std::fs::read(path)
+                .map_err(|e| format!("reading the cached .deb {}: {e}", path.display()))?;
+            let actual = Sha256Digest::of(&read);
+            if actual != locked.sha256 {
+                return Err(format!(
+                    "the cached .deb {} has sha256 {actual}, not the {} the lock pins; run the build again, which fetches it anew",
+                    path.display(),
+                    locked.sha256
+                ));
+            }
+            read.as_slice()
+        }
+    };
+    let members = read_deb_members(bytes, origin).map_err(|e| e.to_string())?;
+    if let Some(cache) = decoded
+        && let Err(e) = cache.put(&locked.sha256, &members)
+    {
+        // The build goes on; the next one decodes the package again.
+        tracing::warn!("{e}; {origin} was not cached decoded");
+    }
+    DebPackage::from_members(members, origin).map_err(|e| e.to_string())
 }
 
 /// Packages decoded ahead of the unpacker: enough to keep a core busy
@@ -184,9 +250,10 @@ fn build_stages(
                 arch,
                 message: "the package decoder stopped; this is a kina bug".into(),
             })?;
-            let deb = deb.map_err(|e| package_err(&locked.name, e.to_string()))?;
+            let mut deb = deb.map_err(|e| package_err(&locked.name, e))?;
+            let data_tar = bytes::Bytes::from(std::mem::take(&mut deb.data_tar));
             let files = unpacker
-                .unpack(&mut rootfs, &deb, &origin)
+                .unpack_shared(&mut rootfs, &deb, data_tar, &origin)
                 .map_err(|e| package_err(&locked.name, e.to_string()))?;
             let Lower::Copy(lower_tree) = &lower else {
                 return Err(effects_err(

@@ -1,3 +1,4 @@
 //! Reading `.deb` packages: the `ar` container, `control.tar` and `data.tar`.
 
+pub mod decoded;
 pub mod reader;

@@ -35,7 +35,22 @@ pub enum DebError {
     },
 }
 
+/// The decompressed `control.tar` and `data.tar` of a `.deb`: what the
+/// decoded-package cache (`deb::decoded`) keeps, so a warm build skips the
+/// decompression, which is most of the CPU time of reading a package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebMembers {
+    pub control_tar: Vec<u8>,
+    pub data_tar: Vec<u8>,
+}
+
 pub fn read_deb(bytes: &[u8], origin: &str) -> Result<DebPackage, DebError> {
+    DebPackage::from_members(read_deb_members(bytes, origin)?, origin)
+}
+
+/// The `ar` container of a `.deb`, its format checked and its
+/// `control.tar` and `data.tar` decompressed.
+pub fn read_deb_members(bytes: &[u8], origin: &str) -> Result<DebMembers, DebError> {
     let format = |problem: String| DebError::Format {
         origin: origin.to_string(),
         problem,
@@ -66,9 +81,9 @@ pub fn read_deb(bytes: &[u8], origin: &str) -> Result<DebPackage, DebError> {
         if name == "debian-binary" {
             version = Some(String::from_utf8_lossy(&raw).trim().to_string());
         } else if let Some(ext) = name.strip_prefix("control.tar") {
-            control_tar = Some(decompress(ext, &raw).map_err(member)?);
+            control_tar = Some(decompress(ext, raw).map_err(member)?);
         } else if let Some(ext) = name.strip_prefix("data.tar") {
-            data_tar = Some(decompress(ext, &raw).map_err(member)?);
+            data_tar = Some(decompress(ext, raw).map_err(member)?);
         }
     }
     match version.as_deref() {
@@ -80,56 +95,69 @@ pub fn read_deb(bytes: &[u8], origin: &str) -> Result<DebPackage, DebError> {
         }
         None => return Err(format("no debian-binary member".into())),
     }
-    let control_tar = control_tar.ok_or_else(|| format("no control.tar member".into()))?;
-    let data_tar = data_tar.ok_or_else(|| format("no data.tar member".into()))?;
-
-    let mut control = None;
-    let mut control_files = BTreeMap::new();
-    let mut tar = tar::Archive::new(control_tar.as_slice());
-    let entries = tar
-        .entries()
-        .map_err(|e| format(format!("control.tar: {e}")))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| format(format!("control.tar: {e}")))?;
-        if !entry.header().entry_type().is_file() {
-            continue;
-        }
-        let path = entry
-            .path()
-            .map_err(|e| format(format!("control.tar: {e}")))?
-            .to_string_lossy()
-            .trim_start_matches("./")
-            .to_string();
-        let mut contents = Vec::new();
-        entry
-            .read_to_end(&mut contents)
-            .map_err(|e| format(format!("control.tar {path}: {e}")))?;
-        if path == "control" {
-            let text =
-                String::from_utf8(contents).map_err(|_| format("control is not UTF-8".into()))?;
-            control = Some(parse_single(&text).map_err(|e| format(format!("control: {e}")))?);
-        } else {
-            control_files.insert(path, contents);
-        }
-    }
-    let control = control.ok_or_else(|| format("control.tar has no control file".into()))?;
-    Ok(DebPackage {
-        control,
-        control_files,
-        data_tar,
+    Ok(DebMembers {
+        control_tar: control_tar.ok_or_else(|| format("no control.tar member".into()))?,
+        data_tar: data_tar.ok_or_else(|| format("no data.tar member".into()))?,
     })
 }
 
-fn decompress(ext: &str, raw: &[u8]) -> Result<Vec<u8>, String> {
+impl DebPackage {
+    /// Parses the decompressed `control.tar`; `data.tar` is kept as it is.
+    pub fn from_members(members: DebMembers, origin: &str) -> Result<Self, DebError> {
+        let format = |problem: String| DebError::Format {
+            origin: origin.to_string(),
+            problem,
+        };
+        let DebMembers {
+            control_tar,
+            data_tar,
+        } = members;
+        let mut control = None;
+        let mut control_files = BTreeMap::new();
+        let mut tar = tar::Archive::new(control_tar.as_slice());
+        let entries = tar
+            .entries()
+            .map_err(|e| format(format!("control.tar: {e}")))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| format(format!("control.tar: {e}")))?;
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let path = entry
+                .path()
+                .map_err(|e| format(format!("control.tar: {e}")))?
+                .to_string_lossy()
+                .trim_start_matches("./")
+                .to_string();
+            let mut contents = Vec::new();
+            entry
+                .read_to_end(&mut contents)
+                .map_err(|e| format(format!("control.tar {path}: {e}")))?;
+            if path == "control" {
+                let text = String::from_utf8(contents)
+                    .map_err(|_| format("control is not UTF-8".into()))?;
+                control = Some(parse_single(&text).map_err(|e| format(format!("control: {e}")))?);
+            } else {
+                control_files.insert(path, contents);
+            }
+        }
+        let control = control.ok_or_else(|| format("control.tar has no control file".into()))?;
+        Ok(DebPackage {
+            control,
+            control_files,
+            data_tar,
+        })
+    }
+}
+
+fn decompress(ext: &str, raw: Vec<u8>) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     let result = match ext {
-        "" => {
-            out.extend_from_slice(raw);
-            Ok(0)
-        }
-        ".gz" => flate2::read::GzDecoder::new(raw).read_to_end(&mut out),
-        ".xz" => liblzma::read::XzDecoder::new(raw).read_to_end(&mut out),
-        ".zst" => zstd::stream::read::Decoder::new(raw).and_then(|mut d| d.read_to_end(&mut out)),
+        "" => return Ok(raw),
+        ".gz" => flate2::read::GzDecoder::new(raw.as_slice()).read_to_end(&mut out),
+        ".xz" => liblzma::read::XzDecoder::new(raw.as_slice()).read_to_end(&mut out),
+        ".zst" => zstd::stream::read::Decoder::new(raw.as_slice())
+            .and_then(|mut d| d.read_to_end(&mut out)),
         other => return Err(format!("unsupported compression `{other}`")),
     };
     result.map_err(|e| format!("cannot decompress: {e}"))?;

@@ -134,7 +134,7 @@ fn append<W: Write>(
         NodeKind::File(data) => {
             header.set_entry_type(tar::EntryType::Regular);
             header.set_size(data.len() as u64);
-            builder.append_data(&mut header, path, data.as_slice())
+            builder.append_data(&mut header, path, data.as_ref())
         }
         NodeKind::Symlink(target) => {
             header.set_entry_type(tar::EntryType::Symlink);

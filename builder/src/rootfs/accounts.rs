@@ -112,7 +112,7 @@ mod tests {
 
     fn text(t: &Tree, p: &str) -> String {
         match &t.get(p).unwrap().kind {
-            NodeKind::File(d) => String::from_utf8(d.clone()).unwrap(),
+            NodeKind::File(d) => String::from_utf8(d.to_vec()).unwrap(),
             _ => panic!("{p} is not a file"),
         }
     }

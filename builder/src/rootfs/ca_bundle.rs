@@ -15,7 +15,7 @@ const SHARE: &str = "usr/share/ca-certificates";
 /// Writes the bundle when ca-certificates is installed; returns how many
 /// certificates it holds (0 when the package is absent).
 pub fn write_ca_bundle(tree: &mut Tree, epoch: u64) -> usize {
-    let certs: Vec<(String, Vec<u8>)> = tree
+    let certs: Vec<(String, bytes::Bytes)> = tree
         .children_of(SHARE)
         .filter(|(p, _)| p.ends_with(".crt"))
         .filter_map(|(p, n)| match &n.kind {

@@ -8,11 +8,17 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
+
 /// What a path is. Hard links name another path of the same tree.
+///
+/// A file's contents are a shared slice (of its package's `data.tar`, for a
+/// packaged file): copying a tree to diff a stage against, and the layer
+/// made from that diff, copy no file data.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NodeKind {
     Dir,
-    File(Vec<u8>),
+    File(Bytes),
     Symlink(String),
     Hardlink(String),
 }
@@ -36,7 +42,7 @@ impl Node {
         Self::new(NodeKind::Dir, mode)
     }
 
-    pub fn file(contents: impl Into<Vec<u8>>, mode: u32) -> Self {
+    pub fn file(contents: impl Into<Bytes>, mode: u32) -> Self {
         Self::new(NodeKind::File(contents.into()), mode)
     }
 

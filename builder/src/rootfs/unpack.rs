@@ -9,7 +9,8 @@
 //! package `Replaces` that package, as dpkg requires.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
+
+use bytes::Bytes;
 
 use super::path::{PathError, canonicalize, normalize_entry};
 use super::tree::{Node, NodeKind, Tree};
@@ -65,6 +66,18 @@ impl Unpacker {
         deb: &DebPackage,
         origin: &str,
     ) -> Result<Vec<String>, UnpackError> {
+        self.unpack_shared(tree, deb, Bytes::copy_from_slice(&deb.data_tar), origin)
+    }
+
+    /// `unpack` with the package's `data.tar` given separately (moved out of
+    /// `deb`): each file's contents are a slice of it, not a copy.
+    pub fn unpack_shared(
+        &mut self,
+        tree: &mut Tree,
+        deb: &DebPackage,
+        data_tar: Bytes,
+        origin: &str,
+    ) -> Result<Vec<String>, UnpackError> {
         let package = deb.name().to_string();
         let replaces: BTreeSet<String> = deb
             .control
@@ -79,10 +92,12 @@ impl Unpacker {
             origin: origin.to_string(),
             message: e.to_string(),
         };
-        let mut archive = tar::Archive::new(deb.data_tar.as_slice());
+        // Seeking past each file's data instead of reading it: the data is
+        // taken as a slice of `data_tar` below.
+        let mut archive = tar::Archive::new(std::io::Cursor::new(&data_tar[..]));
         let mut installed = vec!["/.".to_string()];
         let mut mine: BTreeSet<String> = BTreeSet::new();
-        for entry in archive.entries().map_err(corrupt)? {
+        for entry in archive.entries_with_seek().map_err(corrupt)? {
             let mut entry = entry.map_err(corrupt)?;
             let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             let entry_err = |problem: String| UnpackError::Entry {
@@ -127,14 +142,28 @@ impl Unpacker {
             let node_kind = if kind.is_dir() {
                 NodeKind::Dir
             } else if kind.is_file() || kind == tar::EntryType::Continuous {
-                // The header's size is untrusted: reserve no more than the
-                // archive could hold, or a claimed 2^62 bytes aborts the process.
-                let reserve = usize::try_from(entry.size())
-                    .unwrap_or(usize::MAX)
-                    .min(deb.data_tar.len());
-                let mut data = Vec::with_capacity(reserve);
-                entry.read_to_end(&mut data).map_err(corrupt)?;
-                NodeKind::File(data)
+                // The header's size is untrusted: the data must lie within
+                // the archive.
+                let start = usize::try_from(entry.raw_file_position()).ok();
+                let end = start.and_then(|s| {
+                    usize::try_from(entry.size())
+                        .ok()
+                        .and_then(|n| s.checked_add(n))
+                });
+                match (start, end) {
+                    (Some(start), Some(end)) if end <= data_tar.len() => {
+                        NodeKind::File(data_tar.slice(start..end))
+                    }
+                    _ => {
+                        return Err(UnpackError::Corrupt {
+                            origin: origin.to_string(),
+                            message: format!(
+                                "entry `{raw}` claims {} bytes, past the end of the archive",
+                                entry.size()
+                            ),
+                        });
+                    }
+                }
             } else if kind.is_symlink() {
                 let target = link.ok_or_else(|| entry_err("symlink without a target".into()))?;
                 if target.is_empty() || target.contains('\0') {
