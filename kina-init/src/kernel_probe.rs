@@ -245,11 +245,7 @@ pub fn add_link_probe(link_type: &str, namespace: LinkProbeNamespace) -> ProbeOu
 /// request it. Best effort: what cannot be loaded here is left to the
 /// kernel's own request, as before.
 fn preload(module: &str) {
-    // One parse of modules.dep for every probe's preload.
-    static RUNNING: std::sync::OnceLock<crate::boot::modules::ModulesPhase> =
-        std::sync::OnceLock::new();
-    let modules = RUNNING.get_or_init(crate::boot::modules::ModulesPhase::for_running_kernel);
-    let _ = modules.preload(module);
+    let _ = crate::boot::modules::ModulesPhase::for_running_kernel().preload(module);
 }
 
 /// The names of a link probe's scratch link (and a veth's peer, which goes

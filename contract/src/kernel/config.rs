@@ -63,20 +63,24 @@ impl KernelConfig {
         let mut options = 0usize;
         for line in text.lines() {
             let line = line.trim();
-            if line.starts_with("# CONFIG_") && line.ends_with(" is not set") {
-                options += 1;
+            // A later line for a symbol overrides an earlier one, as
+            // Kconfig reads a config; anything but y or m clears it.
+            if let Some(rest) = line.strip_prefix("# CONFIG_") {
+                if let Some(name) = rest.strip_suffix(" is not set") {
+                    options += 1;
+                    values.remove(name);
+                }
                 continue;
             }
             if let Some(rest) = line.strip_prefix("CONFIG_")
                 && let Some((name, value)) = rest.split_once('=')
             {
                 options += 1;
-                let state = match value {
-                    "y" => Tristate::Builtin,
-                    "m" => Tristate::Module,
-                    _ => continue,
+                match value {
+                    "y" => values.insert(name.to_string(), Tristate::Builtin),
+                    "m" => values.insert(name.to_string(), Tristate::Module),
+                    _ => values.remove(name),
                 };
-                values.insert(name.to_string(), state);
             }
         }
         if options == 0 {

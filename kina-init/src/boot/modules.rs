@@ -14,10 +14,11 @@
 //! which the kernel requests itself through its modprobe helper when first
 //! used.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::errno::Errno;
 use nix::kmod::{ModuleInitFlags, finit_module};
@@ -38,8 +39,31 @@ pub struct ModulesPhase {
     /// `/sys/module`, where a loaded (or built-in) module appears.
     pub sys_module: PathBuf,
     pub kernel_release: String,
-    /// modules.dep once parsed, for a phase asked to load more than once.
-    pub parsed: OnceLock<Result<(PathBuf, ModulesDep), String>>,
+}
+
+/// Each modules.dep parsed once per process while it stays the same file
+/// (length and modification time): the kernel check's probes load modules
+/// from it before the modules phase does, and a parse is ~10 ms of a TCG
+/// boot. A file that cannot be read or parsed is tried again next time.
+fn parsed(path: &Path) -> Result<Arc<ModulesDep>, String> {
+    type Parsed = HashMap<PathBuf, (u64, Option<std::time::SystemTime>, Arc<ModulesDep>)>;
+    static PARSED: Mutex<Option<Parsed>> = Mutex::new(None);
+    let unreadable = |e: std::io::Error| format!("{}: {e}", path.display());
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    let (len, modified) = (meta.len(), meta.modified().ok());
+    let mut parsed = PARSED.lock().unwrap_or_else(PoisonError::into_inner);
+    let parsed = parsed.get_or_insert_with(HashMap::new);
+    if let Some((l, m, dep)) = parsed.get(path)
+        && (*l, *m) == (len, modified)
+    {
+        return Ok(dep.clone());
+    }
+    let dep = std::fs::read_to_string(path)
+        .map_err(unreadable)
+        .and_then(|text| ModulesDep::parse(&text, path))
+        .map(Arc::new)?;
+    parsed.insert(path.to_path_buf(), (len, modified, dep.clone()));
+    Ok(dep)
 }
 
 impl ModulesPhase {
@@ -51,23 +75,15 @@ impl ModulesPhase {
             modules_root: PathBuf::from("/lib/modules"),
             sys_module: PathBuf::from("/sys/module"),
             kernel_release: release,
-            parsed: OnceLock::new(),
         }
     }
 
-    /// The parsed modules.dep of `self.kernel_release`, or why not.
-    fn modules_dep(&self) -> Result<&(PathBuf, ModulesDep), String> {
-        self.parsed
-            .get_or_init(|| {
-                let dir = self.modules_root.join(&self.kernel_release);
-                let dep_path = dir.join("modules.dep");
-                let dep = std::fs::read_to_string(&dep_path)
-                    .map_err(|e| format!("{}: {e}", dep_path.display()))
-                    .and_then(|text| ModulesDep::parse(&text, &dep_path))?;
-                Ok((dir, dep))
-            })
-            .as_ref()
-            .map_err(Clone::clone)
+    /// The parsed modules.dep of `self.kernel_release` and the directory
+    /// its paths are relative to, or why not.
+    fn modules_dep(&self) -> Result<(PathBuf, Arc<ModulesDep>), String> {
+        let dir = self.modules_root.join(&self.kernel_release);
+        let dep = parsed(&dir.join("modules.dep"))?;
+        Ok((dir, dep))
     }
 
     /// Loads `module` with its dependencies in-process when modules.dep
@@ -85,7 +101,7 @@ impl ModulesPhase {
         if dep.load_order(module).is_none() {
             return Ok(false);
         }
-        self.load_in_process(dep, dir, module)?;
+        self.load_in_process(&dep, &dir, module)?;
         Ok(true)
     }
 
@@ -210,7 +226,7 @@ impl Phase for ModulesPhase {
         let mut via_modprobe = Vec::new();
         let mut notes = Vec::new();
         for module in &missing {
-            if let Err(why) = self.load_in_process(dep, dir, module) {
+            if let Err(why) = self.load_in_process(&dep, &dir, module) {
                 notes.push(why);
                 via_modprobe.push(*module);
             }
@@ -269,7 +285,6 @@ mod tests {
             modules_root: root.join("lib/modules"),
             sys_module: root.join("sys/module"),
             kernel_release: "6.1.0-test".into(),
-            parsed: OnceLock::new(),
         }
     }
 
