@@ -311,16 +311,95 @@ pub fn running_kernel_config() -> Option<KernelConfig> {
     KernelConfig::read(&Path::new("/boot").join(format!("config-{release}"))).ok()
 }
 
-/// Checks the running kernel; returns the report and how long it took.
+/// Where a check's time went, for the boot's phase line and
+/// `check-kernel`: under emulation one probe (a module load, a namespace)
+/// can cost more than all the others, and the line should say which.
+#[derive(Clone, Debug, Default)]
+pub struct CheckTimes {
+    pub total: Duration,
+    /// Reading and parsing the running kernel's config.
+    pub config: Duration,
+    /// The probe that took longest, by its short name, and how long.
+    pub slowest_probe: Option<(String, Duration)>,
+}
+
+impl std::fmt::Display for CheckTimes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        write!(
+            f,
+            "{:.1} ms (kernel config {:.1} ms",
+            ms(self.total),
+            ms(self.config)
+        )?;
+        if let Some((probe, took)) = &self.slowest_probe {
+            write!(f, ", slowest probe {probe} {:.1} ms", ms(*took))?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// A probe's short name for [`CheckTimes`].
+fn probe_name(probe: &Probe) -> String {
+    match probe {
+        Probe::ConfigOnly => "config-only".into(),
+        Probe::ProcFile { path } => path.clone(),
+        Probe::Filesystem { name } => format!("filesystem {name}"),
+        Probe::CgroupController { name } => format!("cgroup controller {name}"),
+        Probe::Socket {
+            family, protocol, ..
+        } => match protocol {
+            Some(p) => format!("socket {family}/{p}"),
+            None => format!("socket {family}"),
+        },
+        Probe::NetlinkLink { link_type } => format!("{link_type} link"),
+        Probe::Syscall { name } => format!("syscall {name}"),
+        Probe::BpfJit => "bpf jit".into(),
+    }
+}
+
+/// Times each probe it passes on, keeping the slowest.
+struct TimedProbes<'a> {
+    runner: &'a dyn ProbeRunner,
+    slowest: std::cell::RefCell<Option<(String, Duration)>>,
+}
+
+impl ProbeRunner for TimedProbes<'_> {
+    fn run(&self, probe: &Probe) -> ProbeOutcome {
+        let started = Instant::now();
+        let outcome = self.runner.run(probe);
+        let took = started.elapsed();
+        let mut slowest = self.slowest.borrow_mut();
+        if slowest.as_ref().is_none_or(|(_, longest)| took > *longest) {
+            *slowest = Some((probe_name(probe), took));
+        }
+        outcome
+    }
+}
+
+/// Checks the running kernel; returns the report and where its time went.
 pub fn check_running_kernel(
     profiles: &[String],
     runner: &dyn ProbeRunner,
-) -> Result<(Report, Duration), String> {
+) -> Result<(Report, CheckTimes), String> {
     let started = Instant::now();
     let mut set = ProfileSet::shipped().map_err(|e| e.to_string())?;
     set.add_dir(Path::new(LOCAL_PROFILES_DIR))
         .map_err(|e| e.to_string())?;
+    let config_started = Instant::now();
     let config = running_kernel_config();
-    let report = check(&set, profiles, config.as_ref(), Some(runner)).map_err(|e| e.to_string())?;
-    Ok((report, started.elapsed()))
+    let config_took = config_started.elapsed();
+    let timed = TimedProbes {
+        runner,
+        slowest: std::cell::RefCell::default(),
+    };
+    let report = check(&set, profiles, config.as_ref(), Some(&timed)).map_err(|e| e.to_string())?;
+    Ok((
+        report,
+        CheckTimes {
+            total: started.elapsed(),
+            config: config_took,
+            slowest_probe: timed.slowest.into_inner(),
+        },
+    ))
 }

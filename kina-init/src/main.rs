@@ -76,7 +76,7 @@ fn check_kernel(args: &[String]) -> ExitCode {
     if profiles.is_empty() {
         profiles.push("kubernetes-base".into());
     }
-    let (report, took) = match check_running_kernel(&profiles, &LiveProbes::SCRATCH) {
+    let (report, times) = match check_running_kernel(&profiles, &LiveProbes::SCRATCH) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("kina-init check-kernel: {e}");
@@ -93,7 +93,7 @@ fn check_kernel(args: &[String]) -> ExitCode {
         }
     } else {
         print!("{}", report.render(&[]));
-        println!("checked in {:.1} ms", took.as_secs_f64() * 1000.0);
+        println!("checked in {times}");
     }
     if report.profiles.iter().any(|p| p.verdict == Verdict::Fail) {
         ExitCode::from(1)

@@ -23,6 +23,29 @@ pub trait ProbeRunner {
     fn run(&self, probe: &Probe) -> ProbeOutcome;
 }
 
+/// Answers each distinct probe once per check. A node's profiles overlap
+/// (`ptp` includes `kubernetes-base`, which a node also names itself, and
+/// two options can share a probe), and a probe's answer cannot change
+/// within one check, so asking the kernel again only costs time: about half
+/// the probes of a default node's boot were repeats.
+struct OncePerProbe<'a> {
+    runner: &'a dyn ProbeRunner,
+    answered: std::cell::RefCell<Vec<(Probe, ProbeOutcome)>>,
+}
+
+impl ProbeRunner for OncePerProbe<'_> {
+    fn run(&self, probe: &Probe) -> ProbeOutcome {
+        if let Some((_, outcome)) = self.answered.borrow().iter().find(|(p, _)| p == probe) {
+            return outcome.clone();
+        }
+        let outcome = self.runner.run(probe);
+        self.answered
+            .borrow_mut()
+            .push((probe.clone(), outcome.clone()));
+        outcome
+    }
+}
+
 /// Checks `profiles` with `probes` (inside a node) and/or `config`.
 pub fn check(
     set: &ProfileSet,
@@ -30,6 +53,11 @@ pub fn check(
     config: Option<&KernelConfig>,
     probes: Option<&dyn ProbeRunner>,
 ) -> Result<Report, ProfileError> {
+    let once = probes.map(|runner| OncePerProbe {
+        runner,
+        answered: std::cell::RefCell::default(),
+    });
+    let probes = once.as_ref().map(|o| o as &dyn ProbeRunner);
     let mut reports = Vec::new();
     for name in profiles {
         let options = set.expanded(name)?;
@@ -249,5 +277,65 @@ mod tests {
             evaluate("p", &spec, Some(&without), Some(&absent)).presence,
             Presence::Absent
         );
+    }
+
+    /// A stand-in for a node's probes that answers by the probe's kind and
+    /// counts every question (test double: real probes need a node).
+    #[derive(Default)]
+    struct CountingProbes(std::cell::RefCell<Vec<Probe>>);
+    impl ProbeRunner for CountingProbes {
+        fn run(&self, probe: &Probe) -> ProbeOutcome {
+            self.0.borrow_mut().push(probe.clone());
+            match probe {
+                Probe::CgroupController { name } if name == "cpuset" => {
+                    ProbeOutcome::CannotVerify("not delegated".into())
+                }
+                Probe::Filesystem { name } if name == "mqueue" => {
+                    ProbeOutcome::Absent("not in /proc/filesystems".into())
+                }
+                other => ProbeOutcome::Present(format!("{other:?}")),
+            }
+        }
+    }
+
+    #[test]
+    fn overlapping_profiles_ask_each_probe_once_and_report_every_option() {
+        let set = ProfileSet::shipped().unwrap();
+        let c = config("CONFIG_MODULES=y\nCONFIG_CPUSETS=y\nCONFIG_POSIX_MQUEUE=m\n");
+        let profiles = ["kubernetes-base".to_string(), "ptp".to_string()];
+        let probes = CountingProbes::default();
+        let report = check(&set, &profiles, Some(&c), Some(&probes)).unwrap();
+        let asked = probes.0.borrow();
+        for (i, probe) in asked.iter().enumerate() {
+            assert!(!asked[..i].contains(probe), "{probe:?} asked twice");
+        }
+        // Every option of both profiles is reported, with what a runner
+        // asked afresh for each option answers.
+        let mut expected = Vec::new();
+        for name in &profiles {
+            for (owner, option) in set.expanded(name).unwrap() {
+                expected.push(evaluate(
+                    owner,
+                    option,
+                    Some(&c),
+                    Some(&CountingProbes::default()),
+                ));
+            }
+        }
+        let reported: Vec<&OptionResult> =
+            report.profiles.iter().flat_map(|p| &p.options).collect();
+        assert_eq!(reported.len(), expected.len());
+        assert!(
+            asked.len() < expected.len() / 2,
+            "{} probes for {} options",
+            asked.len(),
+            expected.len()
+        );
+        for (got, want) in reported.iter().zip(&expected) {
+            assert_eq!(
+                (&got.symbols, got.presence, &got.evidence),
+                (&want.symbols, want.presence, &want.evidence)
+            );
+        }
     }
 }

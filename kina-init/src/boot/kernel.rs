@@ -19,7 +19,7 @@ impl Phase for KernelPhase<'_> {
 
     fn run(&mut self, ctx: &mut BootContext) -> Result<String, PhaseFailure> {
         let profiles = ctx.spec.required_kernel_profiles.clone();
-        let (report, took) =
+        let (report, times) =
             check_running_kernel(&profiles, self.probes).map_err(|e| PhaseFailure {
                 message: format!("cannot check the kernel: {e}"),
                 hint: "name known profiles in the node spec (kina kernel check lists them)".into(),
@@ -40,9 +40,8 @@ impl Phase for KernelPhase<'_> {
             })
             .collect();
         let summary = format!(
-            "profiles {} checked in {:.1} ms{}",
+            "profiles {} checked in {times}{}",
             profiles.join(", "),
-            took.as_secs_f64() * 1000.0,
             match report.modules_supported {
                 Some(false) => "; no module support",
                 _ => "",
