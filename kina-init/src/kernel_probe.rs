@@ -5,9 +5,12 @@
 //! (ENOENT, EOPNOTSUPP, EAFNOSUPPORT, EPROTONOSUPPORT, ENOSYS) proves
 //! absence, and a permission error (EPERM, EACCES, EROFS: a masked /proc in
 //! Apple's default container, a missing capability) proves nothing, so the
-//! engine falls back to the kernel config and says so. Probes change nothing
-//! in the caller: namespace work happens on a scratch thread that unshares
-//! its own network namespace, which disappears with the thread.
+//! engine falls back to the kernel config and says so. A feature that a
+//! module not loaded yet provides is reported as that module (the node's
+//! modules phase loads it). Probes change nothing in the caller: no module
+//! is loaded, and namespace work happens on a scratch thread that unshares
+//! its own network namespace, which disappears with the thread (in a VM's
+//! boot, a link added to kina-init's own namespace is deleted again).
 
 use std::io::ErrorKind;
 use std::path::Path;
@@ -155,8 +158,11 @@ fn socket(family: &str, socket_type: Option<&str>, protocol: Option<&str>) -> Pr
     // The kernel would request `net-pf-16-proto-12` through its modprobe
     // helper; that alias is nfnetlink's (`net/netfilter/nfnetlink.c`,
     // MODULE_ALIAS_NET_PF_PROTO(PF_NETLINK, NETLINK_NETFILTER)).
-    if family == "netlink" && protocol == Some("netfilter") {
-        preload("nfnetlink");
+    if family == "netlink"
+        && protocol == Some("netfilter")
+        && let Some(loadable) = loadable("nfnetlink")
+    {
+        return loadable;
     }
     match socket(af, ty, SockFlag::SOCK_CLOEXEC, proto) {
         Ok(_fd) => ProbeOutcome::Present(what),
@@ -164,22 +170,22 @@ fn socket(family: &str, socket_type: Option<&str>, protocol: Option<&str>) -> Pr
     }
 }
 
-/// Whether the kernel can make links of `link_type`. A kind built as a
-/// module (veth on Debian's kernels) is loaded in-process first, which is
-/// what the kernel's own request would do minus its modprobe helper's
-/// process (80–150 ms of the boot's check under TCG); a loaded module
-/// (`/sys/module/KIND`) is then the answer. Otherwise the link is created
-/// through rtnetlink, in `namespace`, on a thread of its own (a scratch
-/// namespace is that thread's, and goes when it ends). In-process: an
-/// `ip` per probe cost more under TCG than the whole check should. The
-/// kernel answers an unknown link kind with EOPNOTSUPP (after trying to
-/// load `rtnl-link-KIND`), which is read as absent, as `ip` reports
-/// "Unknown device type".
+/// Whether the kernel can make links of `link_type`. A loaded module
+/// (`/sys/module/KIND`) answers, and a module not loaded yet is reported
+/// as one ([`loadable`]). Otherwise the link is created through
+/// rtnetlink, in `namespace`, on a thread of its own (a scratch namespace
+/// is that thread's, and goes when it ends). In-process: an `ip` per probe
+/// cost more under TCG than the whole check should. The kernel answers an
+/// unknown link kind with EOPNOTSUPP (after trying to load
+/// `rtnl-link-KIND`), which is read as absent, as `ip` reports "Unknown
+/// device type".
 fn netlink_link(link_type: &str, namespace: LinkProbeNamespace) -> ProbeOutcome {
-    preload(link_type);
     let loaded = Path::new("/sys/module").join(link_type);
     if loaded.is_dir() {
         return ProbeOutcome::Present(format!("{link_type} module loaded ({})", loaded.display()));
+    }
+    if let Some(loadable) = loadable(link_type) {
+        return loadable;
     }
     add_link_probe(link_type, namespace)
 }
@@ -240,12 +246,15 @@ pub fn add_link_probe(link_type: &str, namespace: LinkProbeNamespace) -> ProbeOu
         .unwrap_or_else(|_| ProbeOutcome::CannotVerify("link probe thread failed".into()))
 }
 
-/// Loads `module` in-process when the running kernel has it as a module
-/// and it is not loaded yet, before a probe that would make the kernel
-/// request it. Best effort: what cannot be loaded here is left to the
-/// kernel's own request, as before.
-fn preload(module: &str) {
-    let _ = crate::boot::modules::ModulesPhase::for_running_kernel().preload(module);
+/// The answer for a feature that `module` provides when the running
+/// kernel has it as a module not loaded yet (see
+/// [`ModulesPhase::loadable_file`](crate::boot::modules::ModulesPhase::loadable_file)).
+fn loadable(module: &str) -> Option<ProbeOutcome> {
+    let file = crate::boot::modules::ModulesPhase::for_running_kernel().loadable_file(module)?;
+    Some(ProbeOutcome::Loadable(format!(
+        "{module} not loaded yet, its module is {}",
+        file.display()
+    )))
 }
 
 /// The names of a link probe's scratch link (and a veth's peer, which goes

@@ -40,6 +40,16 @@ fn every_conclusive_probe_agrees_with_the_running_kernels_config() {
                     l.evidence,
                     o.presence
                 ),
+                // Not loaded yet, its module file on the disk.
+                Presence::Module => assert_eq!(
+                    o.presence,
+                    Presence::Module,
+                    "{}: probe found {} as a module ({}) but the config says {:?}",
+                    lp.name,
+                    l.config_names(),
+                    l.evidence,
+                    o.presence
+                ),
                 Presence::Absent => assert_eq!(
                     o.presence,
                     Presence::Absent,
@@ -48,7 +58,7 @@ fn every_conclusive_probe_agrees_with_the_running_kernels_config() {
                     l.config_names(),
                     l.evidence
                 ),
-                other => panic!("a probe result is present or absent, got {other:?}"),
+                other => panic!("a probe result is present, a module or absent, got {other:?}"),
             }
         }
     }
@@ -85,10 +95,23 @@ fn without_privileges_probes_fall_back_to_the_config_and_say_so() {
         .find(|o| o["symbols"][0] == "VETH")
         .unwrap();
     let evidence = veth["evidence"].as_str().unwrap();
+    let release = nix::sys::utsname::uname().unwrap();
+    let modules_dep = std::path::Path::new("/lib/modules")
+        .join(release.release())
+        .join("modules.dep");
+    let veth_module = std::fs::read_to_string(&modules_dep)
+        .is_ok_and(|dep| dep.lines().any(|l| l.contains("/veth.ko")));
     if std::path::Path::new("/sys/module/veth").is_dir() {
         // A loaded veth module answers without privileges.
         assert!(
             evidence.starts_with("probe:") && evidence.contains("/sys/module/veth"),
+            "{evidence}"
+        );
+    } else if veth_module {
+        // So does its module file, not loaded yet.
+        assert_eq!(veth["presence"], "module", "{veth}");
+        assert!(
+            evidence.starts_with("probe:veth not loaded yet") && evidence.contains("veth.ko"),
             "{evidence}"
         );
     } else {

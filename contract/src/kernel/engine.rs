@@ -16,6 +16,11 @@ pub enum ProbeOutcome {
     Absent(String),
     /// EPERM, EACCES, EROFS, or no way to probe here: nothing is proven.
     CannotVerify(String),
+    /// Not loaded, and the running kernel's module for it is on the disk:
+    /// a module, which the node's modules phase loads. The string names
+    /// the file. Probing it would load it (through the kernel's modprobe
+    /// helper), which a check must not do.
+    Loadable(String),
 }
 
 /// Runs probes inside a node. The host has none: it checks config files.
@@ -122,6 +127,7 @@ fn evaluate(
     let (presence, evidence) = match (probes, &option.probe) {
         (Some(runner), probe) if *probe != Probe::ConfigOnly => match runner.run(probe) {
             ProbeOutcome::Present(how) => (Presence::Present, format!("probe:{how}")),
+            ProbeOutcome::Loadable(how) => (Presence::Module, format!("probe:{how}")),
             // Before the modules phase a `=m` feature is not loaded yet: the
             // probe cannot see it, and the config says it will be there.
             ProbeOutcome::Absent(how) => match config.map(|c| (c, from_config(option, c, None))) {
@@ -255,6 +261,29 @@ mod tests {
         );
         let r = evaluate("p", &spec, None, Some(&denied));
         assert_eq!(r.presence, Presence::Unknown);
+    }
+
+    #[test]
+    fn a_loadable_module_is_a_module_on_the_probes_word_with_or_without_a_config() {
+        let spec = option(
+            &["VETH"],
+            false,
+            Probe::NetlinkLink {
+                link_type: "veth".into(),
+            },
+        );
+        let loadable = FixedProbes(ProbeOutcome::Loadable(
+            "veth not loaded yet, its module is /lib/modules/6.12/veth.ko.xz".into(),
+        ));
+        for c in [None, Some(config("CONFIG_VETH=y\n"))] {
+            let r = evaluate("p", &spec, c.as_ref(), Some(&loadable));
+            assert_eq!(r.presence, Presence::Module);
+            assert!(
+                r.evidence.starts_with("probe:veth not loaded yet"),
+                "{}",
+                r.evidence
+            );
+        }
     }
 
     #[test]

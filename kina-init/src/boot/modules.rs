@@ -86,26 +86,26 @@ impl ModulesPhase {
         Ok((dir, dep))
     }
 
-    /// Loads `module` with its dependencies in-process when modules.dep
-    /// names it and it is not loaded yet; says whether it did. For a probe
-    /// that makes the kernel request a module itself (adding a veth link
-    /// requests `rtnl-link-veth`): the kernel would start its modprobe
-    /// helper, a process start that cost 80–150 ms of the boot's kernel
-    /// check under TCG, for the same module from the same files. Anything
-    /// this cannot do is left to that helper, as before.
-    pub fn preload(&self, module: &str) -> Result<bool, String> {
+    /// The file of `module` when the running kernel has it as a module
+    /// that is not loaded yet and the file is there: what the kernel check
+    /// reports instead of probing a feature the module provides. A probe
+    /// would make the kernel request the module through its modprobe
+    /// helper (80–150 ms under TCG) and loading it in the check would do
+    /// the modules phase's work in the check, and leave modules loaded on
+    /// a host where `check-kernel` only checks. `None` when it is loaded,
+    /// built in, or modules.dep cannot say.
+    pub fn loadable_file(&self, module: &str) -> Option<PathBuf> {
         if self.loaded(module) {
-            return Ok(false);
+            return None;
         }
-        let (dir, dep) = self.modules_dep()?;
-        if dep.load_order(module).is_none() {
-            return Ok(false);
-        }
-        self.load_in_process(&dep, &dir, module)?;
-        Ok(true)
+        let (dir, dep) = self.modules_dep().ok()?;
+        let file = dir.join(dep.load_order(module)?.last()?);
+        file.is_file().then_some(file)
     }
 
-    fn loaded(&self, module: &str) -> bool {
+    /// Whether `module` is loaded (or built in with parameters):
+    /// `/sys/module/NAME` exists.
+    pub fn loaded(&self, module: &str) -> bool {
         self.sys_module
             .join(modules_dep::normalize(module))
             .exists()
@@ -332,29 +332,33 @@ mod tests {
     }
 
     #[test]
-    fn preload_loads_only_what_modules_dep_names_and_is_not_loaded_yet() {
+    fn a_module_is_loadable_only_when_modules_dep_names_its_file_and_it_is_there_unloaded() {
         let dir = tempfile::tempdir().unwrap();
-        let p = phase(dir.path());
-        // No modules.dep: named, so the caller knows why it was left to the kernel.
-        let err = p.preload("veth").unwrap_err();
-        assert!(err.contains("modules.dep"), "{err}");
+        // No modules.dep: nothing to say.
+        assert_eq!(phase(dir.path()).loadable_file("veth"), None);
         let modules = dir.path().join("lib/modules/6.1.0-test");
-        std::fs::create_dir_all(&modules).unwrap();
+        std::fs::create_dir_all(modules.join("kernel/drivers/net")).unwrap();
         std::fs::write(
             modules.join("modules.dep"),
-            "kernel/drivers/net/veth.ko.xz:\n",
+            "kernel/drivers/net/veth.ko.xz:\nkernel/drivers/net/vxlan/vxlan.ko.xz: kernel/net/ipv4/udp_tunnel.ko.xz\n",
         )
         .unwrap();
-        // Not in modules.dep (built in, or an alias): nothing to do here.
         let p = phase(dir.path());
-        assert_eq!(p.preload("vxlan"), Ok(false));
-        // Named but its file is absent: the error names the file (nothing
-        // reaches finit_module in a unit test).
-        let err = p.preload("veth").unwrap_err();
-        assert!(err.contains("veth.ko.xz"), "{err}");
-        // Already loaded: nothing to do.
+        // Not in modules.dep (built in, or an alias).
+        assert_eq!(p.loadable_file("bridge"), None);
+        // Named, but its file is not on the disk: not loadable.
+        assert_eq!(p.loadable_file("veth"), None);
+        let veth = modules.join("kernel/drivers/net/veth.ko.xz");
+        std::fs::write(&veth, b"module bytes").unwrap();
+        assert_eq!(p.loadable_file("veth"), Some(veth));
+        // The module's own file, not a dependency's.
+        std::fs::create_dir_all(modules.join("kernel/drivers/net/vxlan")).unwrap();
+        let vxlan = modules.join("kernel/drivers/net/vxlan/vxlan.ko.xz");
+        std::fs::write(&vxlan, b"module bytes").unwrap();
+        assert_eq!(p.loadable_file("vxlan"), Some(vxlan));
+        // Loaded already: the probe answers, not the file.
         std::fs::create_dir_all(dir.path().join("sys/module/veth")).unwrap();
-        assert_eq!(p.preload("veth"), Ok(false));
+        assert_eq!(p.loadable_file("veth"), None);
     }
 
     #[test]
