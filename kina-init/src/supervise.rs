@@ -89,6 +89,8 @@ struct Service {
 pub struct Supervisor {
     services: Vec<Service>,
     backoff: Backoff,
+    /// Events of starts made outside `poll`, for the next `poll` to return.
+    pending: Vec<ServiceEvent>,
 }
 
 impl Supervisor {
@@ -96,10 +98,14 @@ impl Supervisor {
         Self {
             services: Vec::new(),
             backoff,
+            pending: Vec::new(),
         }
     }
 
-    /// Adds a service; it starts on the next `poll`.
+    /// Adds a service and starts it at once; its events come with the
+    /// next `poll`. At once, not at PID 1's next tick: the boot waits on
+    /// what was just added (containerd's socket, the kubelet), and the tick
+    /// is 250 ms.
     pub fn add(&mut self, spec: ServiceSpec) {
         self.services.push(Service {
             spec,
@@ -110,6 +116,8 @@ impl Supervisor {
             total_restarts: 0,
             restart_requested: false,
         });
+        let events = self.poll(Instant::now());
+        self.pending.extend(events);
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -154,7 +162,7 @@ impl Supervisor {
     /// Notices exits, schedules restarts, starts what is due.
     pub fn poll(&mut self, now: Instant) -> Vec<ServiceEvent> {
         let backoff = self.backoff;
-        let mut events = Vec::new();
+        let mut events = std::mem::take(&mut self.pending);
         for s in &mut self.services {
             if let Some(child) = &mut s.child
                 && let Ok(Some(status)) = child.try_wait()

@@ -116,3 +116,21 @@ fn services_stop_in_reverse_order_and_a_stubborn_one_is_killed_after_the_grace_p
     assert!(!sup.is_running());
     assert!(kina_init::children::owned_pids().is_empty());
 }
+
+#[test]
+fn a_service_runs_as_soon_as_it_is_added_and_its_start_is_reported_by_the_next_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sup = Supervisor::new(fast());
+    sup.add(sh("containerd", dir.path(), "exec sleep 30"));
+    // Running before any poll: PID 1 polls only every 250 ms, and the boot
+    // waits on what it just added.
+    assert!(sup.is_running());
+    let events = sup.poll(Instant::now());
+    assert!(
+        matches!(events.as_slice(), [ServiceEvent::Started { name, .. }] if name == "containerd"),
+        "{events:?}"
+    );
+    assert!(sup.poll(Instant::now()).is_empty(), "reported once");
+    let ended = sup.stop_all(Duration::from_secs(5));
+    assert!(ended[0].1.starts_with("stopped"), "{ended:?}");
+}
