@@ -8,16 +8,14 @@
 // Integration test: helpers outside #[test] functions fail the test by panicking too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use kina_builder::assemble::path_filter::PathFilters;
-use kina_builder::assemble::stages::{DebSource, PlatformInputs, build_layers};
+use kina_builder::assemble::stages::{DebSource, build_layers};
 use kina_builder::deb::decoded::DecodedDebs;
 use kina_builder::digest::Sha256Digest;
-use kina_builder::lock::{LayerName, LockedPackage};
-use kina_builder::platform::Arch;
-use kina_builder::recipe::DebianArchive;
 use kina_builder::rootfs::tree::Tree;
 
 const PACKAGE: &str = "cache-probe";
@@ -28,58 +26,26 @@ const EPOCH: u64 = 1_700_000_000;
 /// the contents of one of them.
 fn build_deb(dir: &Path, probe: &[u8]) -> Vec<u8> {
     let root = dir.join("pkg");
-    std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
     std::fs::create_dir_all(root.join("usr/bin")).unwrap();
     std::fs::create_dir_all(root.join("usr/share/cache-probe")).unwrap();
     std::fs::write(root.join("usr/bin/probe"), probe).unwrap();
     let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 253) as u8).collect();
     std::fs::write(root.join("usr/share/cache-probe/data.bin"), big).unwrap();
-    std::fs::write(
-        root.join("DEBIAN/control"),
-        format!(
-            "Package: {PACKAGE}\nVersion: 1.0-1\nArchitecture: amd64\nMaintainer: kina tests <tests@example.invalid>\nDescription: test package for the decoded cache\n"
-        ),
+    common::dpkg_deb_build(
+        &root,
+        &dir.join("probe.deb"),
+        PACKAGE,
+        "test package for the decoded cache",
     )
-    .unwrap();
-    let deb = dir.join("probe.deb");
-    let out = Command::new("dpkg-deb")
-        .args(["--build", "--root-owner-group", "-Zxz"])
-        .arg(&root)
-        .arg(&deb)
-        .output()
-        .expect("dpkg-deb is missing: install it (scripts/install-test-deps does)");
-    assert!(out.status.success(), "dpkg-deb: {out:?}");
-    std::fs::read(deb).unwrap()
-}
-
-fn locked(deb: &[u8]) -> LockedPackage {
-    LockedPackage {
-        platform: Arch::Amd64,
-        name: PACKAGE.into(),
-        version: "1.0-1".into(),
-        architecture: "amd64".into(),
-        archive: DebianArchive::Debian,
-        suite: "trixie".into(),
-        filename: format!("pool/main/c/{PACKAGE}/{PACKAGE}_1.0-1_amd64.deb"),
-        size: deb.len() as u64,
-        sha256: Sha256Digest::of(deb),
-        source: PACKAGE.into(),
-        source_version: "1.0-1".into(),
-        layer: LayerName::Runtime,
-    }
 }
 
 fn build(deb: &[u8], source: DebSource, cache: &DecodedDebs) -> Result<Vec<Tree>, String> {
-    let inputs = PlatformInputs {
-        arch: Arch::Amd64,
-        debs: vec![(locked(deb), source)],
-        decoded: Some(cache.clone()),
-        artifacts: Vec::new(),
-        images: Tree::new(),
-        kina_init: b"\x7fELF kina-init".to_vec(),
-        extra_files: Vec::new(),
-        filters: PathFilters::new(&[]),
-    };
+    let inputs = common::platform_inputs(
+        common::locked_package(PACKAGE, deb),
+        source,
+        Some(cache.clone()),
+        PathFilters::new(&[]),
+    );
     build_layers(&inputs, EPOCH)
         .map(|built| built.layers.into_iter().map(|(_, tree)| tree).collect())
         .map_err(|e| e.to_string())

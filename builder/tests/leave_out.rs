@@ -9,6 +9,8 @@
 // Integration test: helpers outside #[test] functions fail the test by panicking too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
@@ -16,10 +18,8 @@ use std::process::Command;
 
 use kina_builder::assemble::path_filter::{DPKG_CFG_PATH, PathFilters};
 use kina_builder::assemble::stages::{PlatformInputs, StageError, build_layers};
-use kina_builder::digest::Sha256Digest;
-use kina_builder::lock::{LayerName, LockedPackage};
-use kina_builder::platform::Arch;
-use kina_builder::recipe::{DebianArchive, LoadedRecipe};
+use kina_builder::lock::LayerName;
+use kina_builder::recipe::LoadedRecipe;
 use kina_builder::rootfs::tree::{NodeKind, Tree};
 
 const PACKAGE: &str = "node-tools";
@@ -132,22 +132,12 @@ fn build_deb(dir: &Path, files: &[(String, Vec<u8>)]) -> Vec<u8> {
     }
     symlink("containerd-shim", root.join("usr/bin/shim-link")).unwrap();
     std::fs::write(root.join("DEBIAN/md5sums"), md5sums).unwrap();
-    std::fs::write(
-        root.join("DEBIAN/control"),
-        format!(
-            "Package: {PACKAGE}\nVersion: 1.0-1\nArchitecture: amd64\nMaintainer: kina tests <tests@example.invalid>\nDescription: test package for leave_out\n"
-        ),
+    common::dpkg_deb_build(
+        &root,
+        &dir.join("node-tools.deb"),
+        PACKAGE,
+        "test package for leave_out",
     )
-    .unwrap();
-    let deb = dir.join("node-tools.deb");
-    let out = Command::new("dpkg-deb")
-        .args(["--build", "--root-owner-group", "-Zxz"])
-        .arg(&root)
-        .arg(&deb)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "dpkg-deb: {out:?}");
-    std::fs::read(deb).unwrap()
 }
 
 fn base_recipe() -> LoadedRecipe {
@@ -155,30 +145,12 @@ fn base_recipe() -> LoadedRecipe {
 }
 
 fn inputs(deb: Vec<u8>, filters: PathFilters) -> PlatformInputs {
-    let locked = LockedPackage {
-        platform: Arch::Amd64,
-        name: PACKAGE.into(),
-        version: "1.0-1".into(),
-        architecture: "amd64".into(),
-        archive: DebianArchive::Debian,
-        suite: "trixie".into(),
-        filename: "pool/main/n/node-tools/node-tools_1.0-1_amd64.deb".into(),
-        size: deb.len() as u64,
-        sha256: Sha256Digest::of(&deb),
-        source: PACKAGE.into(),
-        source_version: "1.0-1".into(),
-        layer: LayerName::Runtime,
-    };
-    PlatformInputs {
-        arch: Arch::Amd64,
-        debs: vec![(locked, deb.into())],
-        decoded: None,
-        artifacts: Vec::new(),
-        images: Tree::new(),
-        kina_init: b"\x7fELF kina-init".to_vec(),
-        extra_files: Vec::new(),
+    common::platform_inputs(
+        common::locked_package(PACKAGE, &deb),
+        deb.into(),
+        None,
         filters,
-    }
+    )
 }
 
 /// The whole root filesystem: every layer applied in order (kina's layers
